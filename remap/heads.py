@@ -1,0 +1,81 @@
+"""Network heads: one per predicted label, and the built-in ``teff``, ``logg``, ``feh``.
+
+A head is described by a `HeadSpec`.  The label range and the bin width define
+the classification bins into which a label (with its uncertainty) is encoded as
+a probability mass function (METHOD.md: 80 K bins for T_eff, the median
+uncertainty of the calibration labels in Gilda 2025; 0.1 dex for log g and
+[Fe/H], a choice of remap since the paper gives none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import astropy.units as u
+
+from .hookspecs import hookimpl
+
+__all__ = ["HeadSpec", "TEFF", "LOGG", "FEH", "remap_heads"]
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadSpec:
+    """Description of one network head (one predicted label).
+
+    Parameters
+    ----------
+    name : str
+        Unique name, also the column name in results (``"teff"``).
+    label : str
+        Human-readable label for plots and tables (``"T_eff"``).
+    unit : `astropy.units.Unit`
+        Unit of the label values (``u.K``, ``u.dex``, ...).
+    low, high : float
+        Label range covered by the bins, in ``unit``.
+    bin_width : float
+        Width of a bin, in ``unit``.
+    synthetic_sigma : float
+        Standard deviation used to smooth a noiseless synthetic label into a
+        PMF (METHOD.md: grid step / 5; 20 K for T_eff).
+    """
+
+    name: str
+    label: str
+    unit: u.UnitBase
+    low: float
+    high: float
+    bin_width: float
+    synthetic_sigma: float
+
+    def __post_init__(self):
+        if not self.name or not self.name.isidentifier():
+            raise ValueError(f"head name must be a Python identifier; received: {self.name!r}")
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.high > self.low):
+            raise ValueError(f"head {self.name!r} needs finite low < high; "
+                             f"received: low={self.low}, high={self.high}")
+        if not (self.bin_width > 0):
+            raise ValueError(f"head {self.name!r} needs bin_width > 0; "
+                             f"received: bin_width={self.bin_width}")
+        if not (self.synthetic_sigma > 0):
+            raise ValueError(f"head {self.name!r} needs synthetic_sigma > 0; "
+                             f"received: synthetic_sigma={self.synthetic_sigma}")
+
+    @property
+    def n_bins(self):
+        """Number of bins: ``ceil((high - low) / bin_width)`` (rounded to absorb float error)."""
+        return int(math.ceil(round((self.high - self.low) / self.bin_width, 9)))
+
+
+#: Effective temperature, 3000-7000 K in 80 K bins (50 bins).
+TEFF = HeadSpec("teff", "T_eff", u.K, 3000.0, 7000.0, 80.0, 20.0)
+#: Surface gravity log g (cgs), 1.0-5.5 in 0.1 dex bins (45 bins).
+LOGG = HeadSpec("logg", "log g", u.dex, 1.0, 5.5, 0.1, 0.1)
+#: Metallicity [Fe/H], -2.0..+1.0 in 0.1 dex bins (30 bins).
+FEH = HeadSpec("feh", "[Fe/H]", u.dex, -2.0, 1.0, 0.1, 0.1)
+
+
+@hookimpl
+def remap_heads():
+    """The built-in heads: ``teff``, ``logg``, ``feh``."""
+    return [TEFF, LOGG, FEH]

@@ -1,0 +1,1 @@
+from remap.hookspecs import hookimpl  # work in progress
