@@ -35,11 +35,22 @@ def plugins_cmd(kind):
             click.echo("  (none)")
         width = max((len(i.name) for i in infos), default=0)
         for info in infos:
-            doc = (getattr(info.obj, "description", None)
-                   or (getattr(info.obj, "__doc__", None) or "").strip().split("\n")[0])
+            doc = _describe(info.obj)
             click.echo(f"  {info.name:<{width}}  {info.source}  [plugin {info.plugin}]"
                        + (f"  {doc}" if doc else ""))
         click.echo("")
+
+
+def _describe(obj):
+    """One line describing a plugin object: ``description``, ``label`` or a class docstring."""
+    import inspect
+    for attr in ("description", "label"):
+        value = getattr(obj, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    if inspect.isclass(obj) and obj.__doc__:
+        return obj.__doc__.strip().split("\n")[0]
+    return ""
 
 
 def main(argv=None):
