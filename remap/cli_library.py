@@ -1,0 +1,106 @@
+"""``remap library``: commands that manage synthetic spectral libraries on disk."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["library", "fetch", "parse_range"]
+
+
+def parse_range(text, what="value"):
+    """A ``LOW:HIGH`` range or a single value, as floats.
+
+    Parameters
+    ----------
+    text : str
+        e.g. ``"3000:7000"``, ``"-2:1"`` or ``"0"``.
+    what : str
+        Name used in the error message.
+
+    Returns
+    -------
+    value : float or (float, float)
+
+    Raises
+    ------
+    ValueError
+        ``text`` is neither a number nor two numbers separated by ``:``.
+    """
+    pieces = str(text).split(":")
+    try:
+        if len(pieces) == 1:
+            return float(pieces[0])
+        if len(pieces) == 2:
+            lo, hi = float(pieces[0]), float(pieces[1])
+            if lo > hi:
+                raise ValueError
+            return lo, hi
+    except ValueError:
+        pass
+    raise ValueError(f"{what} must be a number or LOW:HIGH with LOW <= HIGH (e.g. 3000:7000); "
+                     f"received: {text!r}")
+
+
+class _RangeType(click.ParamType):
+    name = "LOW:HIGH"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (tuple, float, int)):
+            return value
+        try:
+            return parse_range(value, f"--{param.name}" if param is not None else "value")
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+_RANGE = _RangeType()
+
+
+@click.group("library")
+def library():
+    """Manage synthetic spectral libraries (download model grids)."""
+
+
+@library.command("fetch")
+@click.argument("name", type=click.Choice(["phoenix"]))
+@click.option("--teff", type=_RANGE, default="3000:7000", show_default=True,
+              help="T_eff range in K (LOW:HIGH or one value).")
+@click.option("--logg", type=_RANGE, default="1.0:5.5", show_default=True,
+              help="log g range (LOW:HIGH or one value).")
+@click.option("--feh", type=_RANGE, default="-2:1", show_default=True,
+              help="[Fe/H] range in dex (LOW:HIGH or one value).")
+@click.option("--alpha", type=_RANGE, default="0", show_default=True,
+              help="[alpha/Fe] in dex (one value or LOW:HIGH).")
+@click.option("--dest", type=click.Path(file_okay=False, writable=True), default=None,
+              help="Destination folder [default: the user cache folder, remap/phoenix].")
+@click.option("--base-url", envvar="REMAP_PHOENIX_URL", default=None,
+              help="URL of the HiResFITS folder [env REMAP_PHOENIX_URL; default: Göttingen].")
+@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Parallel downloads.")
+@click.option("--retries", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Retries of a dropped or failed download.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True, help="Network timeout per request, in seconds.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Show a progress bar.")
+def fetch(name, teff, logg, feh, alpha, dest, base_url, workers, retries, timeout, progress):
+    """Download a subset of the NAME grid (phoenix: PHOENIX-ACES-AGSS-COND-2011 HiRes).
+
+    Files already complete are skipped and interrupted downloads resume, so the
+    command can simply be run again.  Exits with status 1 when any file failed.
+    """
+    from .libraries.fetch import default_cache_dir, fetch_phoenix
+
+    try:
+        report = fetch_phoenix(teff=teff, logg=logg, feh=feh, alpha=alpha, dest=dest,
+                               base_url=base_url, workers=workers, progress=progress,
+                               retries=retries, timeout=timeout)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(report.summary())
+    where = report.dest if dest is not None else default_cache_dir()
+    if not report.ok:
+        click.echo(f"{len(report.failed)} file(s) failed; run the command again to retry "
+                   "(complete files are skipped, partial ones resume).", err=True)
+        click.get_current_context().exit(1)
+    click.echo(f'Read it with remap.get_library("{name}", directory="{where}").')
