@@ -69,6 +69,10 @@ def wavelength_of(spectral_axis):
         raise SpectrumError(f"the spectral axis is in {unit.to_string() or 'dimensionless'} "
                             "units; expected a wavelength, frequency, energy or wavenumber "
                             "unit (e.g. u.AA). Attach the wavelength solution first.")
+    if unit.is_equivalent(u.km / u.s):
+        raise SpectrumError(f"the spectral axis is a velocity ({unit}); expected a wavelength, "
+                            "frequency, energy or wavenumber unit. Convert it to wavelengths "
+                            "with its rest value first.")
     try:
         wave = u.Quantity(spectral_axis, copy=True).to(u.AA, equivalencies=u.spectral())
     except u.UnitConversionError:
@@ -180,7 +184,10 @@ def prepare(spectrum, *, min_pixels=MIN_PIXELS, max_bad_fraction=MAX_BAD_FRACTIO
     if flux2.size == 0 or npix == 0:
         raise SpectrumError(f"{name}: the spectrum is empty (flux shape {flux.shape})")
 
-    wave = wavelength_of(spectrum.spectral_axis)
+    try:
+        wave = wavelength_of(spectrum.spectral_axis)
+    except SpectrumError as exc:
+        raise SpectrumError(f"{name}: {exc}") from None
     if wave.ndim != 1 or wave.size != npix:
         raise SpectrumError(f"{name}: the spectral axis has shape {wave.shape} but the flux "
                             f"has {npix} pixels per spectrum")
@@ -188,7 +195,10 @@ def prepare(spectrum, *, min_pixels=MIN_PIXELS, max_bad_fraction=MAX_BAD_FRACTIO
         raise SpectrumError(f"{name}: the spectrum has only {npix} pixels; at least "
                             f"{min_pixels} are needed")
 
-    std = stddev_of(spectrum.uncertainty, flux.shape, flux_unit)
+    try:
+        std = stddev_of(spectrum.uncertainty, flux.shape, flux_unit)
+    except SpectrumError as exc:
+        raise SpectrumError(f"{name}: {exc}") from None
     std2 = None if std is None else np.atleast_2d(np.array(std, dtype=float))
     if spectrum.mask is None:
         mask2 = np.zeros(flux2.shape, dtype=bool)

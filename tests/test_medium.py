@@ -1,0 +1,114 @@
+"""Tests of remap.medium: air <-> vacuum wavelengths."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.tests.helper import assert_quantity_allclose
+from specutils import Spectrum
+from specutils.utils.wcs_utils import vac_to_air
+
+from remap.medium import (MEDIA, air_to_vacuum, convert_medium, refractive_index,
+                          vacuum_to_air, validate_medium)
+
+# NIST Atomic Spectra Database (Kramida et al.), Na I D2 and D1: (vacuum, air) in Å
+NA_D = [(5891.58326, 5889.95095), (5897.55813, 5895.92424)]
+# Balmer lines as tabulated to 0.01 Å (e.g. SDSS line lists): (vacuum, air)
+BALMER = [(6564.61, 6562.80), (4862.68, 4861.33)]
+
+
+@pytest.mark.parametrize("vac, air", NA_D)
+def test_nist_sodium_d(vac, air):
+    assert abs(vacuum_to_air(vac * u.AA).value - air) < 2e-4
+    assert abs(air_to_vacuum(air * u.AA).value - vac) < 2e-4
+
+
+@pytest.mark.parametrize("vac, air", BALMER)
+def test_balmer_lines(vac, air):
+    assert abs(vacuum_to_air(vac * u.AA).value - air) < 0.01
+    assert abs(air_to_vacuum(air * u.AA).value - vac) < 0.01
+
+
+def test_agrees_with_specutils_morton2000():
+    wave = np.linspace(2000, 20000, 500) * u.AA
+    assert_quantity_allclose(vacuum_to_air(wave), vac_to_air(wave, method="Morton2000"),
+                             rtol=0, atol=1e-9 * u.AA)
+
+
+def test_round_trip_is_exact_and_vectorized():
+    wave = np.linspace(2001, 99000, 20001).reshape(3, -1) * u.AA
+    back = air_to_vacuum(vacuum_to_air(wave))
+    assert back.shape == wave.shape
+    assert np.max(np.abs(back - wave)) < 1e-6 * u.AA
+    forth = vacuum_to_air(air_to_vacuum(wave))
+    assert np.max(np.abs(forth - wave)) < 1e-6 * u.AA
+    # element-wise equals scalar calls
+    assert vacuum_to_air(wave)[1, 7] == vacuum_to_air(wave[1, 7])
+
+
+def test_air_is_shorter_by_the_refractive_index():
+    wave = np.array([3000.0, 5000.0, 8000.0]) * u.AA
+    n = refractive_index(wave)
+    assert np.all((n > 1.00027) & (n < 1.00030))
+    assert np.all(np.diff(n) < 0)  # normal dispersion
+    assert_quantity_allclose(vacuum_to_air(wave), wave / n)
+
+
+@pytest.mark.parametrize("unit", [u.nm, u.um, u.Hz, u.eV, u.cm ** -1])
+def test_any_spectral_unit_in_same_unit_out(unit):
+    wave = (5000.0 * u.AA).to(unit, equivalencies=u.spectral())
+    air = vacuum_to_air(wave)
+    assert air.unit == unit
+    assert_quantity_allclose(air.to(u.AA, equivalencies=u.spectral()),
+                             vacuum_to_air(5000.0 * u.AA), rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (5000.0, TypeError, "Quantity"),
+    (5000.0 * u.s, u.UnitsError, "not a wavelength"),
+    (1500.0 * u.AA, ValueError, "2000-100000"),
+    (np.array([5000.0, np.nan]) * u.AA, ValueError, "NaN"),
+])
+def test_bad_wavelengths(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        vacuum_to_air(bad)
+    with pytest.raises(exc, match=match):
+        air_to_vacuum(bad)
+
+
+def test_validate_medium():
+    assert MEDIA == ("air", "vacuum")
+    assert validate_medium(" Air ") == "air"
+    for bad in ("vac", "", None, 1):
+        with pytest.raises(ValueError, match="'air' or 'vacuum'"):
+            validate_medium(bad)
+
+
+def test_convert_medium_quantity_and_same_medium():
+    wave = np.array([5000.0, 5500.0]) * u.AA
+    assert_quantity_allclose(convert_medium(wave, "vacuum", "air"), vacuum_to_air(wave))
+    assert_quantity_allclose(convert_medium(wave, "air", "vacuum"), air_to_vacuum(wave))
+    same = convert_medium(wave, "air", "air")
+    assert same is not wave and np.all(same == wave)
+    with pytest.raises(ValueError, match="to_medium"):
+        convert_medium(wave, "air", "water")
+    with pytest.raises(TypeError, match="Spectrum or a Quantity"):
+        convert_medium([5000.0], "air", "vacuum")
+
+
+def test_convert_medium_spectrum_keeps_flux_mask_uncertainty():
+    from astropy.nddata import StdDevUncertainty
+    rng = np.random.default_rng(3)
+    wave = np.linspace(5000, 5100, 200) * u.AA
+    flux = (1 + 0.01 * rng.normal(size=200)) * u.Jy
+    mask = rng.random(200) < 0.1
+    spec = Spectrum(flux=flux, spectral_axis=wave, mask=mask,
+                    uncertainty=StdDevUncertainty(np.full(200, 0.01) * u.Jy),
+                    meta={"object": "x", "wavelength_medium": "vacuum"})
+    air = convert_medium(spec, "vacuum", "air")
+    assert_quantity_allclose(air.spectral_axis, vacuum_to_air(wave))
+    assert np.all(air.flux == spec.flux) and np.all(air.mask == mask)
+    assert np.all(air.uncertainty.array == 0.01)
+    assert air.meta == {"object": "x", "wavelength_medium": "air"}
+    assert spec.meta["wavelength_medium"] == "vacuum"  # input untouched
+    back = convert_medium(air, "air", "vacuum")
+    assert np.max(np.abs(back.spectral_axis - wave)) < 1e-6 * u.AA
