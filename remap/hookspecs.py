@@ -92,8 +92,9 @@ def remap_continuum_fitters() -> Sequence[object]:
         instantiates one with the user's options (validated in ``__init__``);
         the instance's ``fit(flux, mask, wavelength)`` returns the continuum of
         a batch of spectra as an array of the flux's shape.  Built in:
-        ``algorithm1`` (the paper's Algorithm 1, the default) and
-        ``chebyshev`` (specutils' generic continuum fit).
+        ``algorithm1`` (the paper's Algorithm 1, the default),
+        ``chebyshev`` (specutils' generic continuum fit) and ``clipped`` (an
+        asymmetric sigma-clipped Legendre polynomial, vectorized over a batch).
     """
 
 

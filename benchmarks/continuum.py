@@ -1,0 +1,129 @@
+"""Continuum-fitter benchmark: accuracy and speed on spectra with a known continuum.
+
+For SNR 50, 100 and 200, spectra are made with `remap.testing.make_test_spectra`
+(MARVELS-beam-A-like: 4,300 pixels of 0.1 Å from 4850 Å) and each registered
+built-in fitter estimates their continuum:
+
+* ``faithful`` — `Algorithm1` in its literal mode, on a few spectra;
+* ``fast`` — `Algorithm1` vectorized, on the whole batch in one call;
+* ``chebyshev`` — specutils' ``fit_generic_continuum`` one spectrum at a time,
+  on a subset;
+* ``clipped`` — the asymmetric sigma-clipped Legendre fit, whole batch.
+
+Accuracy is the median over spectra and pixels of ``|C_est / C_true - 1|``
+outside the first and last 150 pixels (where every method extrapolates), and
+the bias is the median of ``C_est / C_true - 1`` over the same pixels.  Speed
+is spectra per second of wall time (fitting only).  The ratio of ``fast`` to
+``faithful`` throughput is measured in the same run, and ``fast`` is compared
+with ``faithful`` on the spectra both fitted.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from remap.continuum import Algorithm1, Chebyshev, Clipped
+from remap.testing import make_test_spectra
+
+__all__ = ["EDGE", "SNRS", "score", "run", "main"]
+
+#: Pixels excluded at each end when scoring.
+EDGE = 150
+
+#: Signal-to-noise ratios benchmarked (the MARVELS range of Gilda 2025, §3.3).
+SNRS = (50, 100, 200)
+
+
+def score(estimate, truth, edge=EDGE):
+    """Median absolute and median signed relative error outside ``edge`` pixels.
+
+    Parameters
+    ----------
+    estimate, truth : ndarray, shape (n, npix)
+        Estimated and true continua.
+    edge : int
+        Pixels left out at each end.
+
+    Returns
+    -------
+    abs_error, bias : float
+        Median of ``|estimate / truth - 1|`` and of ``estimate / truth - 1``.
+    """
+    rel = (np.asarray(estimate) / np.asarray(truth) - 1.0)[..., edge:-edge]
+    return float(np.median(np.abs(rel))), float(np.median(rel))
+
+
+def _timed_fit(fitter, flux, wavelength):
+    start = time.perf_counter()
+    cont = fitter.fit(flux, wavelength=wavelength)
+    return cont, time.perf_counter() - start
+
+
+def run(n_batch=1000, n_faithful=5, n_chebyshev=50, seed=2025):
+    """Run the benchmark and return one result row per (fitter, SNR).
+
+    Parameters
+    ----------
+    n_batch : int
+        Spectra per SNR for ``fast`` and ``clipped``.
+    n_faithful, n_chebyshev : int
+        Spectra per SNR for the slow ``faithful`` and ``chebyshev`` fitters
+        (the first ones of the batch).
+    seed : int
+        Seed of the test spectra (SNR ``s`` uses ``seed + s``).
+
+    Returns
+    -------
+    rows : list of dict
+        Keys ``fitter``, ``snr``, ``n``, ``abs_error``, ``bias``, ``rate``
+        (spectra per second) and, for ``fast``, ``vs_faithful`` (median
+        ``|C_fast / C_faithful - 1|`` on the spectra both fitted).
+    """
+    fitters = {"faithful": Algorithm1(mode="faithful"), "fast": Algorithm1(mode="fast"),
+               "chebyshev": Chebyshev(), "clipped": Clipped()}
+    sizes = {"faithful": n_faithful, "fast": n_batch, "chebyshev": n_chebyshev,
+             "clipped": n_batch}
+    rows = []
+    for snr in SNRS:
+        spectra, truth = make_test_spectra(n_batch, snr=snr, seed=seed + snr)
+        flux = spectra.flux.value
+        wave = spectra.spectral_axis.value
+        conts = {}
+        for label, fitter in fitters.items():
+            n = min(sizes[label], n_batch)
+            cont, seconds = _timed_fit(fitter, flux[:n], wave)
+            conts[label] = cont
+            abs_error, bias = score(cont, truth[:n])
+            rows.append({"fitter": label, "snr": snr, "n": n, "abs_error": abs_error,
+                         "bias": bias, "rate": n / seconds})
+        m = min(n_faithful, n_batch)
+        agreement = np.abs(conts["fast"][:m] / conts["faithful"] - 1.0)
+        rows[-3]["vs_faithful"] = float(np.median(agreement))
+        rows[-3]["vs_faithful_max"] = float(agreement.max())
+        rows[-3]["abs_error_same"] = score(conts["fast"][:m], truth[:m])[0]
+    return rows
+
+
+def main(quick=False):
+    """Print the benchmark table (``quick``: 100 spectra per SNR, 2 faithful, 10 chebyshev)."""
+    if quick:
+        rows = run(n_batch=100, n_faithful=2, n_chebyshev=10)
+    else:
+        rows = run()
+    print(f"{'fitter':<10} {'SNR':>4} {'n':>5} {'median|dC/C|':>13} {'bias':>9} "
+          f"{'spectra/s':>10}")
+    for r in rows:
+        print(f"{r['fitter']:<10} {r['snr']:>4} {r['n']:>5} {100 * r['abs_error']:>12.3f}% "
+              f"{100 * r['bias']:>+8.3f}% {r['rate']:>10.2f}")
+    print()
+    for snr in SNRS:
+        by = {r["fitter"]: r for r in rows if r["snr"] == snr}
+        fast, faithful = by["fast"], by["faithful"]
+        print(f"SNR {snr}: fast/faithful throughput = {fast['rate'] / faithful['rate']:.0f}x; "
+              f"on the same {faithful['n']} spectra fast {100 * fast['abs_error_same']:.3f}% vs "
+              f"faithful {100 * faithful['abs_error']:.3f}%; |C_fast/C_faithful - 1| median "
+              f"{100 * fast['vs_faithful']:.4f}%, max {100 * fast['vs_faithful_max']:.4f}%; "
+              f"clipped/fast throughput = {by['clipped']['rate'] / fast['rate']:.1f}x")
+    return rows
