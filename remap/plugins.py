@@ -11,6 +11,9 @@ pluggy's own ``load_setuptools_entrypoints`` silently skips an entry point whose
 name is already registered; remap's loader instead raises
 `~remap.exceptions.DuplicatePluginError` naming both distributions, and it does
 the same for two plugin *objects* of one kind with the same ``name``.
+
+remap's own entry points are loaded first, then those of other distributions
+in ``sys.path`` order; the registries list objects in that order.
 """
 
 from __future__ import annotations
@@ -103,22 +106,28 @@ class RemapPluginManager(pluggy.PluginManager):
         """
         count = 0
         seen: dict[str, str] = {}
-        for dist in importlib.metadata.distributions():
+        # remap's own built-ins first, then the others in sys.path order, so that
+        # registration order (e.g. of the network heads) does not depend on sys.path
+        dists = sorted(importlib.metadata.distributions(),
+                       key=lambda d: (d.metadata["Name"] or "") != hookspecs.PROJECT_NAME)
+        for dist in dists:
             dist_name = dist.metadata["Name"] or "<unnamed>"
             for ep in dist.entry_points:
                 if ep.group != group:
                     continue
+                if self.is_blocked(ep.name):
+                    # blocking a name skips every entry point of that name, so a
+                    # clash between two blocked entry points is not an error
+                    continue
                 if ep.name in seen and seen[ep.name] != dist_name:
                     raise DuplicatePluginError(
                         f"entry point {ep.name!r} in group {group!r} is declared by both "
-                        f"{seen[ep.name]!r} and {dist_name!r}; uninstall one of them or "
-                        f"block one with REMAP_BLOCK_PLUGINS")
+                        f"{seen[ep.name]!r} and {dist_name!r}; uninstall one of them (or "
+                        f"set REMAP_BLOCK_PLUGINS={ep.name} to load neither)")
                 if ep.name in seen:
                     # the same distribution visible twice on sys.path: ignore the copy
                     continue
                 seen[ep.name] = dist_name
-                if self.is_blocked(ep.name):
-                    continue
                 if self.get_plugin(ep.name) is not None:
                     owner = self._dists.get(ep.name, ("<runtime>", ""))[0]
                     raise DuplicatePluginError(
@@ -130,10 +139,34 @@ class RemapPluginManager(pluggy.PluginManager):
                     raise PluginError(
                         f"cannot load remap plugin {ep.name!r} ({ep.value}) from "
                         f"distribution {dist_name!r}: {type(exc).__name__}: {exc}") from exc
-                self.register(plugin, name=ep.name)
+                try:
+                    self.register(plugin, name=ep.name)
+                except pluggy.PluginValidationError as exc:
+                    raise PluginError(
+                        f"remap plugin {ep.name!r} ({ep.value}) from distribution "
+                        f"{dist_name!r} is malformed: "
+                        f"{'; '.join(str(exc).splitlines())}") from exc
                 self._dists[ep.name] = (dist_name, dist.version)
                 count += 1
         return count
+
+    def check_pending(self):
+        """Refuse hook implementations that match no remap hook (e.g. a typo'd name).
+
+        Raises
+        ------
+        PluginError
+            Names the plugin, its distribution, the unknown hook and the valid
+            hook names.
+        """
+        try:
+            super().check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.get_name(exc.plugin) or repr(exc.plugin)
+            dist = self._dists.get(name, ("<runtime>", ""))[0]
+            raise PluginError(
+                f"remap plugin {name!r} from distribution {dist!r}: {exc}; remap's hooks "
+                f"are {', '.join(sorted(KINDS.values()))}") from exc
 
     def distribution_of(self, plugin_name):
         """``(distribution, version)`` of a registered plugin, or ``(None, None)``."""
@@ -187,19 +220,26 @@ def plugin_infos(kind, pm=None):
     DuplicatePluginError
         Two objects of this kind share a name; the message names both sources.
     PluginError
-        A plugin returned something that is not a list of named objects.
+        A plugin's hook raised, or returned something that is not a list of
+        named objects.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown plugin kind {kind!r}; expected one of {sorted(KINDS)}")
     pm = get_plugin_manager() if pm is None else pm
     hook = getattr(pm.hook, KINDS[kind])
     infos: dict[str, PluginInfo] = {}
-    # call the implementations one by one (oldest first) to attribute each object
-    for impl in reversed(hook.get_hookimpls()):
+    # call the implementations one by one to attribute each object; get_hookimpls()
+    # lists them in registration order (oldest first), pluggy *calls* them newest first
+    for impl in hook.get_hookimpls():
         plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
         dist, version = (pm.distribution_of(plugin_name)
                          if isinstance(pm, RemapPluginManager) else (None, None))
-        result = impl.function()
+        try:
+            result = impl.function()
+        except Exception as exc:
+            raise PluginError(f"{KINDS[kind]}() of plugin {plugin_name!r}"
+                              f"{'' if dist is None else f' ({dist} {version})'} failed: "
+                              f"{type(exc).__name__}: {exc}") from exc
         if result is None:
             continue
         try:

@@ -199,7 +199,7 @@ class Algorithm1(ContinuumFitter):
     Defaults.  Gilda (2025) gives ``a`` no value.  remap uses ``a=10`` with
     ``noise_sigmas=1``: on 40 `remap.testing.make_test_spectra` spectra per SNR
     this gave the smallest error at the paper's operating point, SNR 200 (median
-    |C/C_true - 1| of 2.3 %, 0.8 % and 0.13 % at SNR 50, 100 and 200; with no
+    ``|C/C_true - 1|`` of 2.3 %, 0.8 % and 0.13 % at SNR 50, 100 and 200; with no
     allowance, ``noise_sigmas=0``, 2.9 %, 1.3 % and 0.5 %; with ``a=1``, 3.7 %,
     1.5 % and 0.4 %).  Below the assumed SNR the continuum is biased high, as
     the paper notes for noisy spectra (§3.3).

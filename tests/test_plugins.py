@@ -1,0 +1,324 @@
+"""The plugin system, exercised through real entry-point metadata.
+
+Every third-party plugin here is a throwaway distribution written by the
+``make_dist`` fixture (see ``conftest.py``): a package plus a ``.dist-info``
+folder whose ``entry_points.txt`` declares the ``remap.plugins`` group, found
+by :mod:`importlib.metadata` exactly as a pip-installed plugin would be.
+"""
+
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from specutils import Spectrum
+
+import remap
+import remap.surveys
+from remap.cli import cli
+from remap.exceptions import DuplicatePluginError, PluginError, UnknownPluginError
+from remap.plugins import get_plugin_manager, plugin_infos, reset_plugin_manager
+
+DOCS_EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "remap_toy_survey"
+
+TOY_PLUGIN = '''
+    from remap import hookimpl
+
+
+    class ToySurvey:
+        """A one-beam survey used by the tests."""
+
+        name = "{name}"
+        description = "toy survey from {dist}"
+        wavelength_medium = "air"
+
+
+    @hookimpl
+    def remap_surveys():
+        return [ToySurvey()]
+'''
+
+
+def toy_files(package, name="toy", dist="toy-remap-plugin"):
+    """Source files of a package whose plugin module registers one survey ``name``."""
+    return {f"{package}/__init__.py": "",
+            f"{package}/plugin.py": TOY_PLUGIN.format(name=name, dist=dist)}
+
+
+def install_toy(make_dist, dist="toy-remap-plugin", package="toy_remap_plugin", name="toy",
+                entry_point="toy", version="0.1"):
+    return make_dist(dist, toy_files(package, name, dist),
+                     {entry_point: f"{package}.plugin"}, version=version)
+
+
+def test_builtin_plugins_come_from_remaps_own_metadata(fresh_plugins):
+    heads = {info.name: info for info in plugin_infos("head")}
+    assert list(heads)[:3] == ["teff", "logg", "feh"]
+    assert heads["teff"].distribution == "remap"
+    assert heads["teff"].version == importlib.metadata.version("remap")
+    assert heads["teff"].plugin == "heads"
+    assert "marvels" in remap.list_surveys()
+
+
+def test_third_party_survey_is_discovered(make_dist):
+    install_toy(make_dist)
+    survey = remap.get_survey("toy")
+    assert survey.name == "toy"
+    assert type(survey).__module__ == "toy_remap_plugin.plugin"
+    assert "toy" in remap.list_surveys()
+    info = {i.name: i for i in plugin_infos("survey")}["toy"]
+    assert (info.distribution, info.version, info.plugin) == ("toy-remap-plugin", "0.1", "toy")
+    assert info.source == "toy-remap-plugin 0.1"
+    # the built-ins are still there next to it
+    assert "teff" in remap.list_heads()
+
+
+def test_builtins_register_first_whatever_the_path_order(make_dist):
+    source = """
+        import astropy.units as u
+        from remap import hookimpl
+        from remap.heads import HeadSpec
+
+        @hookimpl
+        def remap_heads():
+            return [HeadSpec("alpha_fe", "[alpha/Fe]", u.dex, -0.2, 0.6, 0.1, 0.1)]
+    """
+    site = make_dist("alpha-head", {"alpha_head.py": source}, {"alpha": "alpha_head"})
+    assert sys.path[0] == str(site)  # the plugin's distribution is found first
+    assert remap.list_heads() == ["teff", "logg", "feh", "alpha_fe"]
+    assert remap.get_head("alpha_fe").n_bins == 8
+
+
+def test_instances_take_no_options(make_dist):
+    install_toy(make_dist)
+    with pytest.raises(TypeError, match="instance and takes no options"):
+        remap.get_survey("toy", resolution=5)
+
+
+def test_plugins_command_shows_distribution_and_version(make_dist):
+    install_toy(make_dist, version="0.3.1")
+    result = CliRunner().invoke(cli, ["plugins", "--kind", "survey"])
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.output.splitlines() if ln.strip().startswith("toy "))
+    assert "toy-remap-plugin 0.3.1" in line
+    assert "[plugin toy]" in line
+    assert "toy survey from toy-remap-plugin" in line
+    assert "Network heads" not in result.output  # --kind filters
+
+
+def _remap_executable():
+    script = Path(sys.executable).with_name("remap")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("remap")
+    if found is None:
+        pytest.skip("the remap console script is not installed")
+    return [found]
+
+
+def test_plugins_command_in_a_fresh_process(make_dist, tmp_path):
+    site = install_toy(make_dist)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(site)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    env.pop("REMAP_BLOCK_PLUGINS", None)
+    proc = subprocess.run(_remap_executable() + ["plugins"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "toy-remap-plugin 0.1" in proc.stdout
+    assert "Surveys (remap_surveys):" in proc.stdout
+    assert re.search(r"^  teff +remap \S+  \[plugin heads\]", proc.stdout, re.M)  # built-ins too
+
+
+def test_duplicate_object_names_name_both_distributions(make_dist):
+    install_toy(make_dist, dist="first-dist", package="first_pkg", entry_point="first")
+    install_toy(make_dist, dist="second-dist", package="second_pkg", entry_point="second")
+    with pytest.raises(DuplicatePluginError) as excinfo:
+        remap.get_survey("toy")
+    message = str(excinfo.value)
+    assert "'toy'" in message
+    assert "first-dist 0.1" in message and "second-dist 0.1" in message
+    # blocking one of the two entry points resolves the clash
+    reset_plugin_manager()
+    pm = get_plugin_manager(blocked=["second"])
+    infos = {i.name: i for i in plugin_infos("survey", pm)}
+    assert infos["toy"].distribution == "first-dist"
+
+
+def test_duplicate_entry_point_names_name_both_distributions(make_dist):
+    install_toy(make_dist, dist="first-dist", package="first_pkg", name="one")
+    install_toy(make_dist, dist="second-dist", package="second_pkg", name="two")
+    with pytest.raises(DuplicatePluginError) as excinfo:
+        get_plugin_manager()
+    message = str(excinfo.value)
+    assert "entry point 'toy'" in message
+    assert "'first-dist'" in message and "'second-dist'" in message
+    # blocking that name loads neither, and is not an error
+    pm = get_plugin_manager(blocked=["toy"])
+    names = [i.name for i in plugin_infos("survey", pm)]
+    assert "one" not in names and "two" not in names
+
+
+def test_entry_point_clashing_with_a_builtin(make_dist):
+    install_toy(make_dist, dist="evil-dist", package="evil_pkg", entry_point="heads")
+    with pytest.raises(DuplicatePluginError) as excinfo:
+        get_plugin_manager()
+    message = str(excinfo.value)
+    assert "'heads'" in message and "'remap'" in message and "'evil-dist'" in message
+
+
+def test_blocking_a_builtin_through_the_environment(fresh_plugins, monkeypatch):
+    assert "marvels" in remap.list_surveys()
+    monkeypatch.setenv("REMAP_BLOCK_PLUGINS", " marvels , nonexistent")
+    assert "marvels" not in remap.list_surveys()
+    assert get_plugin_manager().is_blocked("marvels")
+    assert "teff" in remap.list_heads()  # other built-ins are unaffected
+    with pytest.raises(UnknownPluginError, match="unknown survey 'marvels'"):
+        remap.get_survey("marvels")
+
+
+def test_blocking_a_third_party_plugin(make_dist, monkeypatch):
+    install_toy(make_dist)
+    monkeypatch.setenv("REMAP_BLOCK_PLUGINS", "toy")
+    assert "toy" not in remap.list_surveys()
+    assert "toy_remap_plugin.plugin" not in sys.modules  # never imported at all
+    monkeypatch.setenv("REMAP_BLOCK_PLUGINS", "")
+    assert "toy" in remap.list_surveys()
+    assert "toy_remap_plugin.plugin" in sys.modules
+
+
+def test_unknown_name_lists_the_known_ones(make_dist):
+    install_toy(make_dist)
+    with pytest.raises(UnknownPluginError) as excinfo:
+        remap.get_survey("toyy")
+    message = str(excinfo.value)
+    assert "unknown survey 'toyy'" in message
+    assert "toy" in message.split("known survey plugins:")[1]
+    assert "remap plugins" in message
+    with pytest.raises(KeyError):  # UnknownPluginError is also a KeyError
+        remap.get_head("nope")
+
+
+def test_unknown_kind_is_refused(fresh_plugins):
+    with pytest.raises(ValueError, match="unknown plugin kind 'surveys'"):
+        plugin_infos("surveys")
+
+
+@pytest.mark.parametrize("body, match", [
+    ("return 42", "must return a list of plugin objects, got int"),
+    ("return [object()]", "has no string attribute 'name'"),
+    ("return 'marvels'", "has no string attribute 'name'"),
+    ("raise RuntimeError('database offline')", "failed: RuntimeError: database offline"),
+])
+def test_garbage_from_a_plugin_is_a_plugin_error(make_dist, body, match):
+    source = f"""
+        from remap import hookimpl
+
+        @hookimpl
+        def remap_surveys():
+            {body}
+    """
+    make_dist("junk-dist", {"junk_pkg.py": source}, {"junk": "junk_pkg"}, version="2.0")
+    with pytest.raises(PluginError, match=match) as excinfo:
+        remap.list_surveys()
+    assert "'junk'" in str(excinfo.value)
+
+
+def test_plugin_that_fails_to_import(make_dist):
+    make_dist("broken-dist", {"broken_pkg.py": "import numpy\nimport not_a_real_module_xyz\n"},
+              {"broken": "broken_pkg"})
+    with pytest.raises(PluginError) as excinfo:
+        get_plugin_manager()
+    message = str(excinfo.value)
+    assert "'broken'" in message and "'broken-dist'" in message
+    assert "not_a_real_module_xyz" in message
+    assert isinstance(excinfo.value.__cause__, ModuleNotFoundError)
+
+
+def test_entry_point_to_a_missing_module(make_dist):
+    make_dist("ghost-dist", {"ghost_readme.py": ""}, {"ghost": "ghost_pkg.plugin"})
+    with pytest.raises(PluginError, match="cannot load remap plugin 'ghost'"):
+        get_plugin_manager()
+
+
+def test_typo_in_hook_name_is_caught(make_dist):
+    source = """
+        from remap import hookimpl
+
+        @hookimpl
+        def remap_survey():
+            return []
+    """
+    make_dist("typo-dist", {"typo_pkg.py": source}, {"typo": "typo_pkg"})
+    with pytest.raises(PluginError) as excinfo:
+        get_plugin_manager()
+    message = str(excinfo.value)
+    assert "remap_survey" in message and "'typo'" in message and "'typo-dist'" in message
+    assert "remap_surveys" in message  # the valid names are listed
+
+
+def test_hook_with_unexpected_arguments_is_refused(make_dist):
+    source = """
+        from remap import hookimpl
+
+        @hookimpl
+        def remap_surveys(config):
+            return []
+    """
+    make_dist("args-dist", {"args_pkg.py": source}, {"args": "args_pkg"})
+    with pytest.raises(PluginError, match="'args'.*'args-dist'.*config"):
+        get_plugin_manager()
+
+
+def test_runtime_registration_is_reported_as_such(fresh_plugins):
+    class Extra:
+        name = "extra"
+
+    class RuntimePlugin:
+        @remap.hookimpl
+        def remap_surveys(self):
+            return [Extra()]
+
+    pm = get_plugin_manager()
+    pm.register(RuntimePlugin(), name="runtime-extra")
+    info = {i.name: i for i in plugin_infos("survey")}["extra"]
+    assert info.source == "<runtime>" and info.plugin == "runtime-extra"
+
+
+def test_plugin_manager_is_cached_until_reset(fresh_plugins):
+    pm = get_plugin_manager()
+    assert get_plugin_manager() is pm
+    reset_plugin_manager()
+    assert get_plugin_manager() is not pm
+
+
+def test_documented_example_plugin(make_dist):
+    """The survey plugin shown in docs/plugins.rst works when installed."""
+    project = tomllib.loads((DOCS_EXAMPLE / "pyproject.toml").read_text(encoding="utf-8"))
+    entry_points = project["project"]["entry-points"]["remap.plugins"]
+    package = DOCS_EXAMPLE / "remap_toy_survey"
+    files = {f"remap_toy_survey/{p.name}": p.read_text(encoding="utf-8")
+             for p in package.glob("*.py")}
+    make_dist(project["project"]["name"], files, entry_points,
+              version=project["project"]["version"])
+
+    infos = {i.name: i for i in plugin_infos("survey")}
+    assert infos["toy"].distribution == project["project"]["name"]
+    survey = remap.get_survey("toy")
+    assert isinstance(survey, remap.surveys.Survey)
+    assert list(survey.beams) == ["blue", "red"]
+    assert u.allclose(np.diff(survey.grid("red")), 0.3 * u.AA)
+    # the example survey splits a spectrum like any built-in one
+    wave = np.linspace(4500, 5500, 2001) * u.AA
+    spectrum = Spectrum(flux=np.ones(wave.size) * u.Jy, spectral_axis=wave)
+    beams = survey.split(spectrum)
+    assert list(beams) == ["blue", "red"]
+    assert beams["blue"].meta["survey"] == "toy"
+    assert beams["red"].spectral_axis.min() >= 5000 * u.AA
