@@ -9,7 +9,7 @@ benchmarks: 4850–5280 Å at 0.1 Å per pixel (4,300 pixels).
 Each spectrum is ``F = C · exp(-τ) + noise`` where
 
 * ``C`` is a smooth continuum: a Planck curve of a random temperature
-  (3,800–7,000 K) times ``1 + `` a random low-order (degree ≤ 3) Legendre
+  (3,800–7,000 K) times one plus a random low-order (degree ≤ 3) Legendre
   wiggle with a peak amplitude of a few per cent, times a random overall
   scale;
 * ``τ`` is the optical depth of absorption lines: many weak-to-moderate
