@@ -138,7 +138,7 @@ class SimulationConfig:
                              f"{self.max_spike_width!r}")
 
 
-def perturbed_library(seed, config=SimulationConfig(), **options):
+def perturbed_library(seed, config=None, **options):
     """The ``linelist`` library with the simulation's microturbulence and log gf errors.
 
     Parameters
@@ -146,7 +146,8 @@ def perturbed_library(seed, config=SimulationConfig(), **options):
     seed : int
         Seed of the per-line log gf errors (``default_rng(seed)``, one normal
         draw per line in the library's line order).
-    config : `SimulationConfig`
+    config : `SimulationConfig`, optional
+        Defaults to ``SimulationConfig()``.
     **options
         Further options of `remap.libraries.linelist.LineListLibrary`.
 
@@ -157,21 +158,15 @@ def perturbed_library(seed, config=SimulationConfig(), **options):
 
     Notes
     -----
-    The line-list library has no public option for perturbed log gf values
-    yet; the offsets are added to its per-line ``log10(pi r_e λ² gf)``
-    coefficients (``_l_logc``), in which log gf enters additively.
+    The offsets are drawn in the library's line order, so they are fixed per
+    line for a given seed (the same "wrong" line list for every star).
     """
+    config = SimulationConfig() if config is None else config
     from .libraries.linelist import LineListLibrary
 
-    lib = LineListLibrary(vmicro=config.vmicro, **options)
-    if not hasattr(lib, "_l_logc"):
-        raise RuntimeError("this version of the linelist library offers no way to perturb "
-                           "log gf (expected per-line coefficients '_l_logc')")
-    offsets = np.random.default_rng(int(seed)).normal(0.0, config.loggf_sigma,
-                                                      lib._l_logc.size)
-    lib._l_logc = lib._l_logc + offsets
-    lib.loggf_offsets = offsets
-    return lib
+    n_lines = LineListLibrary(vmicro=config.vmicro, **options).n_lines
+    offsets = np.random.default_rng(int(seed)).normal(0.0, config.loggf_sigma, n_lines)
+    return LineListLibrary(vmicro=config.vmicro, loggf_offsets=offsets, **options)
 
 
 def _variable_resolution(wave, flux, r_in, r_lo, r_hi, grid):
@@ -194,7 +189,7 @@ def _variable_resolution(wave, flux, r_in, r_lo, r_hi, grid):
     return smoothed[i0, cols] * (1 - w) + smoothed[i0 + 1, cols] * w
 
 
-def simulate_star(library, survey, labels, rng, config=SimulationConfig(), beams=None):
+def simulate_star(library, survey, labels, rng, config=None, beams=None):
     """One simulated observation of a star in every beam (before spike removal).
 
     Parameters
@@ -205,7 +200,8 @@ def simulate_star(library, survey, labels, rng, config=SimulationConfig(), beams
     labels : dict
         True ``teff``, ``logg``, ``feh``.
     rng : `numpy.random.Generator`
-    config : `SimulationConfig`
+    config : `SimulationConfig`, optional
+        Defaults to ``SimulationConfig()``.
     beams : sequence of str, optional
 
     Returns
@@ -216,6 +212,7 @@ def simulate_star(library, survey, labels, rng, config=SimulationConfig(), beams
         ``snr``, ``rv_residual`` (km/s), ``n_spikes`` (over all beams) and
         ``resolution`` (mean R over the beams).
     """
+    config = SimulationConfig() if config is None else config
     from astropy.nddata import StdDevUncertainty
     from specutils import Spectrum
 
@@ -266,7 +263,7 @@ def simulate_star(library, survey, labels, rng, config=SimulationConfig(), beams
 
 
 def build_simulated(directory, which="dwarfs", *, n=None, seed=0, survey="marvels",
-                    config=SimulationConfig(), shard_size=500, fitter="algorithm1",
+                    config=None, shard_size=500, fitter="algorithm1",
                     overwrite=False, progress=False, library_options=None, blas_threads=1):
     """Write one set of the simulated survey with `~remap.datasets.DatasetWriter`.
 
@@ -279,7 +276,8 @@ def build_simulated(directory, which="dwarfs", *, n=None, seed=0, survey="marvel
     seed : int
         Root seed (log gf errors, labels, every star's observation).
     survey : str or survey object
-    config : `SimulationConfig`
+    config : `SimulationConfig`, optional
+        Defaults to ``SimulationConfig()``.
     shard_size : int
         Stars per shard.
     fitter : str
@@ -295,6 +293,7 @@ def build_simulated(directory, which="dwarfs", *, n=None, seed=0, survey="marvel
     summary : dict
         ``n_samples``, ``shards``, ``shards_written``, ``shards_skipped``.
     """
+    config = SimulationConfig() if config is None else config
     from tqdm import tqdm
 
     from .continuum import normalize

@@ -195,3 +195,105 @@ def test_electron_pressure_solves_charge_conservation():
     np.testing.assert_allclose(pe, (pg - pe) * electrons_per_nucleus, rtol=1e-8)
     # hydrogen ionizes as T rises
     assert np.all(np.diff(fr[:, data.index("H"), 1]) > 0)
+
+
+# -- accuracy="fast" against the reference path --------------------------------
+
+#: Labels spanning the domain: cool giant, cool dwarf (strongest damping wings),
+#: the Sun, a hot metal-poor dwarf, and the extreme corners.
+REFERENCE_LABELS = [(4000, 1.5, 0.0, 0.0), (3500, 4.8, 0.0, 0.0), (5777, 4.44, 0.0, 0.0),
+                    (6800, 4.0, -2.0, 0.4), (3000, 5.5, 1.0, 0.0), (7000, 1.0, 1.0, 1.2)]
+
+#: Documented bound on |fast - high| in normalized flux (measured: <= 3.1e-4).
+FAST_TOLERANCE = 1e-3
+
+
+@pytest.fixture(scope="module")
+def full_range_pair():
+    """The whole 4800-5800 Å range at R = 100,000, both accuracy paths."""
+    return (LineListLibrary(normalized=True),
+            LineListLibrary(normalized=True, accuracy="high"))
+
+
+@pytest.mark.parametrize("labels", REFERENCE_LABELS)
+def test_fast_path_matches_reference_path(full_range_pair, labels):
+    fast, high = full_range_pair
+    f = fast.spectrum(*labels).flux.value
+    h = high.spectrum(*labels).flux.value
+    assert np.max(np.abs(f - h)) < FAST_TOLERANCE
+    # the tolerance is reached only at a few pixels of partly saturated lines
+    assert np.mean(np.abs(f - h)) < 5e-5
+    # deterministic: identical bytes on a repeated call
+    assert fast.spectrum(*labels).flux.value.tobytes() == f.tobytes()
+
+
+def test_fast_path_equivalent_in_line_physics(mgfe):
+    """Equivalent widths from the two paths agree to 0.1 %."""
+    high = LineListLibrary(wave_range=(5160, 5240) * u.AA, normalized=True, accuracy="high")
+    for labels in [(5000, 5.0, 0.0), (4000, 1.5, 0.5), (6500, 4.0, -1.0)]:
+        a, b = mgfe.spectrum(*labels), high.spectrum(*labels)
+        for center, half in [(MGB, 1.5), (FE1, 0.12), (FE2A, 0.12)]:
+            assert ew_mA(a, center, half) == pytest.approx(ew_mA(b, center, half), rel=1e-3)
+
+
+def test_voigt_table_matches_scipy():
+    from scipy.special import voigt_profile
+    from remap.libraries.linelist import VoigtTable, voigt_table
+    table = voigt_table()
+    assert table is voigt_table()
+    assert table.max_error < 1.1e-4                 # documented: 1.0e-4 of the peak
+    sigma, x = 0.02, np.linspace(-table.v_max, table.v_max, 801) * np.sqrt(2) * 0.02
+    for gamma in (0.0, 1e-5, 1e-3, 0.01, 0.05, 0.2):
+        exact = voigt_profile(x, sigma, gamma)
+        approx = table.profile(x, sigma, gamma)
+        assert np.max(np.abs(approx - exact)) < 1.1e-4 * voigt_profile(0.0, sigma, gamma)
+    # a coarser table is less accurate, as the error bound says
+    assert VoigtTable(dv=0.08).max_error > 4 * table.max_error
+
+
+def test_locate_is_searchsorted(mgfe):
+    lib = LineListLibrary()
+    rng = np.random.default_rng(3)
+    for coarse, grid in ((False, lib._wave), (True, lib._coarse_wave)):
+        x = np.concatenate([rng.uniform(4700.0, 5900.0, 20_000), grid[::5],
+                            np.nextafter(grid[::7], 0.0), np.nextafter(grid[::9], np.inf)])
+        for side in ("left", "right"):
+            np.testing.assert_array_equal(lib._locate(coarse, x, side),
+                                          np.searchsorted(grid, x, side=side))
+
+
+def test_accuracy_option(mgfe):
+    assert mgfe.accuracy == "fast"
+    assert mgfe.spectrum(5000, 4.5, 0.0).meta["accuracy"] == "fast"
+    high = LineListLibrary(wave_range=(5170, 5175) * u.AA, accuracy="high")
+    assert high.spectrum(5000, 4.5, 0.0).meta["accuracy"] == "high"
+    with pytest.raises(ValueError, match="accuracy must be one of"):
+        LineListLibrary(accuracy="exact")
+
+
+def test_spectra_share_a_read_only_axis(mgfe):
+    a = mgfe.spectrum(5000, 4.5, 0.0)
+    b = mgfe.spectrum(5500, 4.0, 0.0)
+    assert a.spectral_axis is b.spectral_axis
+    with pytest.raises(ValueError):
+        a.spectral_axis[0] = 1.0 * u.AA
+    np.testing.assert_array_equal(a.spectral_axis.value, mgfe.wavelength.value)
+
+
+def test_loggf_offsets_reach_both_paths():
+    """Per-line log gf offsets (used by remap.simulate) change the lines on both paths alike."""
+    plain = LineListLibrary(wave_range=(5165, 5195) * u.AA, normalized=True)
+    before = plain.spectrum(5500, 4.4, 0.0).flux.value
+    offsets = np.full(plain.n_lines, 0.3)
+    libs = [LineListLibrary(wave_range=(5165, 5195) * u.AA, normalized=True, accuracy=acc,
+                            loggf_offsets=offsets) for acc in ("fast", "high")]
+    fast, high = (lib.spectrum(5500, 4.4, 0.0).flux.value for lib in libs)
+    assert np.max(np.abs(fast - before)) > 0.01
+    # stronger lines: less flux in the cores
+    assert fast.sum() < before.sum()
+    assert np.max(np.abs(fast - high)) < FAST_TOLERANCE
+    np.testing.assert_array_equal(libs[0].loggf_offsets, offsets)
+    with pytest.raises(ValueError, match="one value per line"):
+        LineListLibrary(wave_range=(5165, 5195) * u.AA, loggf_offsets=np.zeros(3))
+    with pytest.raises(ValueError, match="finite"):
+        LineListLibrary(loggf_offsets=[np.nan])

@@ -23,6 +23,8 @@ of Stellar Photospheres*, 3rd ed., chapters 8-9):
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 
 import numpy as np
 from astropy import constants as const
@@ -37,6 +39,9 @@ __all__ = ["LOG_TAU", "Atmosphere", "grey_temperature", "continuous_opacity",
 LOG_TAU = np.round(np.linspace(-5.0, 1.0, 31), 10)
 
 _LOG_PG_NODES = np.linspace(-6.0, 9.0, 16)          # log10 P_g table for hydrostatics
+# Newton steps in ln P_e stop below this: the iteration converges quadratically, so
+# the next step would be ~1e-20, and the solution is exact to rounding (~2e-15)
+_NEWTON_RTOL = 1e-10
 _LN10 = np.log(10.0)
 _K_B = const.k_B.cgs.value
 _M_U = const.u.cgs.value
@@ -120,20 +125,14 @@ def continuous_opacity(wave_aa, temperature, pe, f_hi, ne_per_h):
     lam = np.asarray(wave_aa, dtype=float)
     t = np.asarray(temperature, dtype=float)[..., None]
     pe = np.asarray(pe, dtype=float)[..., None]
+    alpha_bf, f0, f1, f2, n0, lam3, rayleigh = _wavelength_terms(lam.tobytes())
     theta = 5040.0 / t
     stim = 1.0 - 10.0 ** (-theta * (_CHI_LAMBDA_EV_AA / lam))
     # H- bound-free and free-free, per neutral H atom
-    alpha_bf = np.clip(np.polynomial.polynomial.polyval(lam, _HMINUS_BF), 0.0, None) * 1e-18
-    alpha_bf = np.where(lam < 16_419.0, alpha_bf, 0.0)
     hm_bf = 4.158e-10 * alpha_bf * pe * theta**2.5 * 10.0 ** (0.754 * theta) * stim
-    loglam = np.log10(lam)
-    f0 = np.polynomial.polynomial.polyval(loglam, _HMINUS_FF_F0)
-    f1 = np.polynomial.polynomial.polyval(loglam, _HMINUS_FF_F1)
-    f2 = np.polynomial.polynomial.polyval(loglam, _HMINUS_FF_F2)
     logt = np.log10(theta)
     hm_ff = 1e-26 * pe * 10.0 ** (f0 + f1 * logt + f2 * logt**2)
     # H I bound-free (three levels above the edge + integral beyond) and free-free
-    n0 = np.ceil(np.sqrt(lam / _RYDBERG_LIMIT_AA))
     h_bf = np.zeros(np.broadcast_shapes(t.shape, lam.shape))
     for k in range(3):
         n = n0 + k
@@ -142,11 +141,28 @@ def continuous_opacity(wave_aa, temperature, pe, f_hi, ne_per_h):
     loge = np.log10(np.e)
     h_bf = h_bf + loge / (2.0 * theta * _H_ION_EV) * (10.0 ** (-theta * chi3)
                                                       - 10.0 ** (-theta * _H_ION_EV))
-    h_bf = _ALPHA0 * lam**3 * h_bf * stim
-    h_ff = _ALPHA0 * lam**3 * loge / (2.0 * theta * _H_ION_EV) * 10.0 ** (-theta * _H_ION_EV) * stim
-    rayleigh = (_RAYLEIGH[0] + (_RAYLEIGH[1] + _RAYLEIGH[2] / lam**2) / lam**2) / lam**4
+    h_bf = _ALPHA0 * lam3 * h_bf * stim
+    h_ff = _ALPHA0 * lam3 * loge / (2.0 * theta * _H_ION_EV) * 10.0 ** (-theta * _H_ION_EV) * stim
     per_hi = hm_bf + hm_ff + h_bf + h_ff + rayleigh
     return np.asarray(f_hi)[..., None] * per_hi + _SIGMA_T * np.asarray(ne_per_h)[..., None]
+
+
+@functools.lru_cache(maxsize=16)
+def _wavelength_terms(wave_bytes):
+    """The temperature-independent factors of `continuous_opacity` (cached per grid)."""
+    lam = np.frombuffer(wave_bytes, dtype=float)
+    alpha_bf = np.clip(np.polynomial.polynomial.polyval(lam, _HMINUS_BF), 0.0, None) * 1e-18
+    alpha_bf = np.where(lam < 16_419.0, alpha_bf, 0.0)
+    loglam = np.log10(lam)
+    f0 = np.polynomial.polynomial.polyval(loglam, _HMINUS_FF_F0)
+    f1 = np.polynomial.polynomial.polyval(loglam, _HMINUS_FF_F1)
+    f2 = np.polynomial.polynomial.polyval(loglam, _HMINUS_FF_F2)
+    n0 = np.ceil(np.sqrt(lam / _RYDBERG_LIMIT_AA))
+    rayleigh = (_RAYLEIGH[0] + (_RAYLEIGH[1] + _RAYLEIGH[2] / lam**2) / lam**2) / lam**4
+    terms = (alpha_bf, f0, f1, f2, n0, lam**3, rayleigh)
+    for term in terms:
+        term.setflags(write=False)
+    return terms
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -231,11 +247,16 @@ class Atmosphere:
         return kernel, int_k / int_s, 1.0 - s0 / (2.0 * int_s)
 
 
-def _kappa_mass(atomic, log_phi, pg, weights, mu, temperature):
-    """κ_5000 per gram and P_e at (T, P_g) points; shapes of ``pg``."""
-    pe = electron_pressure(log_phi, pg, weights)
-    fr = ionization_fractions(log_phi, pe)
-    f_hi = fr[..., 0, 0]
+def _kappa_mass(atomic, log_phi, pg, weights, mu, temperature, phi=None):
+    """κ_5000 per gram and P_e at (T, P_g) points; shapes of ``pg``.
+
+    ``phi`` is ``10 ** log_phi`` if already computed (it may be a broadcast
+    view).  Only hydrogen's neutral fraction is needed (element 0, stages 0-1).
+    """
+    if phi is None:
+        phi = 10.0 ** log_phi
+    pe = electron_pressure(log_phi, pg, weights, rtol=_NEWTON_RTOL, phi=phi)
+    f_hi = ionization_fractions(log_phi[..., :1, :], pe, phi=phi[..., :1, :])[..., 0, 0]
     ne_per_h = pe / (pg - pe) / weights[0]
     kap = continuous_opacity(np.array([5000.0]), temperature, pe, f_hi, ne_per_h)[..., 0]
     return kap / (mu * _M_U), pe
@@ -276,24 +297,41 @@ def build_atmosphere(atomic, teff, logg, log_abundance):
 
     pg_nodes = 10.0 ** _LOG_PG_NODES
     shape = (len(tau), len(pg_nodes))
+    phi = 10.0 ** log_phi                         # (L, n_el, 2), shared by every P_g node
     kap, _ = _kappa_mass(atomic, np.broadcast_to(log_phi[:, None], shape + log_phi.shape[1:]),
                          np.broadcast_to(pg_nodes, shape), weights, mu,
-                         np.broadcast_to(temperature[:, None], shape))
+                         np.broadcast_to(temperature[:, None], shape),
+                         phi=np.broadcast_to(phi[:, None], shape + phi.shape[1:]))
     ln_kap = np.log(kap)                          # (L, M)
     ln_nodes = _LOG_PG_NODES * _LN10
     ln_g = np.log(g)
     x = LOG_TAU * _LN10
 
     # top boundary: P = g tau / kappa(P), monotonic in ln P
-    ln_p = np.interp(ln_g + x[0], ln_nodes + ln_kap[0], ln_nodes)
+    ln_p = float(np.interp(ln_g + x[0], ln_nodes + ln_kap[0], ln_nodes))
     ln_pg = np.empty(len(tau))
     ln_pg[0] = ln_p
+    # the integration is sequential: plain Python floats (np.interp and np.exp on
+    # scalars cost microseconds each); linear interpolation on the uniform ln P_g
+    # nodes, clamped at the ends like np.interp
+    table = ln_kap.tolist()
+    node0, dnode, last = float(ln_nodes[0]), float(ln_nodes[1] - ln_nodes[0]), len(ln_nodes) - 1
+    offset = [ln_g + float(v) for v in x]
 
     def slope(k, y):
-        return np.exp(ln_g + x[k] - y - np.interp(y, ln_nodes, ln_kap[k]))
+        pos = (y - node0) / dnode
+        row = table[k]
+        if pos <= 0.0:
+            ln_k = row[0]
+        elif pos >= last:
+            ln_k = row[last]
+        else:
+            i = int(pos)
+            ln_k = row[i] + (pos - i) * (row[i + 1] - row[i])
+        return math.exp(offset[k] - y - ln_k)
 
     for k in range(len(tau) - 1):
-        h = x[k + 1] - x[k]
+        h = float(x[k + 1] - x[k])
         f0 = slope(k, ln_p)
         f1 = slope(k + 1, ln_p + h * f0)
         ln_p = ln_p + 0.5 * h * (f0 + f1)
@@ -303,8 +341,8 @@ def build_atmosphere(atomic, teff, logg, log_abundance):
                            f"tabulated range 1e{_LOG_PG_NODES[0]:.0f}-1e{_LOG_PG_NODES[-1]:.0f} "
                            f"dyn/cm^2")
     pg = np.exp(ln_pg)
-    pe = electron_pressure(log_phi, pg, weights)
-    fractions = ionization_fractions(log_phi, pe)
+    pe = electron_pressure(log_phi, pg, weights, rtol=_NEWTON_RTOL, phi=phi)
+    fractions = ionization_fractions(log_phi, pe, phi=phi)
     ne_per_h = pe / (pg - pe) / weights[0]
     return Atmosphere(teff=float(teff), logg=float(logg), tau=tau, temperature=temperature,
                       pg=pg, pe=pe, log_u=log_u, fractions=fractions, ne_per_h=ne_per_h,

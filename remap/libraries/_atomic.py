@@ -164,7 +164,7 @@ def _ion_fractions_terms(phi1, phi2, pe):
     return x1, x12
 
 
-def ionization_fractions(log_phi, pe):
+def ionization_fractions(log_phi, pe, phi=None):
     """Fractions of each element in stages 0, 1, 2 (LTE, Saha).
 
     Parameters
@@ -173,6 +173,8 @@ def ionization_fractions(log_phi, pe):
         :meth:`AtomicData.log_saha`, shape ``S + (n_el, 2)``.
     pe : array_like
         Electron pressure in dyn cm^-2, shape ``S``.
+    phi : `numpy.ndarray`, optional
+        ``10 ** log_phi`` if already computed (saves the exponentials).
 
     Returns
     -------
@@ -180,12 +182,14 @@ def ionization_fractions(log_phi, pe):
         Shape ``S + (n_el, 3)``, summing to one over the last axis.
     """
     pe = np.asarray(pe, dtype=float)[..., None]
-    x1, x12 = _ion_fractions_terms(10.0 ** log_phi[..., 0], 10.0 ** log_phi[..., 1], pe)
+    if phi is None:
+        phi = 10.0 ** log_phi
+    x1, x12 = _ion_fractions_terms(phi[..., 0], phi[..., 1], pe)
     f0 = 1.0 / (1.0 + x1 + x12)
     return np.stack([f0, f0 * x1, f0 * x12], axis=-1)
 
 
-def electron_pressure(log_phi, pg, weights, iterations=60, rtol=1e-12):
+def electron_pressure(log_phi, pg, weights, iterations=60, rtol=1e-12, phi=None):
     """Solve charge conservation for the electron pressure.
 
     Solves ``P_e = (P_g - P_e) * sum_j a_j E_j(P_e)``, where ``a_j`` are the
@@ -205,6 +209,9 @@ def electron_pressure(log_phi, pg, weights, iterations=60, rtol=1e-12):
         Maximum number of bracketed Newton steps.
     rtol : float
         Stop when every step in ln P_e is smaller than this.
+    phi : `numpy.ndarray`, optional
+        ``10 ** log_phi`` if already computed; it may be a broadcast view of
+        a smaller array (the exponentials are then not repeated).
 
     Returns
     -------
@@ -212,28 +219,37 @@ def electron_pressure(log_phi, pg, weights, iterations=60, rtol=1e-12):
         Electron pressure, shape ``S``.
     """
     pg = np.asarray(pg, dtype=float)
-    phi1 = 10.0 ** log_phi[..., 0]
-    phi2 = 10.0 ** log_phi[..., 1]
+    if phi is None:
+        phi = 10.0 ** log_phi
+    phi1 = np.ascontiguousarray(phi[..., 0])
+    phi12 = phi1 * phi[..., 1]
     lo = np.log(pg) - 80.0
     hi = np.log(0.6 * pg)
     y = np.log(np.sqrt(pg * np.maximum(phi1 @ weights, 1e-300)))
     y = np.clip(y, lo + 1.0, hi - 1e-3)
     for _ in range(iterations):
         pe = np.exp(y)
-        x1, x12 = _ion_fractions_terms(phi1, phi2, pe[..., None])
+        inv = (1.0 / pe)[..., None]
+        x1 = phi1 * inv                               # N1/N0
+        x12 = phi12 * (inv * inv)                     # N2/N0
         den = 1.0 + x1 + x12
         num = x1 + 2.0 * x12
-        e = num / den
-        de = ((-x1 - 4.0 * x12) * den + num * (x1 + 2.0 * x12)) / den**2
-        se = e @ weights
-        sde = de @ weights
-        resid = np.log(pg - pe) + np.log(se) - y
-        deriv = -pe / (pg - pe) + sde / se - 1.0
+        inv_den = 1.0 / den
+        # E = num / den; with d x1 / dy = -x1, d x12 / dy = -2 x12:
+        # dE/dy = (num^2 - (x1 + 4 x12) den) / den^2 = -(x1 + 4 x12 + x1 x12) / den^2
+        de = x1 * x12
+        de += x1
+        de += 4.0 * x12
+        de *= inv_den * inv_den
+        se = (num * inv_den) @ weights
+        sde = -(de @ weights)
+        resid = np.log((pg - pe) * se) - y
+        deriv = sde / se - pe / (pg - pe) - 1.0
         # the residual decreases monotonically with y: keep a bracket
-        lo = np.where(resid > 0, y, lo)
-        hi = np.where(resid > 0, hi, y)
-        step = -resid / deriv
-        trial = y + step
+        up = resid > 0
+        lo = np.where(up, y, lo)
+        hi = np.where(up, hi, y)
+        trial = y - resid / deriv
         bad = (trial < lo) | (trial > hi) | ~np.isfinite(trial)
         new = np.where(bad, 0.5 * (lo + hi), trial)
         done = np.max(np.abs(new - y)) < rtol
