@@ -443,3 +443,27 @@ def test_draw_labels_uniform_seeded_and_prefix_stable():
     assert varied.min() >= -0.2 and varied.max() <= 1.2 and np.ptp(varied) > 0.5
     with pytest.raises(ValueError, match="n must be"):
         draw_labels(domain, 0, seed=1)
+
+
+def test_shard_level_normalization_equals_per_label_point_augment(toy, tmp_path):
+    """The build fits the continuum once per shard and beam; each stored spectrum
+    must equal augment(..., fitter="algorithm1") of its own label point."""
+    result = CliRunner().invoke(cli, [
+        "dataset", "build", "--library", "toy", "--out", str(tmp_path / "n"), "--n", "2",
+        "--shard-size", "2", "--seed", "4", "--no-progress",
+        "--library-option", "step=0.02"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    ds = Dataset(tmp_path / "n")
+    table = ds.labels
+    lib = ToyLibrary(step=0.02)
+    for point in (0, 1):
+        row = 45 * point
+        spec = lib.spectrum(float(table["teff"][row]), float(table["logg"][row]),
+                            float(table["feh"][row]), 0.0)
+        for b, beam in enumerate(ds.beams):
+            batch, _ = augment(spec, get_survey("marvels"), beam, fitter="algorithm1",
+                               seed=np.random.SeedSequence(int(table["seed"][row]),
+                                                           spawn_key=(b,)))
+            stored = ds.read_arrays(np.arange(row, row + 45), beam)[0]
+            np.testing.assert_allclose(stored, batch.flux.value, rtol=2e-6, atol=1e-6)
+            assert 0.9 < np.median(stored) < 1.1
