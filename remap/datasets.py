@@ -718,6 +718,9 @@ class Dataset:
                     f.close()
 
         ds = tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
+        # declare the length, so that Keras knows the steps per epoch (and does
+        # not warn that the input "ran out of data" at the end of an epoch)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(int(idx.size)))
         if shuffle and shuffle_buffer > 1:
             ds = ds.shuffle(int(shuffle_buffer), seed=int(seed), reshuffle_each_iteration=True)
         ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)

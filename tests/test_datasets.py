@@ -467,3 +467,16 @@ def test_shard_level_normalization_equals_per_label_point_augment(toy, tmp_path)
             stored = ds.read_arrays(np.arange(row, row + 45), beam)[0]
             np.testing.assert_allclose(stored, batch.flux.value, rtol=2e-6, atol=1e-6)
             assert 0.9 < np.median(stored) < 1.1
+
+
+def test_to_tf_declares_its_length(built):
+    import tensorflow as tf
+
+    ds = Dataset(built[0])
+    n = len(ds)
+    stream = ds.to_tf(ds.beams[0], batch_size=7, shuffle=True, seed=1)
+    assert int(stream.cardinality()) == -(-n // 7)
+    assert sum(int(x.shape[0]) for x, _ in stream) == n
+    dropped = ds.to_tf(ds.beams[0], batch_size=7, drop_remainder=True)
+    assert int(dropped.cardinality()) == n // 7
+    assert int(tf.data.experimental.cardinality(ds.to_tf(ds.beams[0], 5, indices=[0, 1, 2]))) == 1
