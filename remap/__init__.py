@@ -18,10 +18,11 @@ from .plugins import (get_plugin_manager, get_survey, get_continuum_fitter, get_
                       list_heads, plugin_infos)
 from .spectra import prepare
 from .continuum import normalize
+from .artifact import load_model
 from . import io  # noqa: F401  registers the "remap-beam" specutils format
 
 __all__ = ["__version__", "hookimpl", "hookspec", "RemapError", "PluginError",
            "UnknownPluginError", "DuplicatePluginError", "SpectrumError", "NoOverlapError",
            "get_plugin_manager", "get_survey", "get_continuum_fitter", "get_library",
            "get_head", "list_surveys", "list_continuum_fitters", "list_libraries",
-           "list_heads", "plugin_infos", "prepare", "normalize"]
+           "list_heads", "plugin_infos", "prepare", "normalize", "load_model"]

@@ -1,0 +1,1216 @@
+"""Model artifacts: trained networks, their embeddings and everything needed to use them.
+
+A remap *artifact* is a directory holding one trained network per survey beam
+(Gilda 2025 §5 trains one model per MARVELS beam) and the information a later
+prediction needs::
+
+    manifest.json        what the artifact is (see below)
+    beam_A.keras         the network of beam A (Keras 3 native format)
+    beam_B.keras         ...
+    embeddings_A.npz     optional: training-set embeddings of beam A + their labels
+    embeddings_B.npz
+    SHA256SUMS           SHA-256 of every other file (``sha256sum -c`` format)
+
+``manifest.json`` records ``format`` (``"remap-model"``) and ``format_version``;
+the label heads (each `~remap.heads.HeadSpec` as a dict with its bin edges);
+the survey name and, per beam, the input grid (``wave_min``, ``wave_max``,
+``sampling`` in Å, ``npix``) and the file names; the continuum fitter (name
+and configuration: observed spectra must be normalized the way the training
+spectra were); the library, data-set and training settings and the metrics
+given by the caller; the versions of remap, TensorFlow, Keras, numpy and
+Python; and the creation time.
+
+Writing is atomic: :func:`save_model` writes into a temporary directory next
+to the target and renames it into place only when every file and the hash
+list are complete, so a crash leaves either no artifact or the previous one.
+Replacing an existing artifact (``overwrite=True``) swaps the two directories
+in one ``renameat2(RENAME_EXCHANGE)`` call on Linux (two renames elsewhere).
+
+Loading never executes code stored in the artifact.  :func:`load_model`
+
+1. checks every file against ``SHA256SUMS`` (a modified, missing or extra
+   file is refused, naming it) and refuses symbolic links and subdirectories;
+2. reads the manifest (plain JSON) and refuses a newer ``format_version``, a
+   different Keras major version, and heads whose bins differ from the head
+   plugins registered now;
+3. checks that each ``.keras`` archive holds exactly ``config.json``,
+   ``metadata.json`` and ``model.weights.h5``, and scans its configuration:
+   ``Lambda`` layers (which carry Python bytecode), objects from modules
+   outside Keras, and custom classes not registered in this session are
+   refused before Keras sees the file;
+4. loads the networks with ``keras.saving.load_model(..., safe_mode=True,
+   compile=False)`` after remap's own layers and every installed plugin are
+   loaded (so plugin layers resolve);
+5. reads embeddings with ``numpy.load(..., allow_pickle=False)``.
+
+The hashes protect against corruption and accidental edits, not against an
+attacker who can also rewrite ``SHA256SUMS``; steps 3 to 5 are what keep a
+crafted artifact from running code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import datetime
+import errno
+import hashlib
+import json
+import math
+import numbers
+import os
+import platform
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .exceptions import RemapError
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "SUMS_NAME", "KERAS_MEMBERS",
+           "ArtifactError", "Neighbours", "RemapModel", "save_model", "load_model",
+           "verify_files", "compute_embeddings", "model_file", "embeddings_file"]
+
+#: Format name written to (and required in) every artifact manifest.
+FORMAT_NAME = "remap-model"
+#: Newest artifact layout this remap writes and reads.
+FORMAT_VERSION = 1
+#: File name of the manifest.
+MANIFEST_NAME = "manifest.json"
+#: File name of the hash list (``<sha256>  <file name>`` lines, as ``sha256sum`` writes).
+SUMS_NAME = "SHA256SUMS"
+#: The members a ``.keras`` archive written by Keras 3 holds; anything else is refused.
+KERAS_MEMBERS = frozenset({"config.json", "metadata.json", "model.weights.h5"})
+
+#: Manifest keys set by :func:`save_model` itself; a caller may not supply them.
+_RESERVED = ("format", "format_version", "created", "versions", "heads")
+_BEAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_TMP_PREFIX = ".remap-artifact-tmp-"
+_OLD_PREFIX = ".remap-artifact-old-"
+_EMB_PREFIX = "embedding__"
+#: Keras' markers for special values in a serialized config (tensors, arrays, bytes, ...).
+_KERAS_MARKERS = frozenset({"__keras_tensor__", "__tensor__", "__numpy__", "__bytes__",
+                            "__typespec__", "__slice__", "__ellipsis__"})
+
+
+class ArtifactError(RemapError):
+    """A model artifact cannot be written, is damaged, or does not fit this installation."""
+
+
+def model_file(beam):
+    """File name of the network of ``beam`` inside an artifact: ``beam_<beam>.keras``."""
+    return f"beam_{beam}.keras"
+
+
+def embeddings_file(beam):
+    """File name of the embeddings of ``beam`` inside an artifact: ``embeddings_<beam>.npz``."""
+    return f"embeddings_{beam}.npz"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _sha256(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path):
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_file(path):
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _jsonify(obj, where):
+    """A JSON-compatible copy of ``obj``; non-finite floats become None."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, np.ndarray):
+        return _jsonify(obj.tolist(), where)
+    if isinstance(obj, np.generic):
+        return _jsonify(obj.item(), where)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonify(dataclasses.asdict(obj), where)
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise ArtifactError(f"manifest keys must be strings; received {key!r} at "
+                                    f"{where or 'the top level'}")
+            out[key] = _jsonify(value, f"{where}.{key}" if where else key)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_jsonify(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    try:  # astropy Quantity, Unit
+        import astropy.units as u
+        if isinstance(obj, u.Quantity):
+            return {"value": _jsonify(obj.value, where), "unit": obj.unit.to_string()}
+        if isinstance(obj, u.UnitBase):
+            return obj.to_string()
+    except ImportError:  # pragma: no cover - astropy is a dependency
+        pass
+    raise ArtifactError(f"manifest value at {where or 'the top level'} is a "
+                        f"{type(obj).__name__}, which cannot be stored as JSON: {obj!r}")
+
+
+def _versions():
+    import keras
+    import tensorflow as tf
+
+    from . import __version__
+    return {"remap": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def _major(version):
+    match = re.match(r"\s*(\d+)", str(version))
+    return int(match.group(1)) if match else None
+
+
+def _head_record(head, edges):
+    return {"name": head.name, "label": head.label, "unit": head.unit.to_string(),
+            "low": float(head.low), "high": float(head.high),
+            "bin_width": float(head.bin_width), "synthetic_sigma": float(head.synthetic_sigma),
+            "n_bins": int(head.n_bins), "edges": [float(e) for e in edges]}
+
+
+def _label_bins(head):
+    from .labels import LabelBins
+    return LabelBins.from_head(head)
+
+
+def _output_dims(model):
+    """Mapping output name -> last dimension of that output of a Keras model."""
+    names = list(getattr(model, "output_names", None) or [])
+    outputs = model.outputs
+    if isinstance(model.output, dict):
+        names, outputs = list(model.output), list(model.output.values())
+    if len(names) != len(outputs):
+        raise ArtifactError(f"model {model.name!r}: cannot match its {len(outputs)} outputs "
+                            f"to names {names}; build it with a dict of named outputs")
+    return {name: int(out.shape[-1]) for name, out in zip(names, outputs)}
+
+
+def _input_npix(model, what):
+    inputs = model.inputs
+    if len(inputs) != 1 or len(inputs[0].shape) != 2 or inputs[0].shape[-1] is None:
+        shapes = [tuple(t.shape) for t in inputs]
+        raise ArtifactError(f"{what}: expected one input of shape (batch, npix); the model "
+                            f"has inputs of shapes {shapes}")
+    return int(inputs[0].shape[-1])
+
+
+def _grid_record(grid, beam, npix):
+    """Normalize a beam grid (dict or `remap.surveys.base.Beam`) to a dict in Å."""
+    try:
+        from .surveys.base import Beam
+    except ImportError:  # pragma: no cover
+        Beam = ()
+    if isinstance(grid, Beam):
+        record = {"wave_min": grid.wave_min.value, "wave_max": grid.wave_max.value,
+                  "sampling": grid.sampling.value, "npix": grid.npix, "unit": "Angstrom",
+                  "resolution": grid.resolution}
+    elif isinstance(grid, dict):
+        record = dict(_jsonify(grid, f"beams.{beam}"))
+        record.setdefault("unit", "Angstrom")
+        for key in ("wave_min", "wave_max", "sampling"):
+            value = record.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                    or not math.isfinite(value):
+                raise ArtifactError(f"beam {beam!r}: the grid needs a number {key!r} (Å); "
+                                    f"received {key}={value!r}")
+        if record.get("unit") not in ("Angstrom", "AA"):
+            raise ArtifactError(f"beam {beam!r}: grid unit must be 'Angstrom'; received "
+                                f"{record.get('unit')!r}")
+        record["unit"] = "Angstrom"
+        if not (record["wave_max"] > record["wave_min"] and record["sampling"] > 0):
+            raise ArtifactError(f"beam {beam!r}: the grid needs wave_min < wave_max and "
+                                f"sampling > 0; received {record}")
+        expected = int(math.floor((record["wave_max"] - record["wave_min"])
+                                  / record["sampling"] + 1e-9)) + 1
+        record.setdefault("npix", expected)
+        if record["npix"] != expected:
+            raise ArtifactError(f"beam {beam!r}: npix={record['npix']} does not match the "
+                                f"grid {record['wave_min']}-{record['wave_max']} Å at "
+                                f"{record['sampling']} Å ({expected} pixels)")
+    else:
+        raise ArtifactError(f"beam {beam!r}: the grid must be a dict (wave_min, wave_max, "
+                            f"sampling in Å) or a remap Beam; received "
+                            f"{type(grid).__name__}")
+    if record["npix"] != npix:
+        raise ArtifactError(f"beam {beam!r}: the network takes {npix} pixels but the beam "
+                            f"grid has {record['npix']}")
+    return record
+
+
+def _fitter_record(fitter):
+    """Normalize a continuum-fitter description to ``{"name": ..., "config": {...}}``."""
+    if fitter is None:
+        return None
+    if isinstance(fitter, str):
+        return {"name": fitter, "config": {}}
+    if hasattr(fitter, "get_config") and hasattr(fitter, "name"):
+        return {"name": fitter.name, "config": _jsonify(fitter.get_config(), "fitter.config")}
+    if isinstance(fitter, dict) and isinstance(fitter.get("name"), str):
+        if "config" in fitter:
+            extra = sorted(set(fitter) - {"name", "config"})
+            if extra:
+                raise ArtifactError(f"manifest 'fitter' has keys 'name', 'config' and "
+                                    f"unexpected {extra}; put the options in 'config'")
+            config = fitter["config"] or {}
+        else:  # the flat form {"name": ..., **options} recorded by build_synthetic
+            config = {k: v for k, v in fitter.items() if k != "name"}
+        if not isinstance(config, dict):
+            raise ArtifactError(f"manifest 'fitter.config' must be a dict; received "
+                                f"{type(config).__name__}")
+        return {"name": fitter["name"], "config": _jsonify(config, "fitter.config")}
+    raise ArtifactError(f"manifest 'fitter' must be None, a fitter name, a continuum fitter "
+                        f"or a dict with 'name' (and 'config'); received {fitter!r}")
+
+
+def _normalize_embeddings(record, beam, heads, dims):
+    """Check one beam's embeddings; return the arrays to store in the ``.npz``."""
+    if not isinstance(record, dict):
+        raise ArtifactError(f"embeddings of beam {beam!r} must be a dict with 'embeddings', "
+                            f"'labels' and 'label_names'; received {type(record).__name__}")
+    if "embeddings" in record:
+        per_head = record["embeddings"]
+        extra = sorted(set(record) - {"embeddings", "labels", "label_names"})
+        if extra:
+            raise ArtifactError(f"embeddings of beam {beam!r}: unexpected keys {extra}")
+    else:  # flat form: one key per head (``teff`` or ``teff_embedding``)
+        per_head = {}
+        for key, value in record.items():
+            if key in ("labels", "label_names"):
+                continue
+            name = key.removesuffix("_embedding")
+            if name not in heads:
+                raise ArtifactError(f"embeddings of beam {beam!r}: key {key!r} is not a head "
+                                    f"of the model (heads: {list(heads)})")
+            per_head[name] = value
+    for key in ("labels", "label_names"):
+        if key not in record:
+            raise ArtifactError(f"embeddings of beam {beam!r} need {key!r}")
+    if not isinstance(per_head, dict) or not per_head:
+        raise ArtifactError(f"embeddings of beam {beam!r}: 'embeddings' must be a non-empty "
+                            f"dict head -> (n, d) array")
+    label_names = [str(n) for n in record["label_names"]]
+    labels = np.asarray(record["labels"], dtype=np.float64)
+    if labels.ndim != 2 or labels.shape[1] != len(label_names):
+        raise ArtifactError(f"embeddings of beam {beam!r}: labels must have shape (n, "
+                            f"{len(label_names)}) to match label_names {label_names}; "
+                            f"received shape {labels.shape}")
+    arrays = {"labels": labels, "label_names": np.array(label_names, dtype=str)}
+    for name, values in per_head.items():
+        if name not in heads:
+            raise ArtifactError(f"embeddings of beam {beam!r}: {name!r} is not a head of the "
+                                f"model (heads: {list(heads)})")
+        emb = np.asarray(values, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[0] != labels.shape[0]:
+            raise ArtifactError(f"embeddings of beam {beam!r}, head {name!r}: expected shape "
+                                f"({labels.shape[0]}, d) like the labels; received {emb.shape}")
+        want = dims.get(f"{name}_embedding")
+        if want is not None and emb.shape[1] != want:
+            raise ArtifactError(f"embeddings of beam {beam!r}, head {name!r}: the model's "
+                                f"{name}_embedding output has {want} dimensions; received "
+                                f"{emb.shape[1]}")
+        if not np.all(np.isfinite(emb)):
+            raise ArtifactError(f"embeddings of beam {beam!r}, head {name!r} contain "
+                                f"non-finite values")
+        arrays[_EMB_PREFIX + name] = emb
+    return arrays
+
+
+# --------------------------------------------------------------------------- writing
+
+def _renameat2_exchange(a, b):
+    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        func = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if func(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(b))
+
+
+def _is_artifact_dir(path):
+    """True for an empty directory or one whose manifest says it is a remap artifact."""
+    if not any(path.iterdir()):
+        return True
+    try:
+        manifest = json.loads((path / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME
+
+
+def _write_npz(path, arrays):
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_text(path, text):
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _save_keras(model, path):
+    model.save(path)
+    _fsync_file(path)
+
+
+def save_model(directory, models, manifest, *, embeddings=None, overwrite=False, heads=None):
+    """Write trained networks, their embeddings and a manifest as an artifact directory.
+
+    Parameters
+    ----------
+    directory : str or path
+        The artifact directory to create (its parent is created if missing).
+    models : dict of str to `keras.Model`
+        One network per beam, as built by :func:`remap.nn.model.build_model`:
+        one input ``(batch, npix)`` and a dict of outputs, ``<head>`` (PMF)
+        and optionally ``<head>_embedding`` for each head.  Every beam's
+        network must have the same outputs.
+    manifest : dict
+        What to record about the artifact (JSON values; numpy scalars and
+        arrays, paths and Quantities are converted; non-finite floats become
+        null):
+
+        ``survey`` (str, required)
+            Survey name, e.g. ``"marvels"``.
+        ``beams`` (dict, optional)
+            Beam -> input grid: a dict with ``wave_min``, ``wave_max``,
+            ``sampling`` (Å) and optionally ``npix``, or a
+            `remap.surveys.base.Beam`.  Beams left out are taken from the
+            registered survey.  A grid's ``npix`` must equal the network's
+            input size.
+        ``fitter`` (optional)
+            The continuum fitter of the training spectra: a fitter object, its
+            name, ``{"name": ..., "config": {...}}`` or the flat
+            ``{"name": ..., **options}`` of a data-set manifest.
+        ``library``, ``dataset``, ``training``, ``metrics``, ... (optional)
+            Stored as given.
+
+        ``format``, ``format_version``, ``created``, ``versions`` and
+        ``heads`` are written by this function and may not be supplied.
+    embeddings : dict of str to dict, optional
+        Per beam, the embeddings of the training spectra for nearest-neighbour
+        look-ups: ``{"embeddings": {head: (n, d) array}, "labels": (n, k)
+        array, "label_names": k names}`` (the per-head arrays may also be
+        given at the top level, keyed ``<head>`` or ``<head>_embedding``).
+        Stored as ``float32`` / ``float64`` / unicode arrays only.
+    overwrite : bool
+        Replace an existing artifact at ``directory`` (atomically).  Only an
+        empty directory or a remap artifact is ever replaced.
+    heads : sequence of `remap.heads.HeadSpec`, optional
+        The heads of the networks; by default the registered heads named like
+        the networks' PMF outputs.
+
+    Returns
+    -------
+    path : `pathlib.Path`
+        The artifact directory.
+
+    Raises
+    ------
+    ArtifactError
+        Bad arguments (naming the beam, head or manifest key), an existing
+        target without ``overwrite``, or a target that is not an artifact.
+        Any failure while writing leaves no partial directory behind.
+    """
+    import keras
+
+    target = Path(directory).absolute()
+    if not isinstance(models, dict) or not models:
+        raise ArtifactError(f"models must be a non-empty dict beam -> keras.Model; received "
+                            f"{models!r}")
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"manifest must be a dict; received {type(manifest).__name__}")
+    reserved = sorted(set(manifest) & set(_RESERVED))
+    if reserved:
+        raise ArtifactError(f"manifest keys {reserved} are written by save_model and cannot "
+                            f"be supplied")
+    survey_name = manifest.get("survey")
+    if not isinstance(survey_name, str) or not survey_name:
+        raise ArtifactError(f"manifest needs 'survey', the survey name (e.g. 'marvels'); "
+                            f"received {survey_name!r}")
+    embeddings = {} if embeddings is None else embeddings
+    if not isinstance(embeddings, dict):
+        raise ArtifactError(f"embeddings must be a dict beam -> dict; received "
+                            f"{type(embeddings).__name__}")
+    unknown = sorted(set(embeddings) - set(models))
+    if unknown:
+        raise ArtifactError(f"embeddings given for beams {unknown} that have no model "
+                            f"(models: {sorted(models)})")
+
+    # ---- the networks: heads, input sizes
+    outputs = None
+    npix = {}
+    for beam, model in models.items():
+        if not isinstance(beam, str) or not _BEAM_NAME.match(beam):
+            raise ArtifactError(f"beam names must be 1-64 letters, digits, '_' or '-' "
+                                f"(starting with a letter or digit); received {beam!r}")
+        if not isinstance(model, keras.Model):
+            raise ArtifactError(f"models[{beam!r}] must be a keras.Model; received "
+                                f"{type(model).__name__}")
+        dims = _output_dims(model)
+        if outputs is None:
+            outputs = dims
+        elif dims != outputs:
+            raise ArtifactError(f"every beam's network must have the same outputs; beam "
+                                f"{beam!r} has {dims}, another has {outputs}")
+        npix[beam] = _input_npix(model, f"the network of beam {beam!r}")
+    head_names = [n for n in outputs if not n.endswith("_embedding")]
+    if not head_names:
+        raise ArtifactError(f"the networks have no PMF outputs (outputs: {list(outputs)})")
+    orphans = [n for n in outputs if n.endswith("_embedding")
+               and n.removesuffix("_embedding") not in head_names]
+    if orphans:
+        raise ArtifactError(f"embedding outputs {orphans} have no matching PMF output")
+    if heads is None:
+        from .plugins import registry
+        registered = registry("head")
+        missing = [n for n in head_names if n not in registered]
+        if missing:
+            raise ArtifactError(f"network outputs {missing} are not registered heads "
+                                f"(registered: {list(registered)}); pass heads=")
+        head_specs = {n: registered[n] for n in head_names}
+    else:
+        head_specs = {h.name: h for h in heads}
+        missing = [n for n in head_names if n not in head_specs]
+        if missing:
+            raise ArtifactError(f"network outputs {missing} are not among heads "
+                                f"{list(head_specs)}")
+    head_records = []
+    for name in head_names:
+        spec = head_specs[name]
+        bins = _label_bins(spec)
+        if outputs[name] != bins.n_bins:
+            raise ArtifactError(f"output {name!r} has {outputs[name]} bins but head {name!r} "
+                                f"has {bins.n_bins}")
+        head_records.append(_head_record(spec, bins.edges))
+
+    # ---- beams, fitter, the rest of the manifest
+    given_beams = manifest.get("beams") or {}
+    if not isinstance(given_beams, dict):
+        raise ArtifactError(f"manifest 'beams' must be a dict beam -> grid; received "
+                            f"{type(given_beams).__name__}")
+    extra = sorted(set(given_beams) - set(models))
+    if extra:
+        raise ArtifactError(f"manifest 'beams' lists {extra}, which have no model")
+    survey = None
+    beam_records = {}
+    for beam in models:
+        grid = given_beams.get(beam)
+        if grid is None:
+            if survey is None:
+                from .plugins import get_survey
+                try:
+                    survey = get_survey(survey_name)
+                except RemapError as exc:
+                    raise ArtifactError(f"no grid given for beam {beam!r} in manifest "
+                                        f"'beams' and the survey is not available: "
+                                        f"{exc}") from None
+            if beam not in survey.beams:
+                raise ArtifactError(f"survey {survey_name!r} has no beam {beam!r} (beams: "
+                                    f"{list(survey.beams)}); give its grid in manifest "
+                                    f"'beams'")
+            grid = survey.beams[beam]
+        record = {"grid": _grid_record(grid, beam, npix[beam]), "model": model_file(beam),
+                  "n_params": int(models[beam].count_params())}
+        if beam in embeddings:
+            record["embeddings"] = embeddings_file(beam)
+        beam_records[beam] = record
+    stored_embeddings = {beam: _normalize_embeddings(rec, beam, head_names, outputs)
+                         for beam, rec in embeddings.items()}
+    for beam, arrays in stored_embeddings.items():
+        beam_records[beam]["n_embeddings"] = int(arrays["labels"].shape[0])
+    body = {k: v for k, v in manifest.items() if k not in ("beams", "fitter")}
+    full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+            "created": datetime.datetime.now(datetime.timezone.utc)
+            .isoformat(timespec="seconds"),
+            "versions": _versions(), "survey": survey_name, "heads": head_records,
+            "beams": beam_records, "fitter": _fitter_record(manifest.get("fitter")),
+            **_jsonify({k: v for k, v in body.items() if k != "survey"}, "")}
+    manifest_text = json.dumps(full, indent=2, allow_nan=False) + "\n"
+
+    # ---- the target
+    if target.exists() or target.is_symlink():
+        if not overwrite:
+            raise ArtifactError(f"{target} already exists; pass overwrite=True to replace it")
+        if target.is_symlink() or not target.is_dir():
+            raise ArtifactError(f"{target} exists and is not a directory; refusing to "
+                                f"replace it")
+        if not _is_artifact_dir(target):
+            raise ArtifactError(f"{target} is not empty and not a remap artifact (no "
+                                f"{MANIFEST_NAME} of format {FORMAT_NAME!r}); refusing to "
+                                f"replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    # ---- write everything into a temporary sibling, then move it into place
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX + target.name + "-", dir=target.parent))
+    try:
+        for beam, model in models.items():
+            _save_keras(model, tmp / model_file(beam))
+            # refuse now what load_model would refuse (Lambda layers, unknown classes)
+            _inspect_keras_file(tmp / model_file(beam))
+        for beam, arrays in stored_embeddings.items():
+            _write_npz(tmp / embeddings_file(beam), arrays)
+        _write_text(tmp / MANIFEST_NAME, manifest_text)
+        names = sorted(p.name for p in tmp.iterdir())
+        sums = "".join(f"{_sha256(tmp / n)}  {n}\n" for n in names)
+        _write_text(tmp / SUMS_NAME, sums)
+        _fsync_dir(tmp)
+        os.chmod(tmp, 0o755)
+        if target.exists():
+            if _renameat2_exchange(tmp, target):
+                old = tmp  # after the exchange the temporary name holds the old artifact
+            else:
+                old = Path(tempfile.mkdtemp(prefix=_OLD_PREFIX + target.name + "-",
+                                            dir=target.parent))
+                os.rename(target, old / "artifact")
+                try:
+                    os.rename(tmp, target)
+                except BaseException:
+                    os.rename(old / "artifact", target)
+                    shutil.rmtree(old, ignore_errors=True)
+                    raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+# --------------------------------------------------------------------------- reading
+
+def verify_files(path):
+    """Check an artifact directory against its ``SHA256SUMS``.
+
+    Parameters
+    ----------
+    path : str or path
+
+    Returns
+    -------
+    hashes : dict of str to str
+        File name -> SHA-256 of every verified file.
+
+    Raises
+    ------
+    ArtifactError
+        Not a directory, no or malformed ``SHA256SUMS``, a symbolic link or
+        subdirectory, a file that is missing, not listed, or whose hash
+        differs; the message names the file.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ArtifactError(f"{root}: no such artifact directory")
+    sums_path = root / SUMS_NAME
+    if sums_path.is_symlink() or not sums_path.is_file():
+        raise ArtifactError(f"{root}: no {SUMS_NAME}; not a remap artifact (or damaged)")
+    listed = {}
+    for number, line in enumerate(sums_path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        match = re.fullmatch(r"([0-9a-f]{64}) [ *]([^/\\]+)", line)
+        if match is None or match.group(2) in (".", "..", SUMS_NAME):
+            raise ArtifactError(f"{sums_path}: line {number} is not '<sha256>  <file name>': "
+                                f"{line!r}")
+        if match.group(2) in listed:
+            raise ArtifactError(f"{sums_path}: {match.group(2)!r} is listed twice")
+        listed[match.group(2)] = match.group(1)
+    present = {}
+    for entry in root.iterdir():
+        if entry.name == SUMS_NAME:
+            continue
+        if entry.is_symlink():
+            raise ArtifactError(f"{root}: {entry.name!r} is a symbolic link; artifacts hold "
+                                f"regular files only")
+        if not entry.is_file():
+            raise ArtifactError(f"{root}: unexpected {'directory' if entry.is_dir() else 'entry'}"
+                                f" {entry.name!r}; artifacts hold regular files only")
+        present[entry.name] = entry
+    for name in sorted(set(listed) - set(present)):
+        raise ArtifactError(f"{root}: file {name!r} listed in {SUMS_NAME} is missing")
+    for name in sorted(set(present) - set(listed)):
+        raise ArtifactError(f"{root}: unexpected file {name!r}, not listed in {SUMS_NAME}")
+    for name in sorted(listed):
+        if _sha256(present[name]) != listed[name]:
+            raise ArtifactError(f"{root}: file {name!r} does not match its SHA-256 in "
+                                f"{SUMS_NAME} (corrupted or modified)")
+    return listed
+
+
+def _read_manifest(root):
+    path = root / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{root}: no {MANIFEST_NAME}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ArtifactError(f"{path}: format is {found!r}, expected {FORMAT_NAME!r}")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ArtifactError(f"{path}: format_version must be a positive integer; received "
+                            f"{version!r}")
+    if version > FORMAT_VERSION:
+        raise ArtifactError(f"{path}: artifact format version {version} is newer than this "
+                            f"remap supports (up to {FORMAT_VERSION}); upgrade remap to load "
+                            f"it")
+    for key, kind in (("heads", list), ("beams", dict), ("survey", str), ("versions", dict)):
+        if not isinstance(manifest.get(key), kind) or not manifest[key]:
+            raise ArtifactError(f"{path}: {key!r} must be a non-empty {kind.__name__}")
+    return manifest
+
+
+def _check_versions(manifest, root):
+    import keras
+    saved = manifest["versions"].get("keras")
+    if _major(saved) != _major(keras.__version__):
+        raise ArtifactError(f"{root}: the networks were saved with Keras {saved}; this is "
+                            f"Keras {keras.__version__}, a different major version whose "
+                            f"format may differ. Load it with Keras {_major(saved)}.x or "
+                            f"retrain")
+
+
+def _check_heads(manifest, root):
+    """The registered `HeadSpec` of each stored head; refuse bins that differ."""
+    from .plugins import registry
+    registered = registry("head")
+    specs = []
+    for record in manifest["heads"]:
+        name = record.get("name") if isinstance(record, dict) else None
+        if not isinstance(name, str):
+            raise ArtifactError(f"{root}: malformed head entry in {MANIFEST_NAME}: {record!r}")
+        if name not in registered:
+            raise ArtifactError(f"{root}: the artifact predicts head {name!r}, but no head "
+                                f"plugin of that name is registered (registered: "
+                                f"{list(registered)}); install the plugin that provides it")
+        spec = registered[name]
+        edges = _label_bins(spec).edges
+        stored = np.asarray(record.get("edges", []), dtype=float)
+        same = (record.get("unit") == spec.unit.to_string() and stored.shape == edges.shape
+                and np.allclose(stored, edges, rtol=0, atol=1e-9 * max(1.0, abs(spec.high))))
+        if not same:
+            raise ArtifactError(
+                f"{root}: head {name!r} of the artifact has {record.get('n_bins')} bins over "
+                f"{record.get('low')}-{record.get('high')} {record.get('unit')} (width "
+                f"{record.get('bin_width')}), but the registered head plugin {name!r} has "
+                f"{spec.n_bins} bins over {spec.low}-{spec.high} {spec.unit.to_string()} "
+                f"(width {spec.bin_width}); the network's outputs would be misread. Use the "
+                f"head definition the model was trained with")
+        specs.append(spec)
+    return specs
+
+
+def _check_keras_config(node, filename):
+    """Refuse Lambda layers, non-Keras modules and unregistered classes in a model config."""
+    import keras
+    if isinstance(node, list):
+        for item in node:
+            _check_keras_config(item, filename)
+        return
+    if not isinstance(node, dict):
+        return
+    class_name = node.get("class_name")
+    if isinstance(class_name, str):
+        config = node.get("config")
+        layer = node.get("name")
+        if not isinstance(layer, str) and isinstance(config, dict):
+            layer = config.get("name")
+        label = f"{class_name} {layer!r}" if isinstance(layer, str) else class_name
+        if class_name in ("Lambda", "__lambda__", "TFOpLambda"):
+            raise ArtifactError(f"{filename}: the network contains a {label} layer, which "
+                                f"stores Python code; remap does not load code from "
+                                f"artifacts. Replace it with a registered layer")
+        registered = node.get("registered_name")
+        module = node.get("module")
+        if isinstance(registered, str) and registered and registered != class_name:
+            if registered not in keras.saving.get_custom_objects():
+                raise ArtifactError(f"{filename}: the network uses the custom class "
+                                    f"{registered!r}, which is not registered in this Python "
+                                    f"session; install (or enable) the remap plugin that "
+                                    f"provides it")
+        elif module and not (module == "keras" or module.startswith("keras.")
+                             or module == "builtins") and class_name not in _KERAS_MARKERS:
+            raise ArtifactError(f"{filename}: {label} comes from module {module!r}, outside "
+                                f"Keras and not registered; refusing to import it")
+    for value in node.values():
+        if isinstance(value, (dict, list)):
+            _check_keras_config(value, filename)
+
+
+def _inspect_keras_file(path):
+    """Check a ``.keras`` archive's members and configuration before Keras opens it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = set(archive.namelist())
+            if members != KERAS_MEMBERS:
+                unexpected = sorted(members - KERAS_MEMBERS)
+                missing = sorted(KERAS_MEMBERS - members)
+                raise ArtifactError(
+                    f"{path.name}: a .keras archive must hold exactly {sorted(KERAS_MEMBERS)};"
+                    f"{f' unexpected members {unexpected}' if unexpected else ''}"
+                    f"{f' missing members {missing}' if missing else ''}")
+            config = json.loads(archive.read("config.json").decode("utf-8"))
+    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path.name}: not a valid .keras archive ({exc})") from None
+    _check_keras_config(config, path.name)
+
+
+def _load_plugins():
+    """Register remap's layers and losses and import every installed plugin."""
+    from . import nn  # noqa: F401  registers remap's layers and losses with Keras
+    from .plugins import get_plugin_manager
+    get_plugin_manager()
+
+
+def _keras_load(path):
+    import keras
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # pragma: no cover - Keras internals moved
+        SafeModeScope = None
+    scope = SafeModeScope(True) if SafeModeScope is not None else contextlib.nullcontext()
+    try:
+        with scope:  # also overrides a global keras.config.enable_unsafe_deserialization()
+            return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:
+        raise ArtifactError(f"{path.name}: Keras refused to load the network "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:500]})") from exc
+
+
+def _load_embeddings(path, heads):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"{path.name}: cannot read the embeddings ({exc})") from None
+    for key in ("labels", "label_names"):
+        if key not in arrays:
+            raise ArtifactError(f"{path.name}: no {key!r} array")
+    labels = arrays.pop("labels")
+    names = arrays.pop("label_names")
+    if labels.ndim != 2 or names.ndim != 1 or labels.shape[1] != names.size \
+            or names.dtype.kind != "U" or labels.dtype.kind != "f":
+        raise ArtifactError(f"{path.name}: labels {labels.shape} {labels.dtype} do not match "
+                            f"label_names {names.shape} {names.dtype}")
+    per_head = {}
+    for key, emb in arrays.items():
+        name = key.removeprefix(_EMB_PREFIX)
+        if not key.startswith(_EMB_PREFIX) or name not in heads:
+            raise ArtifactError(f"{path.name}: unexpected array {key!r}")
+        if emb.ndim != 2 or emb.shape[0] != labels.shape[0] or emb.dtype != np.float32:
+            raise ArtifactError(f"{path.name}: embeddings of {name!r} have shape {emb.shape} "
+                                f"and dtype {emb.dtype}; expected ({labels.shape[0]}, d) "
+                                f"float32")
+        per_head[name] = emb
+    return {"embeddings": per_head, "labels": labels, "label_names": [str(n) for n in names]}
+
+
+def load_model(path):
+    """Load an artifact written by :func:`save_model`, verifying it first.
+
+    Parameters
+    ----------
+    path : str or path
+        The artifact directory.
+
+    Returns
+    -------
+    model : `RemapModel`
+
+    Raises
+    ------
+    ArtifactError
+        A file is modified, missing or unexpected (named); the format version
+        is newer than this remap reads; the Keras major version differs; a
+        head is not registered or its bins differ from the registered head
+        plugin's; a network contains a Lambda layer or an unknown class; or
+        Keras cannot load it.
+    """
+    root = Path(path)
+    verify_files(root)
+    manifest = _read_manifest(root)
+    expected = {MANIFEST_NAME}
+    for beam, record in manifest["beams"].items():
+        if not isinstance(beam, str) or not _BEAM_NAME.match(beam) or not isinstance(record,
+                                                                                     dict):
+            raise ArtifactError(f"{root}: malformed beam entry {beam!r} in {MANIFEST_NAME}")
+        if record.get("model") != model_file(beam):
+            raise ArtifactError(f"{root}: beam {beam!r} must use model file "
+                                f"{model_file(beam)!r}; manifest says {record.get('model')!r}")
+        expected.add(model_file(beam))
+        if record.get("embeddings") is not None:
+            if record["embeddings"] != embeddings_file(beam):
+                raise ArtifactError(f"{root}: beam {beam!r} must use embeddings file "
+                                    f"{embeddings_file(beam)!r}; manifest says "
+                                    f"{record['embeddings']!r}")
+            expected.add(embeddings_file(beam))
+    present = {p.name for p in root.iterdir()} - {SUMS_NAME}
+    for name in sorted(present - expected):
+        raise ArtifactError(f"{root}: unexpected file {name!r}, not part of the artifact "
+                            f"described by {MANIFEST_NAME}")
+    for name in sorted(expected - present):
+        raise ArtifactError(f"{root}: file {name!r} named in {MANIFEST_NAME} is missing")
+    _check_versions(manifest, root)
+    _load_plugins()
+    heads = _check_heads(manifest, root)
+    head_names = [h.name for h in heads]
+    models, embeddings = {}, {}
+    for beam, record in manifest["beams"].items():
+        file = root / record["model"]
+        _inspect_keras_file(file)
+        model = _keras_load(file)
+        dims = _output_dims(model)
+        for head in heads:
+            if dims.get(head.name) != head.n_bins:
+                raise ArtifactError(f"{file.name}: output {head.name!r} has "
+                                    f"{dims.get(head.name)} bins; head {head.name!r} has "
+                                    f"{head.n_bins}")
+        npix = _input_npix(model, file.name)
+        if npix != record.get("grid", {}).get("npix"):
+            raise ArtifactError(f"{file.name}: the network takes {npix} pixels, the manifest "
+                                f"grid of beam {beam!r} has {record.get('grid', {}).get('npix')}")
+        models[beam] = model
+        if record.get("embeddings") is not None:
+            embeddings[beam] = _load_embeddings(root / record["embeddings"], head_names)
+    return RemapModel(root, manifest, models, heads, embeddings)
+
+
+# --------------------------------------------------------------------------- the model
+
+class Neighbours(NamedTuple):
+    """Nearest training spectra in embedding space (:meth:`RemapModel.nearest`).
+
+    Attributes
+    ----------
+    indices : ndarray of int, shape (m, k)
+        Rows of the stored training embeddings, nearest first.
+    distances : ndarray of float, shape (m, k)
+        Euclidean distances in embedding space.
+    labels : ndarray of float, shape (m, k, n_labels)
+        The neighbours' labels.
+    label_names : list of str
+        Names of the label columns.
+    """
+
+    indices: np.ndarray
+    distances: np.ndarray
+    labels: np.ndarray
+    label_names: list
+
+
+class RemapModel:
+    """A loaded artifact: one network per beam plus what is needed to use it.
+
+    Made by :func:`load_model`.
+
+    Attributes
+    ----------
+    path : `pathlib.Path`
+        The artifact directory.
+    manifest : dict
+        The parsed ``manifest.json``.
+    beams : list of str
+    heads : list of `remap.heads.HeadSpec`
+        The registered heads (checked to have the stored bins).
+    bins : dict of str to `remap.labels.LabelBins`
+    survey : str
+        Survey name.
+    fitter : dict or None
+        ``{"name": ..., "config": {...}}`` of the continuum fitter used on
+        the training spectra.
+    models : dict of str to `keras.Model`
+    """
+
+    def __init__(self, path, manifest, models, heads, embeddings):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.models = dict(models)
+        self.beams = list(self.models)
+        self.heads = list(heads)
+        self.bins = {h.name: _label_bins(h) for h in self.heads}
+        self.survey = manifest["survey"]
+        self.fitter = manifest.get("fitter")
+        self._embeddings = dict(embeddings)
+        self._trees = {}
+        self._predict_fns = {}
+
+    def __repr__(self):
+        return (f"<RemapModel {str(self.path)!r}: survey {self.survey!r}, beams {self.beams}, "
+                f"heads {[h.name for h in self.heads]}>")
+
+    def _check_beam(self, beam):
+        if beam not in self.models:
+            raise ArtifactError(f"the artifact has no beam {beam!r}; beams: {self.beams}")
+
+    def grid(self, beam):
+        """The input grid of ``beam``: ``wave_min``, ``wave_max``, ``sampling`` (Å), ``npix``."""
+        self._check_beam(beam)
+        return dict(self.manifest["beams"][beam]["grid"])
+
+    def wavelength(self, beam):
+        """The input pixel grid of ``beam`` as a `~astropy.units.Quantity` in Å."""
+        import astropy.units as u
+        g = self.grid(beam)
+        return (g["wave_min"] + np.arange(g["npix"]) * g["sampling"]) * u.AA
+
+    def continuum_fitter(self):
+        """A continuum fitter configured like the one of the training spectra (or None).
+
+        Raises
+        ------
+        remap.UnknownPluginError
+            The fitter plugin is not installed.
+        """
+        if self.fitter is None:
+            return None
+        from .plugins import get_continuum_fitter
+        return get_continuum_fitter(self.fitter["name"], **self.fitter.get("config", {}))
+
+    def _predict_fn(self, beam):
+        if beam not in self._predict_fns:
+            import tensorflow as tf
+            model = self.models[beam]
+            npix = _input_npix(model, beam)
+
+            @tf.function(input_signature=[tf.TensorSpec((None, npix), tf.float32)],
+                         reduce_retracing=True)
+            def run(x):
+                return model(x, training=False)
+
+            self._predict_fns[beam] = run
+        return self._predict_fns[beam]
+
+    def predict(self, beam, flux2d, batch_size=256):
+        """Run the network of ``beam`` on continuum-normalized spectra.
+
+        Parameters
+        ----------
+        beam : str
+        flux2d : array_like, shape (n, npix)
+            Normalized flux on the beam's grid (:meth:`wavelength`), finite.
+            A dimensionless `~astropy.units.Quantity` is accepted.
+        batch_size : int
+            Spectra per forward pass.
+
+        Returns
+        -------
+        outputs : dict of str to ndarray
+            The network's outputs by name: ``<head>`` -> PMF, shape
+            ``(n, n_bins)`` (rows sum to 1), and ``<head>_embedding`` ->
+            embedding, shape ``(n, d)``, for each head with an embedding
+            output.
+
+        Raises
+        ------
+        ArtifactError
+            Unknown beam.
+        ValueError
+            Wrong shape, or non-finite flux (the rows are named).
+        """
+        self._check_beam(beam)
+        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1; received {batch_size!r}")
+        if hasattr(flux2d, "unit"):
+            import astropy.units as u
+            flux2d = u.Quantity(flux2d).to_value(u.dimensionless_unscaled)
+        flux = np.asarray(flux2d, dtype=np.float32)
+        npix = self.grid(beam)["npix"]
+        if flux.ndim != 2 or flux.shape[1] != npix:
+            raise ValueError(f"flux for beam {beam!r} must have shape (n, {npix}); received "
+                             f"shape {flux.shape}")
+        bad = np.flatnonzero(~np.all(np.isfinite(flux), axis=1))
+        if bad.size:
+            raise ValueError(f"flux rows {bad[:10].tolist()}{' ...' if bad.size > 10 else ''} "
+                             f"contain non-finite values; interpolate over masked pixels "
+                             f"first")
+        run = self._predict_fn(beam)
+        parts = []
+        for start in range(0, flux.shape[0], int(batch_size)):
+            out = run(flux[start:start + int(batch_size)])
+            parts.append({k: v.numpy() for k, v in out.items()})
+        if not parts:
+            dims = _output_dims(self.models[beam])
+            return {k: np.empty((0, d), np.float32) for k, d in dims.items()}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def has_embeddings(self, beam):
+        """True when training-set embeddings of ``beam`` are stored."""
+        self._check_beam(beam)
+        return beam in self._embeddings
+
+    def embeddings(self, beam):
+        """The stored training-set embeddings of ``beam``.
+
+        Returns
+        -------
+        record : dict
+            ``{"embeddings": {head: (n, d) float32}, "labels": (n, k) float64,
+            "label_names": [k names]}`` (arrays are read-only views).
+
+        Raises
+        ------
+        ArtifactError
+            Unknown beam, or no embeddings stored for it.
+        """
+        self._check_beam(beam)
+        if beam not in self._embeddings:
+            raise ArtifactError(f"the artifact stores no embeddings for beam {beam!r}")
+        record = self._embeddings[beam]
+        views = {}
+        for name, emb in record["embeddings"].items():
+            view = emb.view()
+            view.flags.writeable = False
+            views[name] = view
+        labels = record["labels"].view()
+        labels.flags.writeable = False
+        return {"embeddings": views, "labels": labels, "label_names": list(record["label_names"])}
+
+    def nearest(self, beam, head, query_embeddings, k=5):
+        """The stored training spectra nearest to query embeddings (Euclidean distance).
+
+        Parameters
+        ----------
+        beam : str
+        head : str
+            Whose embedding space to search.
+        query_embeddings : array_like, shape (d,) or (m, d)
+            E.g. ``predict(beam, flux)[f"{head}_embedding"]``.
+        k : int
+            Neighbours per query, at most the number stored.
+
+        Returns
+        -------
+        neighbours : `Neighbours`
+            ``indices`` and ``distances`` of shape (m, k), ``labels`` of shape
+            (m, k, n_labels), nearest first (without the leading m for a 1-D
+            query).
+
+        Raises
+        ------
+        ArtifactError
+            Unknown beam or head, or no embeddings stored.
+        ValueError
+            Bad ``k`` or a query of the wrong dimension.
+        """
+        record = self.embeddings(beam)
+        if head not in record["embeddings"]:
+            raise ArtifactError(f"no stored embeddings of head {head!r} for beam {beam!r}; "
+                                f"stored: {list(record['embeddings'])}")
+        stored = record["embeddings"][head]
+        n, d = stored.shape
+        if not isinstance(k, numbers.Integral) or not 1 <= k <= n:
+            raise ValueError(f"k must be an integer in [1, {n}] (the stored embeddings); "
+                             f"received k={k!r}")
+        query = np.asarray(query_embeddings, dtype=np.float64)
+        single = query.ndim == 1
+        query = np.atleast_2d(query)
+        if query.ndim != 2 or query.shape[1] != d:
+            raise ValueError(f"query embeddings of head {head!r} must have shape (d,) or "
+                             f"(m, d) with d={d}; received shape {np.shape(query_embeddings)}")
+        if not np.all(np.isfinite(query)):
+            raise ValueError("query embeddings contain non-finite values")
+        key = (beam, head)
+        if key not in self._trees:
+            from scipy.spatial import cKDTree
+            self._trees[key] = cKDTree(stored.astype(np.float64))
+        distances, indices = self._trees[key].query(query, k=int(k))
+        distances = np.asarray(distances, dtype=np.float64).reshape(len(query), int(k))
+        indices = np.asarray(indices, dtype=np.int64).reshape(len(query), int(k))
+        labels = record["labels"][indices]
+        if single:
+            indices, distances, labels = indices[0], distances[0], labels[0]
+        return Neighbours(indices, distances, labels, record["label_names"])
+
+
+def compute_embeddings(model, flux, labels, label_names, *, batch_size=256):
+    """Embeddings of spectra through a network, in the form :func:`save_model` stores.
+
+    Parameters
+    ----------
+    model : `keras.Model`
+        A network with ``<head>_embedding`` outputs.
+    flux : array_like, shape (n, npix)
+    labels : array_like, shape (n, k)
+    label_names : sequence of str, length k
+    batch_size : int
+
+    Returns
+    -------
+    record : dict
+        ``{"embeddings": {head: (n, d) float32}, "labels": (n, k) float64,
+        "label_names": [...]}``.
+
+    Raises
+    ------
+    ArtifactError
+        The network has no embedding outputs.
+    ValueError
+        Inconsistent shapes.
+    """
+    dims = _output_dims(model)
+    heads = [n.removesuffix("_embedding") for n in dims if n.endswith("_embedding")]
+    if not heads:
+        raise ArtifactError(f"model {model.name!r} has no '<head>_embedding' outputs "
+                            f"(outputs: {list(dims)})")
+    flux = np.asarray(flux, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.float64)
+    if flux.ndim != 2 or labels.ndim != 2 or flux.shape[0] != labels.shape[0] \
+            or labels.shape[1] != len(label_names):
+        raise ValueError(f"need flux (n, npix), labels (n, {len(label_names)}); received "
+                         f"flux {flux.shape}, labels {labels.shape}")
+    out = {h: [] for h in heads}
+    for start in range(0, flux.shape[0], int(batch_size)):
+        result = model(flux[start:start + int(batch_size)], training=False)
+        for h in heads:
+            out[h].append(np.asarray(result[f"{h}_embedding"], dtype=np.float32))
+    stacked = {h: (np.concatenate(v) if v else
+                   np.empty((0, dims[f"{h}_embedding"]), np.float32)) for h, v in out.items()}
+    return {"embeddings": stacked,
+            "labels": labels, "label_names": [str(n) for n in label_names]}
