@@ -42,6 +42,8 @@ automodsumm_inherited_members = False
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 autodoc_typehints = "none"
+# methods overriding Keras ones (callbacks, optimizers) keep their own docs only
+autodoc_inherit_docstrings = False
 
 intersphinx_mapping = {}
 if os.environ.get("REMAP_DOCS_INTERSPHINX") == "1":
