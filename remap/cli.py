@@ -350,5 +350,9 @@ cli.add_command(_library_group)
 from .cli_dataset import dataset as _dataset_group  # noqa: E402
 cli.add_command(_dataset_group)
 
+
+from .cli_train import train as _train_command  # noqa: E402
+cli.add_command(_train_command)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
