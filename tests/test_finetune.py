@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from remap.heads import FEH, LOGG, TEFF  # noqa: E402
+from remap.heads import LOGG, TEFF  # noqa: E402
 from remap.labels import LabelEncoder  # noqa: E402
 from remap.nn.model import NetworkConfig, build_model, compile_model, expand_targets  # noqa: E402
 from remap.train.finetune import (LayerwiseAdam, freeze_parts, finetune,  # noqa: E402

@@ -127,7 +127,8 @@ def test_unknown_keys_are_named(tmp_path, text, message):
 @pytest.mark.parametrize("text, message", [
     ("seed = 'one'\n[data]\ndataset = 'x'\n",
      "seed must be an integer >= 0; received 'one' (str)"),
-    ("beams = 'A'\n[data]\ndataset = 'x'\n", "beams must be a list (each item a non-empty string, at least 1 item, no repeats)"),
+    ("beams = 'A'\n[data]\ndataset = 'x'\n",
+     "beams must be a list (each item a non-empty string, at least 1 item, no repeats)"),
     ("[data]\ndataset = 'x'\n[pretrain]\nepochs_per_cycle = 'ten'\n",
      "[pretrain] epochs_per_cycle must be an integer >= 1; received 'ten' (str)"),
     ("[data]\ndataset = 'x'\n[pretrain]\nepochs_per_cycle = 2.5\n",

@@ -659,8 +659,8 @@ def _check_consistency(cfg, source):
     if data.build is not None and (data.build.n is None) == (not data.build.grid):
         _fail(source, "", "[data.build] needs exactly one of n = <label points> and "
               "grid = true")
-    if data.survey is not None and (data.survey.dataset is None) == (data.survey.simulate
-                                                                        is None):
+    sv = data.survey
+    if sv is not None and (sv.dataset is None) == (sv.simulate is None):
         _fail(source, "", "[data.survey] needs exactly one of dataset = \"path\" and "
               "simulate = {set = ..., n = ...}")
     if (cfg.pretrain.lr_max == _AUTO) != (cfg.pretrain.lr_min == _AUTO):

@@ -336,13 +336,15 @@ def freeze_parts(model, parts):
 
 def finetune(model, train_ds, val_ds, *, lr_max, lr_min, freeze=(), epochs_per_cycle=30,
              n_cycles=1, steps_per_epoch=None, swa=True, checkpoint_dir=None, log_dir=None,
-             seed=0, heads=None, compile_options=None, **train_options):
+             seed=0, **train_options):
     """Fine-tune a pre-trained network on survey spectra with layer-wise learning rates.
 
     Parameters
     ----------
     model : keras.Model
-        The pre-trained network (changed in place).
+        The pre-trained network, compiled with its losses
+        (`remap.nn.model.compile_model`); changed in place.  Its optimizer is
+        replaced by a `LayerwiseAdam`.
     train_ds, val_ds : tf.data.Dataset
         ``(flux, targets)`` batches as `remap.train.loop.train_stage` takes
         them.
@@ -353,19 +355,17 @@ def finetune(model, train_ds, val_ds, *, lr_max, lr_min, freeze=(), epochs_per_c
         Parts kept fixed (`freeze_parts`), e.g. ``("stem",)``.
     epochs_per_cycle, n_cycles, steps_per_epoch, swa, checkpoint_dir, log_dir, seed
         As in `remap.train.loop.train_stage`.
-    heads : sequence of `remap.heads.HeadSpec`, optional
-        The model's heads (default: found from its outputs).
-    compile_options : dict, optional
-        Passed to `remap.nn.model.compile_model` (``use_triplet``,
-        ``triplet_weight``, ...), where ``train_stage`` compiles.
     **train_options
-        More keyword arguments of ``train_stage``.
+        More keyword arguments of ``train_stage`` (``verbose``, ``bn_steps``,
+        ``initial_epoch``, ...).
 
     Returns
     -------
     dict
-        What ``train_stage`` returns, plus ``"multipliers"`` (path -> factor)
-        and ``"frozen"`` (layer names).
+        The per-epoch history of ``train_stage`` (``"loss"``, ``"val_loss"``,
+        ... as lists), plus ``"final"`` (validation metrics of the returned
+        model, after SWA), ``"multipliers"`` (variable path -> factor) and
+        ``"frozen"`` (layer names).
     """
     from .loop import train_stage
 
@@ -378,17 +378,13 @@ def finetune(model, train_ds, val_ds, *, lr_max, lr_min, freeze=(), epochs_per_c
     def optimizer_factory(learning_rate):
         return LayerwiseAdam(multipliers, learning_rate=learning_rate)
 
-    options = dict(train_options)
-    if heads is not None:
-        options["heads"] = heads
-    if compile_options:
-        options["compile_options"] = dict(compile_options)
     result = train_stage(model, train_ds, val_ds, lr_max=lr_max, lr_min=lr_min,
                          epochs_per_cycle=epochs_per_cycle, n_cycles=n_cycles,
                          steps_per_epoch=steps_per_epoch, swa=swa,
                          checkpoint_dir=checkpoint_dir, log_dir=log_dir, seed=seed,
-                         optimizer_factory=optimizer_factory, **options)
-    result = dict(result) if isinstance(result, dict) else {"history": result}
-    result["multipliers"] = multipliers
-    result["frozen"] = frozen
-    return result
+                         optimizer_factory=optimizer_factory, **train_options)
+    out = dict(result)
+    out["final"] = dict(getattr(result, "final", {}) or {})
+    out["multipliers"] = multipliers
+    out["frozen"] = frozen
+    return out

@@ -276,8 +276,10 @@ class TrainRunner:
             survey = get_survey(self.config.data.survey_name)
         except (TypeError, ValueError, RemapError) as exc:
             raise RunnerError(f"[data.build]: {exc}") from None
-        labels = grid_labels(library) if b.grid else draw_labels(library.domain, b.n, seed,
-                                                                  vary_alpha=b.vary_alpha)
+        if b.grid:
+            labels = grid_labels(library)
+        else:
+            labels = draw_labels(library.domain, b.n, seed, vary_alpha=b.vary_alpha)
         self.echo(f"training set: building {len(labels)} label points from the {b.library!r} "
                   f"library into {directory} (an interrupted build resumes; a set built with "
                   "other settings is replaced)")
@@ -521,8 +523,8 @@ class TrainRunner:
         start = time.perf_counter()
         npix = int(train.manifest["beams"][beam]["npix"])
         self._seed_tf(cfg.seed)
-        model = build_model(network, heads, npix, name=f"remap_{beam}" + (f"_{task}" if task
-                                                                           else ""))
+        name = f"remap_{beam}" + (f"_{task}" if task else "")
+        model = build_model(network, heads, npix, name=name)
         compile_model(model, heads, optimizer="adam", **self._compile_options())
         train_ds, val_ds = self._pipelines(train, "train", beam, heads, p.batch_size, cfg.seed)
         result = train_stage(model, train_ds, val_ds, lr_max=lr_max, lr_min=lr_min,
