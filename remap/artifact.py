@@ -55,7 +55,6 @@ import ctypes
 import dataclasses
 import datetime
 import errno
-import hashlib
 import json
 import math
 import numbers
@@ -71,6 +70,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._files import sha256_of
 from .exceptions import RemapError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "SUMS_NAME", "KERAS_MEMBERS",
@@ -114,13 +114,6 @@ def embeddings_file(beam):
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _sha256(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync_dir(path):
@@ -595,7 +588,7 @@ def save_model(directory, models, manifest, *, embeddings=None, overwrite=False,
             _write_npz(tmp / embeddings_file(beam), arrays)
         _write_text(tmp / MANIFEST_NAME, manifest_text)
         names = sorted(p.name for p in tmp.iterdir())
-        sums = "".join(f"{_sha256(tmp / n)}  {n}\n" for n in names)
+        sums = "".join(f"{sha256_of(tmp / n)}  {n}\n" for n in names)
         _write_text(tmp / SUMS_NAME, sums)
         _fsync_dir(tmp)
         os.chmod(tmp, 0o755)
@@ -676,7 +669,7 @@ def verify_files(path):
     for name in sorted(set(present) - set(listed)):
         raise ArtifactError(f"{root}: unexpected file {name!r}, not listed in {SUMS_NAME}")
     for name in sorted(listed):
-        if _sha256(present[name]) != listed[name]:
+        if sha256_of(present[name]) != listed[name]:
             raise ArtifactError(f"{root}: file {name!r} does not match its SHA-256 in "
                                 f"{SUMS_NAME} (corrupted or modified)")
     return listed

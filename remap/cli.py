@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import click
 import numpy as np
 
 from . import __version__
+from ._files import atomic_path
 from .exceptions import RemapError
 from .plugins import KINDS, plugin_infos
 
@@ -302,16 +301,8 @@ def _plot_beams(beams, title, target):
 
 def _atomic_write(path, write):
     """Call ``write(tmp)`` on a temporary file next to ``path``, then move it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        os.remove(tmp)  # writers such as Table.write refuse to overwrite
+    with atomic_path(path, mkdir=False) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _print_summary(rows, failures):

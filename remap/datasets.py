@@ -60,6 +60,7 @@ import h5py
 import numpy as np
 from astropy.table import Table
 
+from ._files import atomic_write_text, sha256_of
 from .exceptions import RemapError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "DEFAULT_METADATA_FIELDS",
@@ -92,28 +93,8 @@ def shard_name(index):
     return f"shard-{int(index):05d}.h5"
 
 
-def sha256_of(path, chunk=1 << 20):
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _atomic_write_text(path, text):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, text, prefix=_TMP_PREFIX + Path(path).name + ".")
 
 
 def _jsonable(obj):

@@ -17,13 +17,13 @@ the choice so it can be checked by eye.
 
 import math
 import numbers
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
+
+from .._files import atomic_path
 
 __all__ = ["find_lr", "LRFinderResult", "suggest_lr"]
 
@@ -96,17 +96,8 @@ class LRFinderResult:
         ax.set_title(title or "learning-rate range test")
         ax.legend(fontsize="small")
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-",
-                                   suffix=path.suffix or ".png")
-        os.close(fd)
-        try:
+        with atomic_path(path, prefix=f".{path.stem}-", suffix=path.suffix or ".png") as tmp:
             fig.savefig(tmp, dpi=120)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return path
 
 

@@ -42,18 +42,16 @@ after it (their signatures include the signature of their input).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..exceptions import RemapError
+from .._files import atomic_path, atomic_write_text
 
 __all__ = ["RunnerError", "TrainRunner", "run_training", "RUN_ORDER"]
 
@@ -69,19 +67,7 @@ class RunnerError(RemapError):
 
 
 def _atomic_write_text(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, text, prefix=f".tmp-{Path(path).name}.")
 
 
 def _write_json(path, obj):
@@ -112,17 +98,8 @@ def _digest(obj):
 
 
 def _save_keras_atomic(model, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, prefix=".tmp-", suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _plain_history(result):
@@ -630,11 +607,8 @@ class TrainRunner:
                                max_groups=c.max_label_points, progress=self.echo,
                                **{k: v for k, v in self._compile_options().items()})
         table.meta["signature"] = signature
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ecsv", dir=path.parent)
-        os.close(fd)
-        table.write(tmp, format="ascii.ecsv", overwrite=True)
-        os.replace(tmp, path)
+        with atomic_path(path, prefix=".tmp-", suffix=".ecsv") as tmp:
+            table.write(tmp, format="ascii.ecsv")
         for row in table:
             self.echo(f"  {row['architecture']}: val loss {row['mean_loss']:.4f} ± "
                       f"{row['std_loss']:.4f} ({row['n_params']} parameters)")
