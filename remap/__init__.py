@@ -21,8 +21,28 @@ from .continuum import normalize
 from .artifact import load_model
 from . import io  # noqa: F401  registers the "remap-beam" specutils format
 
+# Imported on first use: they pull in TensorFlow, matplotlib or Dask.
+_LAZY = {"fit": "fitting", "default_model": "fitting", "FitResult": "result",
+         "ParameterResult": "result", "Flag": "result", "read_spectrum_file": "catalog",
+         "fit_files": "catalog", "fit_catalog": "catalog", "evaluate": "evaluation",
+         "EvaluationReport": "evaluation"}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'remap' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 __all__ = ["__version__", "hookimpl", "hookspec", "RemapError", "PluginError",
            "UnknownPluginError", "DuplicatePluginError", "SpectrumError", "NoOverlapError",
            "get_plugin_manager", "get_survey", "get_continuum_fitter", "get_library",
            "get_head", "list_surveys", "list_continuum_fitters", "list_libraries",
-           "list_heads", "plugin_infos", "prepare", "normalize", "load_model"]
+           "list_heads", "plugin_infos", "prepare", "normalize", "load_model", *_LAZY]
