@@ -267,3 +267,62 @@ def test_ablations_single_task_no_swa_no_triplet_both_beams(toy_survey, tmp_path
     pmf = artifact.predict("B", np.ones((2, 251), dtype=np.float32))
     assert {k: v.shape[1] for k, v in pmf.items() if not k.endswith("_embedding")} == \
         {"teff": 50, "logg": 45, "feh": 30}
+
+
+@pytest.mark.slow
+def test_cv_enabled_runs_in_the_chain_and_selects_the_best_architecture(toy_survey, tmp_path):
+    from astropy.table import Table
+
+    from remap.artifact import load_model
+
+    config = write_config(tmp_path / "cv.toml", survey=False, extra="""
+                          [cv]
+                          enabled = true
+                          select = true
+                          k = 2
+                          epochs = 1
+                          batch_size = 8
+
+                          [cv.architectures.narrow]
+                          stem_filters = 2
+                          stem_strides = 2
+                          stem_pool = 2
+                          modules = [[4, 2]]
+                          kernel_size = 3
+                          embedding_size = 4
+                          dense_units = 8
+
+                          [cv.architectures.wide]
+                          stem_filters = 4
+                          stem_strides = 2
+                          stem_pool = 2
+                          modules = [[8, 2], [8, 2]]
+                          kernel_size = 3
+                          embedding_size = 4
+                          dense_units = 8
+                          """)
+    out = tmp_path / "out"
+    result = train("--config", config, "--out", out)
+    assert result.exit_code == 0, result.output
+    table = Table.read(out / "cv" / "cv_A.ecsv")
+    assert sorted(table["architecture"]) == ["narrow", "wide"]
+    losses = np.asarray(table["mean_loss"], dtype=float)
+    assert np.all(np.isfinite(losses)) and np.all(losses > 0)
+    best = str(table["architecture"][int(np.argmin(losses))])
+    # cross-validation ran before the range test and pre-training, in one command
+    text = result.output
+    assert text.index("cross-validation") < text.index("range test") < text.index("pretrain")
+    # the artifact was trained with the selected architecture
+    artifact = load_model(out / "model")
+    from remap.heads import FEH, LOGG, TEFF
+    from remap.nn.model import NetworkConfig, build_model
+
+    archs = {"narrow": dict(stem_filters=2, modules=[[4, 2]]),
+             "wide": dict(stem_filters=4, modules=[[8, 2], [8, 2]])}
+    counts = {name: build_model(NetworkConfig(stem_strides=2, stem_pool=2, kernel_size=3,
+                                              embedding_size=4, dense_units=8, **a),
+                                [TEFF, LOGG, FEH], 251).count_params()
+              for name, a in archs.items()}
+    assert counts["narrow"] != counts["wide"]
+    assert artifact.models["A"].count_params() == counts[best]
+    assert f"using architecture {best!r} chosen by cross-validation" in text

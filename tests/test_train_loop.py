@@ -21,7 +21,7 @@ from remap.train.callbacks import (CheckpointError, EpochCheckpoint,  # noqa: E4
                                    StochasticWeightAveraging, latest, load_checkpoint,
                                    recompute_batchnorm, save_checkpoint)
 from remap.train.loop import TrainHistory, get_strategy, train_stage  # noqa: E402
-from remap.train.lr_finder import find_lr  # noqa: E402
+from remap.train.lr_finder import find_lr, suggest_lr  # noqa: E402
 from remap.train.schedules import CosineRestarts  # noqa: E402
 
 
@@ -212,8 +212,13 @@ def test_find_lr_records_detects_divergence_and_restores(tmp_path):
     # the loss fell below its starting value before blowing up
     assert np.nanmin(result.smoothed) < 0.9 * result.smoothed[0]
     i_min = int(np.nanargmin(result.smoothed))
-    assert result.lr_max == pytest.approx(result.lrs[i_min] / 10, rel=1e-9)
+    # default rule: steepest descent, below the minimum
+    assert result.settings["rule"] == "steepest"
+    assert result.lrs[0] <= result.lr_max < result.lrs[i_min]
+    assert (result.lr_max, result.lr_min) == suggest_lr(result.lrs, result.smoothed)
     assert result.lr_min == pytest.approx(result.lr_max / 100, rel=1e-12)
+    minimum = suggest_lr(result.lrs, result.smoothed, rule="minimum")
+    assert minimum[0] == pytest.approx(result.lrs[i_min] / 10, rel=1e-9)
     for v, b in zip(model.variables, before):
         np.testing.assert_array_equal(v.numpy(), b)
     assert int(model.optimizer.iterations.numpy()) == 0      # its own optimizer is untouched
@@ -224,6 +229,27 @@ def test_find_lr_records_detects_divergence_and_restores(tmp_path):
         find_lr(model, ds, lr_start=1e-5, lr_end=1e-8)
     with pytest.raises(ValueError, match="steps=2"):
         find_lr(model, ds, steps=2)
+
+
+def test_suggest_lr_rules_on_a_known_curve():
+    # a range-test-like curve: flat, steepest fall around 1e-3, a long slow
+    # plateau down to a minimum at 0.5, then divergence
+    lrs = np.logspace(-6, 0, 61)
+    x = np.log10(lrs)
+    loss = 5.0 - 2.0 / (1.0 + np.exp(-(x + 3.0) / 0.25)) - 0.3 * np.clip(x + 2.0, 0, None)
+    loss[x > -0.3] += 40.0 * (x[x > -0.3] + 0.3) ** 2
+    i_min = int(np.argmin(loss))
+    assert 0.3 < lrs[i_min] < 0.8
+    lr_max, lr_min = suggest_lr(lrs, loss)
+    assert lr_max == pytest.approx(1e-3, rel=0.15)        # the inflection of the fall
+    assert lr_min == pytest.approx(lr_max / 100)
+    assert suggest_lr(lrs, loss, rule="minimum")[0] == pytest.approx(lrs[i_min] / 10)
+    # a minimum too close to the start: fall back to the minimum rule, floored at lr_start
+    assert suggest_lr(lrs[:3], [1.0, 0.5, 2.0])[0] == lrs[0]
+    with pytest.raises(ValueError, match="rule must be"):
+        suggest_lr(lrs, loss, rule="valley")
+    with pytest.raises(ValueError, match="no finite loss"):
+        suggest_lr(lrs[:2], [np.nan, np.nan])
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -322,6 +322,10 @@ class FindLRConfig:
         Stop once the loss exceeds ``divergence`` × its minimum.
     batch_size : int or None
         Default: ``[pretrain] batch_size``.
+    rule : {"steepest", "minimum"}
+        How ``"auto"`` learning-rate limits are read off the curve
+        (`remap.train.lr_finder.suggest_lr`): at the steepest descent of the
+        loss (default) or one decade below its minimum.
     """
 
     lr_start: float = _field(1e-7, _real(0, low_open=True))
@@ -329,6 +333,7 @@ class FindLRConfig:
     steps: int = _field(100, _int(5))
     divergence: float = _field(4.0, _real(1, low_open=True))
     batch_size: int | None = _field(None, _opt_int(1))
+    rule: str = _field("steepest", _str(("steepest", "minimum")))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -441,7 +441,7 @@ class TrainRunner:
         train_ds, _ = self._pipelines(train, "train", beam, heads, batch, cfg.seed)
         result = find_lr(model, train_ds.repeat(), lr_start=cfg.find_lr.lr_start,
                          lr_end=cfg.find_lr.lr_end, steps=cfg.find_lr.steps,
-                         divergence=cfg.find_lr.divergence)
+                         divergence=cfg.find_lr.divergence, rule=cfg.find_lr.rule)
         directory.mkdir(parents=True, exist_ok=True)
         result.plot(directory / "lr_finder.png")
         record = {"signature": signature, "lr_max": float(result.lr_max),
