@@ -51,7 +51,7 @@ from scipy.interpolate import make_interp_spline
 
 __all__ = ["SET_NAMES", "SET_SIZES", "SET_DOMAINS", "SIM_METADATA_FIELDS", "SimulationConfig",
            "perturbed_library",
-           "simulate_star", "build_simulated"]
+           "simulate_star", "simulated_stars", "build_simulated"]
 
 #: Sets of the simulated survey, in a fixed order (their index enters the seeds).
 SET_NAMES = ("dwarfs", "calibration", "giants")
@@ -368,3 +368,63 @@ def build_simulated(directory, which="dwarfs", *, n=None, seed=0, survey="marvel
     writer.finish(**summary)
     summary.update(shards_written=written, shards_skipped=skipped)
     return summary
+
+
+def simulated_stars(which="calibration", *, n=None, seed=0, survey="marvels", config=None,
+                    library_options=None):
+    """Raw simulated observations of one set, in memory (nothing written, nothing normalized).
+
+    The stars are those :func:`build_simulated` writes for the same ``which``,
+    ``seed``, ``survey``, ``config`` and ``library_options`` (same per-star
+    seeds, labels and noise), before spike removal and continuum
+    normalization: what an observer would have.  ``remap demo`` fits them.
+
+    Parameters
+    ----------
+    which : {"dwarfs", "calibration", "giants"}
+    n : int, optional
+        Number of stars (default: the paper's size of the set, `SET_SIZES`).
+    seed : int
+        Root seed.
+    survey : str or survey object
+    config : `SimulationConfig`, optional
+    library_options : dict, optional
+        Extra options of the line-list library.
+
+    Yields
+    ------
+    spectra : dict of str to `specutils.Spectrum`
+        One raw spectrum per beam (flux in the library's unit, with
+        `~astropy.nddata.StdDevUncertainty`).
+    labels : dict
+        ``teff``, ``logg``, ``feh``: the true labels; ``teff_obs``,
+        ``logg_obs``, ``feh_obs``: the labels with the simulated catalogue
+        errors (``config.label_sigma``), as stored by :func:`build_simulated`;
+        ``snr``, ``n_spikes`` and ``index``.
+    """
+    config = SimulationConfig() if config is None else config
+    from .plugins import get_survey
+
+    if which not in SET_NAMES:
+        raise ValueError(f"unknown set {which!r}; choose one of {', '.join(SET_NAMES)}")
+    n = SET_SIZES[which] if n is None else n
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be an integer >= 1; received n={n!r}")
+    if isinstance(survey, str):
+        survey = get_survey(survey)
+    library = perturbed_library(seed, config, **(library_options or {}))
+    set_index = SET_NAMES.index(which)
+    domain = SET_DOMAINS[which]
+    names = ("teff", "logg", "feh")
+    for i in range(int(n)):
+        # the same per-star seeding and draw order as build_simulated
+        ss = np.random.SeedSequence(int(seed), spawn_key=(set_index, i))
+        rng = np.random.default_rng(int(ss.generate_state(1, np.uint64)[0]))
+        true = {name: rng.uniform(*domain[name]) for name in names}
+        raw, info = simulate_star(library, survey, true, rng, config)
+        noisy = np.array([true[k] for k in names]) + rng.normal(0.0, 1.0, 3) * np.asarray(
+            config.label_sigma)
+        labels = dict(true)
+        labels.update({f"{k}_obs": float(v) for k, v in zip(names, noisy)})
+        labels.update(snr=float(info["snr"]), n_spikes=int(info["n_spikes"]), index=i)
+        yield raw, labels
