@@ -28,6 +28,7 @@ extensions = [
     "sphinx_automodapi.automodapi",
     "sphinx_automodapi.smart_resolver",
     "numpydoc",
+    "sphinx_click",
 ]
 
 exclude_patterns = ["_build", "examples/remap_toy_survey/build", "**.egg-info"]
