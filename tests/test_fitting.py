@@ -88,11 +88,24 @@ def test_fit_example_gives_finite_ordered_results(example):
         assert p.bin_edges[0] <= p.p16 < p.median < p.p84 <= p.bin_edges[-1]
         assert p.pmf.shape == (len(p.bin_edges) - 1,)
         np.testing.assert_allclose(p.pmf.sum(), 1.0)
-    # the example is a simple synthetic star with SNR 100 and three spikes
+    # the example is a simulated survey star with SNR 100 and three spikes
     assert 80 < result.snr["A"] < 125 and 80 < result.snr["B"] < 125
     assert result.masked_fraction["A"] < 0.01
     assert set(result.timings) >= {"split", "spikes", "resample", "continuum", "network A",
                                    "network B", "conflation", "neighbours"}
+
+
+def test_fit_example_recovers_its_labels(model, example):
+    """The example is a simulated MARVELS G dwarf (make_example.py): the default model,
+    fine-tuned on such stars, recovers its labels and finds it near its training set."""
+    truth = {"teff": 5800.0, "logg": 4.4, "feh": 0.0}  # make_example.LABELS
+    assert example["A"].meta["teff"] == truth["teff"]
+    result = remap.fit(example, model=model)
+    assert abs(result.teff.median.to_value(u.K) - truth["teff"]) < 250.0
+    assert abs(result.logg.median.to_value(u.dex) - truth["logg"]) < 0.4
+    assert abs(result.feh.median.to_value(u.dex) - truth["feh"]) < 0.3
+    assert not result.flags & Flag.FAR_FROM_TRAINING, result.messages
+    assert result.beams_used == [("A", "B")]
 
 
 def test_simulated_stars_are_recovered(star_fits, stars):
