@@ -345,5 +345,20 @@ cli.add_command(_dataset_group)
 from .cli_train import train as _train_command  # noqa: E402
 cli.add_command(_train_command)
 
+
+from .cli_evaluate import evaluate_cmd as _evaluate_command  # noqa: E402
+cli.add_command(_evaluate_command)
+
+
+from .cli_evaluate import embed_cmd as _embed_command  # noqa: E402
+cli.add_command(_embed_command)
+
+
+from .cli_fit import fit_cmd as _fit_command  # noqa: E402
+cli.add_command(_fit_command)
+
+from .cli_demo import demo as _demo_command  # noqa: E402
+cli.add_command(_demo_command)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

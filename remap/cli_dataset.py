@@ -73,11 +73,14 @@ def dataset():
               help="Option passed to the continuum fitter (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes computing label points in parallel (same result for any value).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Compute the shards on the Dask cluster of this scheduler "
+                   "(e.g. tcp://host:8786); same result as a local build.")
 @click.option("--overwrite", is_flag=True, help="Replace a different data set in --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar.")
 def build_cmd(library_name, survey_name, out, n, use_grid, vary_alpha, seed, shard_size, beams,
-              library_options, fitter, fitter_options, workers, overwrite, progress):
+              library_options, fitter, fitter_options, workers, scheduler, overwrite, progress):
     """Build a synthetic training set: library -> augment (45 per label point) -> shards.
 
     Every label point is down-convolved to R = 10,000, 11,000 and 12,000,
@@ -90,24 +93,43 @@ def build_cmd(library_name, survey_name, out, n, use_grid, vary_alpha, seed, sha
 
     if (n is None) == (not use_grid):
         raise click.UsageError("give exactly one of --n N and --grid")
+    if scheduler is not None and workers > 1:
+        raise click.UsageError("give --scheduler (a Dask cluster) or --workers (local "
+                               "processes), not both")
     lib_opts = parse_options(library_options, "--library-option")
     fit_opts = parse_options(fitter_options, "--fitter-option")
     fitter_name = None if fitter.lower() == "none" else fitter
+    client = None
     try:
         library = get_library(library_name, **lib_opts)
         survey = get_survey(survey_name)
         labels = (grid_labels(library) if use_grid else
                   draw_labels(library.domain, n, seed, vary_alpha=vary_alpha))
+        if scheduler is not None:
+            client = _connect(scheduler)
         summary = build_synthetic(
             out, library, survey, labels, seed=seed, shard_size=shard_size,
             beams=list(beams) or None, fitter=fitter_name, fitter_options=fit_opts,
-            overwrite=overwrite, progress=progress, workers=workers,
+            overwrite=overwrite, progress=progress, workers=workers, client=client,
             config={"library_options": _jsonable(lib_opts),
                     "labels": "grid" if use_grid else "uniform",
                     "vary_alpha": bool(vary_alpha)})
     except (RemapError, ValueError, TypeError) as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        if client is not None:
+            client.close()
     _echo_summary(out, summary)
+
+
+def _connect(scheduler):
+    """A `distributed.Client` for the scheduler at ``scheduler``, or a ClickException."""
+    from distributed import Client
+    try:
+        return Client(scheduler, timeout="30s")
+    except (OSError, TimeoutError) as exc:
+        raise click.ClickException(f"cannot connect to the Dask scheduler at {scheduler!r}: "
+                                   f"{exc}") from None
 
 
 def _echo_summary(out, summary):

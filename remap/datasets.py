@@ -865,11 +865,72 @@ def _worker_point(args):
                                 w["options"])
 
 
+def _shard_rows(k, shard_size, n_points, per_point):
+    """Samples in shard ``k``."""
+    return (min((k + 1) * shard_size, n_points) - k * shard_size) * per_point
+
+
+def _dask_shard(library, survey, beams, rows, seed, options, fitter, blas_threads):
+    """Dask task: augment the label points ``rows`` (``[(index, labels), ...]``) of one
+    shard and normalize them, exactly as :func:`build_synthetic` does in-process."""
+    with limit_blas_threads(blas_threads):
+        results = [_augment_label_point(library, survey, beams, row, i, seed, options)
+                   for i, row in rows]
+        if fitter is not None:
+            results = _normalize_shard(results, survey, beams, fitter)
+    return results
+
+
+class _DaskShards:
+    """Shards of a :func:`build_synthetic` run computed on a Dask cluster, in a window."""
+
+    def __init__(self, client, library, survey, beams, seed, options, fitter, blas_threads,
+                 label_rows, shard_size, n_points, todo):
+        self.client = client
+        self.todo = list(todo)
+        self.futures = {}
+        self.args = (beams, seed, options)
+        self.blas_threads = blas_threads
+        self.label_rows, self.shard_size, self.n_points = label_rows, shard_size, n_points
+        # the library (line lists, grids) goes to every worker once, not with each task
+        self.shared = client.scatter([library, survey, fitter], broadcast=True, hash=False)
+        threads = sum(client.nthreads().values()) or 1
+        self.window = 2 * threads
+        self._fill()
+
+    def _fill(self):
+        while self.todo and len(self.futures) < self.window:
+            k = self.todo.pop(0)
+            points = range(k * self.shard_size, min((k + 1) * self.shard_size, self.n_points))
+            rows = [(i, self.label_rows[i]) for i in points]
+            beams, seed, options = self.args
+            library, survey, fitter = self.shared
+            self.futures[k] = self.client.submit(
+                _dask_shard, library, survey, beams, rows, seed, options, fitter,
+                self.blas_threads, pure=False, retries=2)
+
+    def result(self, k):
+        """The normalized rows of shard ``k`` (waits for its task)."""
+        future = self.futures.pop(k)
+        try:
+            return future.result()
+        finally:
+            future.release()
+            self._fill()
+
+    def cancel(self):
+        """Cancel the tasks still queued or running."""
+        for future in self.futures.values():
+            future.cancel()
+        self.futures.clear()
+        self.todo.clear()
+
+
 def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20,
                     beams=None, resolutions=None, noise_levels=None, draws=None,
                     fitter="algorithm1", fitter_options=None, config=None, overwrite=False,
                     progress=False, compression="gzip", workers=1, on_shard=None,
-                    blas_threads=1):
+                    blas_threads=1, client=None):
     """Build (or resume) a synthetic training set: library → augment → normalize → shards.
 
     Parameters
@@ -910,6 +971,12 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
     blas_threads : int or None
         BLAS threads per process while building (:func:`limit_blas_threads`);
         `None` leaves the library default.
+    client : `distributed.Client`, optional
+        Compute the shards as tasks on this Dask cluster (``workers`` is then
+        ignored): each task augments and normalizes one shard's label points
+        and sends the arrays back; this process writes the shards in order,
+        as without Dask, so the data set is identical and resumable.  At most
+        two shards per worker thread are in flight.
 
     Returns
     -------
@@ -978,7 +1045,14 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
     bar = tqdm(total=n_points * per_point, unit="spectra", disable=not progress,
                desc=f"building {Path(directory).name}")
     pool = None
-    if workers > 1:
+    remote = None
+    if client is not None:
+        remote = _DaskShards(client, library, survey, beams, seed, options, fitter_obj,
+                             blas_threads, label_rows, shard_size, n_points,
+                             [k for k in range(n_shards)
+                              if not writer.has_shard(k, _shard_rows(k, shard_size, n_points,
+                                                                     per_point))])
+    elif workers > 1:
         import concurrent.futures
         import multiprocessing
         pool = concurrent.futures.ProcessPoolExecutor(
@@ -996,14 +1070,17 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
                 if on_shard is not None:
                     on_shard(k, False)
                 continue
-            if pool is None:
-                results = (_augment_label_point(library, survey, beams, label_rows[i], i, seed,
-                                                options) for i in points)
+            if remote is not None:
+                results = remote.result(k)
             else:
-                results = pool.map(_worker_point, [(i, label_rows[i]) for i in points])
-            results = list(results)
-            if fitter_obj is not None:
-                results = _normalize_shard(results, survey, beams, fitter_obj)
+                if pool is None:
+                    results = (_augment_label_point(library, survey, beams, label_rows[i], i,
+                                                    seed, options) for i in points)
+                else:
+                    results = pool.map(_worker_point, [(i, label_rows[i]) for i in points])
+                results = list(results)
+                if fitter_obj is not None:
+                    results = _normalize_shard(results, survey, beams, fitter_obj)
             with writer.shard(k, n_rows) as shard:
                 for i, (flux, mask, samples, lp_seed) in zip(points, results):
                     shard.append(
@@ -1025,6 +1102,8 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
         limits.__exit__(None, None, None)
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        if remote is not None:
+            remote.cancel()
     seconds = time.perf_counter() - start
     summary = {"n_label_points": n_points, "n_samples": int(writer.manifest["n_samples"]),
                "shards": n_shards}

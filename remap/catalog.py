@@ -1,0 +1,900 @@
+"""Fitting catalogues: many spectrum files, one table, in one process or on a Dask cluster.
+
+:func:`fit_files` fits a list of files in this process; :func:`fit_catalog`
+spreads the same work over the workers of a :mod:`dask.distributed` cluster
+(a `~distributed.LocalCluster` sized to the machine by default, or an
+existing cluster through ``scheduler=`` / ``client=``).  Both return one
+`~astropy.table.QTable` with one row per input, in input order:
+
+``file``
+    the input's name (the path as given, or ``spectrum[i]`` for in-memory
+    spectra without a ``meta["file"]``);
+``status``
+    ``"ok"`` (a result without flags), ``"flagged"`` (a result with at least
+    one :class:`remap.Flag` bit set; see ``flag_names``) or ``"error"`` (no
+    result: the file could not be read, the spectrum failed validation, or
+    it does not overlap any beam of the model);
+``error``
+    for ``"error"`` rows the reason, e.g. ``"SpectrumError: ..."``; empty
+    otherwise;
+
+followed by the columns of :meth:`remap.FitResult.to_table` (NaN for
+``"error"`` rows).  A bad file never stops the run or loses the other rows.
+
+Files that were read successfully are fitted in batches of ``batch_size``
+through one :func:`remap.fit` call per batch, so that stars sharing a
+wavelength axis go through the pipeline as 2-D arrays.  If a batch raises
+(one bad spectrum in it), it is split in halves until the culprit is isolated
+and recorded; the others are fitted normally.
+
+On a cluster each worker process loads the model once (a
+`distributed.WorkerPlugin` warms a per-process cache keyed by the model's
+path), the inputs are cut into partitions of ``partition_size`` and each
+partition is one Dask task.  With ``output=DIR`` every finished partition is
+written atomically to ``DIR/part-NNNNN.ecsv`` (or ``.parquet``), tagged with a
+hash of its inputs, the model and the survey; running the same call again
+reuses the parts already written (resume).  A worker that dies mid-task is
+replaced by its nanny and the task is run again (Dask's
+``distributed.scheduler.allowed-failures``), so no rows are lost.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import numbers
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .exceptions import RemapError
+
+__all__ = ["read_spectrum_file", "fit_files", "fit_catalog", "SpectrumFileError",
+           "CatalogError", "ModelPreloader", "local_cluster", "expand_paths"]
+
+log = logging.getLogger(__name__)
+
+#: Values of the ``status`` column.
+STATUSES = ("ok", "flagged", "error")
+
+#: Suffixes of the part files written by :func:`fit_catalog`, by part format.
+PART_SUFFIX = {"ecsv": ".ecsv", "parquet": ".parquet"}
+
+_PART_VERSION = 1
+
+
+class CatalogError(RemapError):
+    """A catalogue run cannot go on (bad arguments, a task that failed for good)."""
+
+
+class SpectrumFileError(RemapError, OSError):
+    """A file cannot be read as a spectrum (empty, corrupt, no reader recognises it)."""
+
+
+# ----------------------------------------------------------------------------- reading
+def read_spectrum_file(path, format=None):
+    """Read the spectrum of one star from a file.
+
+    ``remap-beam`` files (see :mod:`remap.io`) give one spectrum per beam;
+    anything else is read with :meth:`specutils.SpectrumList.read`, i.e. with
+    any format specutils can read (identified from the file, or named by
+    ``format``).
+
+    Parameters
+    ----------
+    path : str or path-like
+    format : str or callable, optional
+        A specutils/astropy reader format name (``"remap-beam"``,
+        ``"tabular-fits"``, ``"wcs1d-fits"``, ``"ECSV"``, ...), or a function
+        ``reader(path) -> Spectrum | SpectrumList`` for a format of your own.
+        Default: identify it from the file.
+
+    Returns
+    -------
+    spectrum : `specutils.Spectrum` or `specutils.SpectrumList`
+        A single spectrum when the file holds one, else a ``SpectrumList``
+        (one star: one spectrum per beam or per wavelength chunk, as
+        :func:`remap.fit` takes it).  Not validated: :func:`remap.fit` does that.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    SpectrumFileError
+        The file is empty, corrupt or in no format a reader recognises (the
+        message says which).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise SpectrumFileError(f"{path}: not a regular file")
+    if callable(format):
+        result = format(str(path))
+        return _as_star(result, path, getattr(format, "__name__", "custom reader"))
+    if path.stat().st_size == 0:
+        raise SpectrumFileError(f"{path}: the file is empty (0 bytes)")
+    # identification asks every registered reader, and readers of damaged files
+    # warn before they fail: keep the warnings as hints for the error message
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _read(path, format)
+        except SpectrumFileError as exc:
+            hint = f" (a reader warned: {_first_line(caught[0].message)})" if caught else ""
+            raise SpectrumFileError(f"{exc}{hint}") from None
+
+
+def _first_line(text, limit=300):
+    """First non-empty line of ``text``, at most ``limit`` characters."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    return first if len(first) <= limit else first[:limit - 3] + "..."
+
+
+def _read(path, format):
+    """:func:`read_spectrum_file` for a non-empty file; errors as SpectrumFileError."""
+    from astropy.io.registry import IORegistryError
+    from specutils import SpectrumList
+
+    from .io import BeamFileError, FORMAT, identify_remap_beam, read_beams
+    from .spectra import is_spectrum
+
+    if format == FORMAT or (format is None and identify_remap_beam("read", str(path))):
+        try:
+            beams = read_beams(path)
+        except BeamFileError as exc:
+            raise SpectrumFileError(_first_line(exc)) from None
+        return _as_star(list(beams.values()), path, FORMAT)
+    try:
+        result = SpectrumList.read(str(path), format=format)
+    except IORegistryError as exc:
+        raise SpectrumFileError(
+            f"{path}: {_first_line(exc) or 'no reader'}; pass format= (--format) with a "
+            "specutils format such as remap-beam, tabular-fits, wcs1d-fits or ECSV") from None
+    except Exception as exc:  # noqa: BLE001 - readers raise anything on a bad file
+        raise SpectrumFileError(f"{path}: the {format or 'identified'} reader failed: "
+                                f"{type(exc).__name__}: {_first_line(exc)}") from None
+    if is_spectrum(result):
+        return result
+    return _as_star(result, path, format or "identified")
+
+
+def _as_star(result, path, reader):
+    """One star from what a reader returned: a Spectrum or a SpectrumList."""
+    from specutils import SpectrumList
+
+    from .spectra import is_spectrum
+
+    if is_spectrum(result):
+        return result
+    if isinstance(result, (list, tuple, SpectrumList)):
+        spectra = [s for s in result if is_spectrum(s)]
+        if len(spectra) == 1:
+            return spectra[0]
+        if spectra:
+            return SpectrumList(spectra)
+    raise SpectrumFileError(f"{path}: the {reader} reader returned no spectrum "
+                            f"(got {type(result).__name__})")
+
+
+def expand_paths(items):
+    """Expand directories into the regular files in them (sorted, no hidden files).
+
+    Parameters
+    ----------
+    items : iterable of str or path-like
+
+    Returns
+    -------
+    paths : list of `pathlib.Path`
+        Files in the order given, each directory replaced by its files
+        (not recursive); paths that do not exist are kept, so that they
+        are reported as errors.
+    """
+    out = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir()
+                              if p.is_file() and not p.name.startswith(".")))
+        else:
+            out.append(path)
+    return out
+
+
+# ------------------------------------------------------------------------------ model
+def _default_model_path():
+    """The shipped default model directory (same as ``remap.fitting.DEFAULT_MODEL_PATH``)."""
+    import importlib.resources
+    return Path(str(importlib.resources.files("remap") / "data" / "models" / "default"))
+
+
+def _model_path(model):
+    """Resolved path string of a model argument (None, a path, or a loaded model)."""
+    if model is None:
+        return str(_default_model_path().resolve())
+    if isinstance(model, (str, os.PathLike)):
+        return str(Path(model).expanduser().resolve())
+    path = getattr(model, "path", None)
+    if path is None:
+        raise TypeError("model must be None, a path to a model directory or a RemapModel; "
+                        f"received {type(model).__name__}")
+    return str(Path(path).resolve())
+
+
+def cached_model(path):
+    """The model at ``path``, loaded once per process with :func:`remap.load_model`.
+
+    The cache is keyed by the path and the manifest's creation stamp, so a
+    model re-trained into the same directory is loaded again.
+    """
+    path = str(path)
+    return _load_model(path, _model_identity(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(path, identity):
+    from .artifact import load_model
+    log.info("loading model %s (%s) in process %d", path, identity, os.getpid())
+    return load_model(path)
+
+
+def _model_identity(path):
+    """What identifies a model for resuming: its path and its manifest's creation stamp."""
+    try:
+        with open(Path(path) / "manifest.json", encoding="utf-8") as fh:
+            created = json.load(fh).get("created", "")
+    except (OSError, ValueError):
+        created = ""
+    return f"{path}@{created}"
+
+
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
+except ImportError:  # pragma: no cover - dask is a dependency, but stay importable
+    _WorkerPlugin = object
+
+
+class ModelPreloader(_WorkerPlugin):
+    """Worker plugin loading a remap model into each worker's per-process cache.
+
+    Registered by :func:`fit_catalog`; it runs on every worker, also on
+    those that join (or are restarted) later, so each worker process loads
+    the model exactly once, before its first task.
+
+    Parameters
+    ----------
+    path : str
+        Resolved model directory (as seen from the workers).
+    """
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.name = "remap-model-" + hashlib.sha1(self.path.encode()).hexdigest()[:12]
+
+    def setup(self, worker):
+        """Load the model (see :func:`cached_model`).
+
+        A model that cannot be loaded is only logged here, so that the worker
+        still starts; the tasks then fail with the loader's error.
+        """
+        try:
+            cached_model(self.path)
+        except Exception as exc:  # noqa: BLE001 - reported by the tasks
+            log.warning("worker %s cannot load the model %s: %s", getattr(worker, "address", ""),
+                        self.path, _error_text(exc))
+
+
+# ------------------------------------------------------------------------ fitting files
+class _Item:
+    """One input: a display name, a path or spectrum, and the plot file stem."""
+
+    __slots__ = ("name", "source", "stem")
+
+    def __init__(self, name, source, stem):
+        self.name, self.source, self.stem = name, source, stem
+
+    def __getstate__(self):
+        return (self.name, self.source, self.stem)
+
+    def __setstate__(self, state):
+        self.name, self.source, self.stem = state
+
+
+def _make_items(inputs):
+    """`_Item` per input (paths or spectra), with unique plot stems."""
+    from .spectra import is_spectrum
+
+    items, seen = [], {}
+    for i, obj in enumerate(inputs):
+        if isinstance(obj, (str, os.PathLike)):
+            name, source = str(obj), str(obj)
+            stem = Path(str(obj)).stem or "spectrum"
+        elif is_spectrum(obj) or _is_spectrum_list(obj):
+            meta = getattr(obj, "meta", None) or {}
+            name = str(meta.get("file") or f"spectrum[{i}]")
+            source = obj
+            stem = Path(name).stem if meta.get("file") else f"spectrum-{i}"
+        else:
+            raise TypeError(f"input {i} is a {type(obj).__name__}; expected a path, a "
+                            "specutils Spectrum or a SpectrumList")
+        seen[stem] = seen.get(stem, 0) + 1
+        items.append(_Item(name, source, stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"))
+    return items
+
+
+def _is_spectrum_list(obj):
+    from specutils import SpectrumList
+    return isinstance(obj, SpectrumList)
+
+
+def _error_text(exc):
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _fit_group(spectra, model, survey, batch_size):
+    """Fit ``spectra`` in one :func:`remap.fit` call; on failure bisect to isolate the bad ones.
+
+    Returns a list with, per spectrum, either the exception it raised or a
+    tuple ``(result, j, table)``: the FitResult of its group, its index there
+    and that result's ``to_table()``.
+    """
+    from . import fit
+
+    try:
+        # a lone spectrum goes in as itself, so that messages call it "spectrum"
+        # rather than by its position in a batch that means nothing to the user
+        one = len(spectra) == 1
+        result = fit(spectra[0] if one else list(spectra), model=model, survey=survey,
+                     batch_size=batch_size)
+        if len(result) != len(spectra):
+            raise RuntimeError(f"remap.fit returned {len(result)} results for "
+                               f"{len(spectra)} spectra")
+        table = result.to_table()
+    except Exception as exc:  # noqa: BLE001 - recorded per spectrum
+        if len(spectra) == 1:
+            return [exc]
+        half = len(spectra) // 2
+        return (_fit_group(spectra[:half], model, survey, batch_size)
+                + _fit_group(spectra[half:], model, survey, batch_size))
+    return [(result, j, table) for j in range(len(spectra))]
+
+
+#: How remap.fit names its input (one spectrum, or an item of a batch) in its messages.
+_BATCH_LABEL = re.compile(r"^(spectra\[\d+\]|spectrum)(?= )")
+
+
+def _status_of(result, j):
+    """(status, error) of star ``j`` of a FitResult."""
+    from .result import Flag
+
+    flags = int(np.asarray(result.flags).reshape(-1)[j])
+    if flags & int(Flag.NO_COVERAGE):
+        message = result.messages[j] if len(result.messages) > j else ""
+        message = _BATCH_LABEL.sub("the spectrum", message)
+        return "error", f"NoCoverage: {message or 'the spectrum overlaps no beam of the model'}"
+    return ("flagged" if flags else "ok"), ""
+
+
+def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress=None):
+    """Read and fit ``items`` (list of `_Item`) in this process; return the QTable."""
+    from astropy.table import QTable
+
+    n = len(items)
+    status = ["error"] * n
+    errors = [""] * n
+    rows = [None] * n          # (table, row index) per good input
+    readable = []              # (index, spectrum)
+    for i, item in enumerate(items):
+        if isinstance(item.source, str):
+            try:
+                readable.append((i, read_spectrum_file(item.source, format=fmt)))
+            except Exception as exc:  # noqa: BLE001 - recorded per file
+                errors[i] = _error_text(exc)
+        else:
+            readable.append((i, item.source))
+    failed_reads = n - len(readable)
+    if on_progress is not None and failed_reads:
+        on_progress(failed_reads)
+    for start in range(0, len(readable), batch_size):
+        chunk = readable[start:start + batch_size]
+        results = _fit_group([s for _, s in chunk], model, survey, batch_size)
+        for (i, _), res in zip(chunk, results):
+            if isinstance(res, BaseException):
+                errors[i] = _error_text(res)
+                continue
+            result, j, table = res
+            status[i], errors[i] = _status_of(result, j)
+            if status[i] != "error":
+                rows[i] = (table, j)
+                if plot_dir is not None:
+                    single = result[j] if result.is_batch else result
+                    _write_plot(single, Path(plot_dir) / f"{items[i].stem}.png", errors, i)
+        if on_progress is not None:
+            on_progress(len(chunk))
+    template = next((r[0] for r in rows if r is not None), None)
+    if template is None:
+        template = _template_table(model)
+    table = _assemble(rows, template)
+    out = QTable()
+    out["file"] = [it.name for it in items]
+    out["status"] = status
+    out["error"] = errors
+    for name in table.colnames:
+        out[name] = table[name]
+    out.meta.update(table.meta)
+    return out
+
+
+def _write_plot(result, path, errors, i):
+    """Write ``result.plot()`` to ``path`` atomically; a failure is noted, not raised."""
+    from ._files import atomic_path
+
+    try:
+        fig = result.plot()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    except Exception as exc:  # noqa: BLE001 - the fit itself is fine
+        errors[i] = f"plot failed: {_error_text(exc)}"
+
+
+def _template_table(model):
+    """An empty table with the columns of ``FitResult.to_table()`` for ``model``.
+
+    Used when no input of a group gave a result, so that every partition has
+    the same columns.
+    """
+    import astropy.units as u
+    from astropy.table import QTable
+
+    t = QTable()
+    for head in model.heads:
+        unit = u.Unit(head.unit)
+        for suffix in ("", "_p16", "_p84", "_mean", "_std"):
+            t[head.name + suffix] = u.Quantity(np.zeros(0), unit)
+    t["flags"] = np.zeros(0, dtype=np.int64)
+    t["flag_names"] = np.zeros(0, dtype=str)
+    t["beams"] = np.zeros(0, dtype=str)
+    for beam in model.beams:
+        t[f"snr_{beam}"] = np.zeros(0)
+    t["message"] = np.zeros(0, dtype=str)
+    return t
+
+
+def _fill_column(col, n):
+    """A column like ``col`` of length ``n`` filled with its missing value."""
+    import astropy.units as u
+
+    if isinstance(col, u.Quantity):
+        return u.Quantity(np.full((n,) + col.shape[1:], np.nan), col.unit)
+    arr = np.asarray(col)
+    if arr.dtype.kind == "f":
+        return np.full((n,) + arr.shape[1:], np.nan)
+    if arr.dtype.kind in "iu":
+        return np.zeros((n,) + arr.shape[1:], dtype=arr.dtype)
+    if arr.dtype.kind == "b":
+        return np.zeros((n,) + arr.shape[1:], dtype=bool)
+    return np.full((n,) + arr.shape[1:], "", dtype=object)
+
+
+def _assemble(rows, template):
+    """Gather rows ``(table, index)`` (None = missing) into a table with ``template``'s columns."""
+    import astropy.units as u
+    from astropy.table import QTable
+
+    n = len(rows)
+    groups = {}                # id(table) -> (table, output rows, table rows)
+    for i, row in enumerate(rows):
+        if row is not None:
+            entry = groups.setdefault(id(row[0]), (row[0], [], []))
+            entry[1].append(i)
+            entry[2].append(row[1])
+    out = QTable(meta=dict(template.meta))
+    for name in template.colnames:
+        col = _fill_column(template[name], n)
+        for table, dest, src in groups.values():
+            if name not in table.colnames:
+                continue
+            values = table[name][src]
+            col[dest] = values.to(col.unit) if isinstance(col, u.Quantity) else values
+        if isinstance(col, np.ndarray) and col.dtype == object:
+            col = np.asarray(col.tolist(), dtype=str) if n else np.zeros(0, dtype=str)
+        out[name] = col
+    return out
+
+
+def _align(table, template):
+    """``table`` with ``template``'s columns in its order (missing ones filled)."""
+    from astropy.table import QTable
+
+    if table.colnames == template.colnames:
+        return table
+    out = QTable(meta=dict(table.meta))
+    for name in template.colnames:
+        out[name] = table[name] if name in table.colnames else _fill_column(template[name],
+                                                                            len(table))
+    return out
+
+
+def _check_batch_size(batch_size):
+    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1; received {batch_size!r}")
+    return int(batch_size)
+
+
+def fit_files(paths, model=None, survey=None, *, format=None, batch_size=256, progress=False,
+              plot_dir=None):
+    """Fit many spectrum files in this process; one table row per file.
+
+    Parameters
+    ----------
+    paths : sequence of str, path-like, `specutils.Spectrum` or `specutils.SpectrumList`
+        The inputs, each one star (directories are not expanded here; see
+        :func:`expand_paths`).  In-memory spectra are fitted as they are.
+    model : None, str, path or `remap.artifact.RemapModel`
+        Default: the shipped default model.  A path is loaded once per process.
+    survey : str or survey object, optional
+        Default: the model's survey.
+    format : str or callable, optional
+        Reader format of the files (see :func:`read_spectrum_file`).
+    batch_size : int
+        Spectra per :func:`remap.fit` call (and per network batch).
+    progress : bool
+        Show a tqdm progress bar on stderr.
+    plot_dir : str or path, optional
+        Write ``result.plot()`` of every fitted file to ``plot_dir/<stem>.png``.
+
+    Returns
+    -------
+    table : `~astropy.table.QTable`
+        One row per input in input order: ``file``, ``status``
+        (``"ok"``/``"flagged"``/``"error"``), ``error``, then the columns of
+        :meth:`remap.FitResult.to_table` (NaN where ``status`` is ``"error"``).
+        ``meta`` holds the model's table meta and ``n_ok``/``n_flagged``/``n_error``.
+
+    Examples
+    --------
+    >>> import remap
+    >>> table = remap.fit_files(["star1.fits", "star2.fits"])  # doctest: +SKIP
+    >>> table["file", "status", "teff", "teff_p16", "teff_p84"]  # doctest: +SKIP
+    """
+    from tqdm import tqdm
+
+    batch_size = _check_batch_size(batch_size)
+    items = _make_items(list(paths))
+    loaded = cached_model(_model_path(model)) if not hasattr(model, "predict") else model
+    if plot_dir is not None:
+        Path(plot_dir).mkdir(parents=True, exist_ok=True)
+    with tqdm(total=len(items), unit="file", desc="remap fit", disable=not progress) as bar:
+        table = _fit_items(items, loaded, survey, format, batch_size, plot_dir, bar.update)
+    _summarize(table)
+    return table
+
+
+def _summarize(table):
+    status = np.asarray(table["status"])
+    for s in STATUSES:
+        table.meta[f"n_{s}"] = int(np.count_nonzero(status == s))
+
+
+# -------------------------------------------------------------------------- on Dask
+def local_cluster(n_workers=None, *, threads_per_worker=1, **kwargs):
+    """A `distributed.LocalCluster` of worker processes set up for remap.
+
+    Parameters
+    ----------
+    n_workers : int, optional
+        Default: the number of CPU cores this process may use.
+    threads_per_worker : int
+        Threads per worker process (TensorFlow's intra-op threads are
+        limited to the same number, so that workers do not oversubscribe
+        the cores).
+    **kwargs
+        Passed on to `~distributed.LocalCluster` (defaults:
+        ``dashboard_address=None``, no dashboard; ``host="127.0.0.1"``,
+        reachable from this machine only).
+
+    Returns
+    -------
+    cluster : `distributed.LocalCluster`
+    """
+    from distributed import LocalCluster
+
+    if n_workers is None:
+        try:
+            n_workers = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            n_workers = os.cpu_count() or 1
+    if not isinstance(n_workers, numbers.Integral) or n_workers < 1:
+        raise ValueError(f"n_workers must be an integer >= 1; received {n_workers!r}")
+    env = {"TF_NUM_INTRAOP_THREADS": str(threads_per_worker), "TF_NUM_INTEROP_THREADS": "1",
+           "TF_CPP_MIN_LOG_LEVEL": "2", **kwargs.pop("env", {})}
+    kwargs.setdefault("dashboard_address", None)
+    kwargs.setdefault("host", "127.0.0.1")  # reachable from this machine only
+    return LocalCluster(n_workers=int(n_workers), threads_per_worker=int(threads_per_worker),
+                        processes=True, env=env, **kwargs)
+
+
+def _item_identity(item):
+    """A string identifying an input's content for resuming (path + size + mtime, or hash)."""
+    if isinstance(item.source, str):
+        try:
+            st = os.stat(item.source)
+            return f"file:{os.path.abspath(item.source)}:{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            return f"file:{os.path.abspath(item.source)}:missing"
+    h = hashlib.sha256()
+    spectra = item.source if _is_spectrum_list(item.source) else [item.source]
+    for s in spectra:
+        for arr in (s.spectral_axis, s.flux):
+            h.update(str(getattr(arr, "unit", "")).encode())
+            h.update(np.ascontiguousarray(np.asarray(arr)).tobytes())
+        if s.uncertainty is not None:
+            h.update(np.ascontiguousarray(np.asarray(s.uncertainty.array)).tobytes())
+        if s.mask is not None:
+            h.update(np.ascontiguousarray(np.asarray(s.mask)).tobytes())
+    return f"spectrum:{item.name}:{h.hexdigest()}"
+
+
+def _part_key(items, model_id, survey, fmt):
+    """SHA-256 naming what a part holds: its inputs, the model, the survey and the format."""
+    survey_name = survey if survey is None or isinstance(survey, str) else \
+        getattr(survey, "name", repr(survey))
+    fmt_name = getattr(fmt, "__qualname__", None) if callable(fmt) else fmt
+    record = {"version": _PART_VERSION, "model": model_id, "survey": survey_name,
+              "format": fmt_name, "items": [_item_identity(it) for it in items]}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _part_path(directory, index, part_format):
+    return Path(directory) / f"part-{index:05d}{PART_SUFFIX[part_format]}"
+
+
+def _read_part(path, key, n_rows, part_format):
+    """The table of a finished part, or None when it is missing, stale or unreadable."""
+    from astropy.table import QTable
+
+    if not path.is_file():
+        return None
+    try:
+        if part_format == "ecsv":
+            # fill_values=[]: an empty string stays "" instead of becoming masked
+            table = QTable.read(path, format="ascii.ecsv", fill_values=[])
+        else:
+            table = QTable.read(path, format="parquet")
+    except Exception as exc:  # noqa: BLE001 - a broken part is recomputed
+        log.warning("recomputing %s: cannot read it (%s)", path, _error_text(exc))
+        return None
+    if table.meta.get("remap_part_key") != key or len(table) != n_rows:
+        log.info("recomputing %s: it holds other inputs", path)
+        return None
+    return table
+
+
+def _write_part(table, path, key, part_format):
+    """Write a partition's table atomically, tagged with its key."""
+    from ._files import atomic_path
+
+    table = table.copy(copy_data=False)
+    table.meta["remap_part_key"] = key
+    with atomic_path(path) as tmp:
+        if part_format == "ecsv":
+            table.write(tmp, format="ascii.ecsv")
+        else:
+            table.write(tmp, format="parquet")
+
+
+def _fit_partition(items, model_path, survey, fmt, batch_size, plot_dir):
+    """Dask task: fit one partition of inputs on a worker (model from the process cache)."""
+    from .datasets import limit_blas_threads
+
+    model = cached_model(model_path)
+    with limit_blas_threads(1):
+        return _fit_items(items, model, survey, fmt, batch_size, plot_dir)
+
+
+def _make_client(client, scheduler, n_workers):
+    """(client, things to close): the given client, one for ``scheduler``, or a LocalCluster."""
+    if client is not None:
+        if scheduler is not None or n_workers is not None:
+            raise CatalogError("give client= alone: scheduler= and n_workers= would make "
+                               "another cluster")
+        return client, []
+    from distributed import Client
+
+    if scheduler is not None:
+        if n_workers is not None:
+            raise CatalogError("n_workers= sizes a new LocalCluster; it cannot be combined "
+                               "with scheduler= (size that cluster where it is started)")
+        try:
+            c = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise CatalogError(f"cannot connect to the Dask scheduler at {scheduler!r}: "
+                               f"{exc}") from None
+        return c, [c]
+    cluster = local_cluster(n_workers)
+    c = Client(cluster)
+    return c, [c, cluster]
+
+
+def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, scheduler=None,
+                n_workers=None, partition_size=64, output=None, format=None, progress=False,
+                batch_size=256, plot_dir=None, part_format="ecsv", retries=2):
+    """Fit a catalogue on a Dask cluster; one table row per input, in input order.
+
+    Parameters
+    ----------
+    paths_or_spectra : sequence of str, path-like, `specutils.Spectrum` or `specutils.SpectrumList`
+        The inputs, each one star.  Paths must be readable by the workers
+        (a shared file system on a multi-machine cluster); spectra are sent
+        to the workers.
+    model : None, str, path or `remap.artifact.RemapModel`
+        Default: the shipped default model.  Workers load it from its path
+        (which they must see), once per worker process.
+    survey : str or survey object, optional
+        Default: the model's survey.
+    client : `distributed.Client`, optional
+        Use this client's cluster (it is left open).
+    scheduler : str, optional
+        Address of a running scheduler, e.g. ``"tcp://10.0.0.5:8786"``.
+    n_workers : int, optional
+        Workers of the `~distributed.LocalCluster` started when neither
+        ``client`` nor ``scheduler`` is given (default: one per CPU core;
+        see :func:`local_cluster`).  That cluster is closed at the end.
+    partition_size : int
+        Inputs per Dask task (and per part file).
+    output : str or path, optional
+        Directory for the part files; a re-run with the same directory and
+        inputs reuses the parts already there (resume).
+    format : str or callable, optional
+        Reader format of the files (see :func:`read_spectrum_file`).
+    progress : bool
+        Show a tqdm progress bar (files done) on stderr.
+    batch_size : int
+        Spectra per :func:`remap.fit` call inside a partition.
+    plot_dir : str or path, optional
+        Workers write ``result.plot()`` of every fitted input to
+        ``plot_dir/<stem>.png`` (a directory they can all write to).
+    part_format : {"ecsv", "parquet"}
+        Format of the part files.
+    retries : int
+        Extra attempts of a task that raised (a task whose worker died is
+        rescheduled anyway, up to ``distributed.scheduler.allowed-failures``
+        times).
+
+    Returns
+    -------
+    table : `~astropy.table.QTable`
+        As :func:`fit_files`; ``meta["n_parts_reused"]`` counts the parts
+        read back from ``output``.
+
+    Raises
+    ------
+    CatalogError
+        Conflicting cluster arguments, an unreachable scheduler, or a
+        partition that failed for another reason than its inputs (e.g. the
+        model cannot be loaded); parts already written are kept.
+
+    Notes
+    -----
+    Rows of a partition whose worker died more often than the scheduler
+    allows (`distributed.KilledWorker`, e.g. a file that crashes the
+    reader) are recorded as errors and not written to ``output``, so a
+    re-run tries them again.
+    """
+    from astropy.table import vstack
+    from tqdm import tqdm
+
+    batch_size = _check_batch_size(batch_size)
+    if not isinstance(partition_size, numbers.Integral) or partition_size < 1:
+        raise ValueError(f"partition_size must be an integer >= 1; received {partition_size!r}")
+    if part_format not in PART_SUFFIX:
+        raise ValueError(f"part_format must be one of {sorted(PART_SUFFIX)}; received "
+                         f"{part_format!r}")
+    items = _make_items(list(paths_or_spectra))
+    model_path = _model_path(model)
+    model_id = _model_identity(model_path)
+    partitions = [items[i:i + partition_size] for i in range(0, len(items), partition_size)]
+    keys = [_part_key(p, model_id, survey, format) for p in partitions]
+    tables = [None] * len(partitions)
+    reused = 0
+    if output is not None:
+        output = Path(output)
+        output.mkdir(parents=True, exist_ok=True)
+        for k, part in enumerate(partitions):
+            tables[k] = _read_part(_part_path(output, k, part_format), keys[k], len(part),
+                                   part_format)
+            reused += tables[k] is not None
+    if plot_dir is not None:
+        Path(plot_dir).mkdir(parents=True, exist_ok=True)
+        plot_dir = str(plot_dir)
+    todo = [k for k, t in enumerate(tables) if t is None]
+    bar = tqdm(total=len(items), unit="file", desc="remap fit", disable=not progress)
+    bar.update(sum(len(partitions[k]) for k, t in enumerate(tables) if t is not None))
+    try:
+        if todo:
+            _run_partitions(todo, partitions, keys, tables, model_path, survey, format,
+                            batch_size, plot_dir, output, part_format, retries, bar,
+                            client, scheduler, n_workers)
+    finally:
+        bar.close()
+    template = next((t for t in tables if t is not None and np.any(t["status"] != "error")),
+                    tables[0] if tables else None)
+    if template is None:
+        return _empty_result(model_path)
+    table = vstack([_align(t, template) for t in tables], metadata_conflicts="silent")
+    table.meta = {k: v for k, v in template.meta.items() if k != "remap_part_key"}
+    table.meta["n_parts_reused"] = reused
+    _summarize(table)
+    return table
+
+
+def _empty_result(model_path):
+    from astropy.table import QTable
+
+    out = QTable()
+    out["file"] = np.zeros(0, dtype=str)
+    out["status"] = np.zeros(0, dtype=str)
+    out["error"] = np.zeros(0, dtype=str)
+    table = _template_table(cached_model(model_path))
+    for name in table.colnames:
+        out[name] = table[name]
+    _summarize(out)
+    return out
+
+
+def _run_partitions(todo, partitions, keys, tables, model_path, survey, fmt, batch_size,
+                    plot_dir, output, part_format, retries, bar, client, scheduler, n_workers):
+    """Submit the partitions in ``todo``, collect (and write) them as they finish."""
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    client, owned = _make_client(client, scheduler, n_workers)
+    try:
+        client.register_plugin(ModelPreloader(model_path))
+        futures = {}
+        for k in todo:
+            fut = client.submit(_fit_partition, partitions[k], model_path, survey, fmt,
+                                batch_size, plot_dir, retries=int(retries), pure=False,
+                                key=f"remap-fit-part-{k}-{keys[k][:16]}-{os.urandom(4).hex()}")
+            futures[fut] = k
+        for fut in as_completed(list(futures)):
+            k = futures.pop(fut)
+            try:
+                table = fut.result()
+            except KilledWorker as exc:
+                table = _killed_rows(partitions[k], exc)
+            except Exception as exc:
+                for other in futures:
+                    other.cancel()
+                raise CatalogError(f"partition {k} (inputs {partitions[k][0].name} ... "
+                                   f"{partitions[k][-1].name}) failed: {_error_text(exc)}"
+                                   ) from exc
+            else:
+                if output is not None:
+                    _write_part(table, _part_path(output, k, part_format), keys[k],
+                                part_format)
+            tables[k] = table
+            bar.update(len(partitions[k]))
+            fut.release()
+    finally:
+        for thing in reversed(owned):
+            thing.close()
+
+
+def _killed_rows(items, exc):
+    """Error rows for a partition whose worker kept dying."""
+    from astropy.table import QTable
+
+    out = QTable()
+    out["file"] = [it.name for it in items]
+    out["status"] = ["error"] * len(items)
+    out["error"] = [f"KilledWorker: the worker fitting this partition died too often "
+                    f"({exc}); re-run to try again"] * len(items)
+    return out
