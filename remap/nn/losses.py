@@ -141,9 +141,7 @@ class TripletLoss(_MaskedLoss):
     are the (L2-normalized) embeddings.  With Euclidean distances ``D``, each
     anchor ``a`` contributes ``[D(a, p) - D(a, n) + margin]_+``.
 
-    Mining
-    ------
-    ``"batch_hard"`` (default; Hermans et al. 2017): for each anchor the
+    Mining: ``"batch_hard"`` (default; Hermans et al. 2017): for each anchor the
     farthest positive (same bin) and the nearest negative (another bin) in the
     batch.  ``"batch_all"``: for each anchor the mean over all its triplets
     with positive loss (anchors with none are skipped); O(b³) memory.
