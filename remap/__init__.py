@@ -41,6 +41,7 @@ def __getattr__(name):
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
+
 __all__ = ["__version__", "hookimpl", "hookspec", "RemapError", "PluginError",
            "UnknownPluginError", "DuplicatePluginError", "SpectrumError", "NoOverlapError",
            "get_plugin_manager", "get_survey", "get_continuum_fitter", "get_library",

@@ -4,7 +4,8 @@ Starting from a very small learning rate, the rate grows exponentially at
 every step of training until the loss blows up.  The paper picks the maximum
 learning rate "a little lower than that corresponding to the loss minimum —
 where the loss is both low and still decreasing", and the minimum rate 100×
-smaller (pre-training: 1e-3 → 1e-5).  `find_lr` turns that rule into numbers in one of two ways (``rule``):
+smaller (pre-training: 1e-3 → 1e-5).  `find_lr` turns that rule into numbers
+in one of two ways (``rule``):
 
 * ``"steepest"`` (default): ``lr_max`` is the learning rate where the
   smoothed loss falls fastest with log(learning rate), searched only below the
