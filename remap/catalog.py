@@ -28,9 +28,10 @@ wavelength axis go through the pipeline as 2-D arrays.  If a batch raises
 and recorded; the others are fitted normally.
 
 On a cluster each worker process loads the model once (a
-`distributed.WorkerPlugin` warms a per-process cache keyed by the model's
-path), the inputs are cut into partitions of ``partition_size`` and each
-partition is one Dask task.  With ``output=DIR`` every finished partition is
+`distributed.WorkerPlugin` warms :func:`remap.fitting.cached_model`, the
+per-process cache keyed by the model's path and creation stamp), the inputs
+are cut into partitions of ``partition_size`` and each partition is one Dask
+task.  With ``output=DIR`` every finished partition is
 written atomically to ``DIR/part-NNNNN.ecsv`` (or ``.parquet``), tagged with a
 hash of its inputs, the model and the survey; running the same call again
 reuses the parts already written (resume).  A worker that dies mid-task is
@@ -40,7 +41,6 @@ replaced by its nanny and the task is run again (Dask's
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import RemapError
+from .fitting import DEFAULT_MODEL_PATH, cached_model, model_identity
 
 __all__ = ["read_spectrum_file", "fit_files", "fit_catalog", "SpectrumFileError",
            "CatalogError", "ModelPreloader", "local_cluster", "expand_paths"]
@@ -209,16 +210,10 @@ def expand_paths(items):
 
 
 # ------------------------------------------------------------------------------ model
-def _default_model_path():
-    """The shipped default model directory (same as ``remap.fitting.DEFAULT_MODEL_PATH``)."""
-    import importlib.resources
-    return Path(str(importlib.resources.files("remap") / "data" / "models" / "default"))
-
-
 def _model_path(model):
     """Resolved path string of a model argument (None, a path, or a loaded model)."""
     if model is None:
-        return str(_default_model_path().resolve())
+        return str(DEFAULT_MODEL_PATH.resolve())
     if isinstance(model, (str, os.PathLike)):
         return str(Path(model).expanduser().resolve())
     path = getattr(model, "path", None)
@@ -226,33 +221,6 @@ def _model_path(model):
         raise TypeError("model must be None, a path to a model directory or a RemapModel; "
                         f"received {type(model).__name__}")
     return str(Path(path).resolve())
-
-
-def cached_model(path):
-    """The model at ``path``, loaded once per process with :func:`remap.load_model`.
-
-    The cache is keyed by the path and the manifest's creation stamp, so a
-    model re-trained into the same directory is loaded again.
-    """
-    path = str(path)
-    return _load_model(path, _model_identity(path))
-
-
-@functools.lru_cache(maxsize=4)
-def _load_model(path, identity):
-    from .artifact import load_model
-    log.info("loading model %s (%s) in process %d", path, identity, os.getpid())
-    return load_model(path)
-
-
-def _model_identity(path):
-    """What identifies a model for resuming: its path and its manifest's creation stamp."""
-    try:
-        with open(Path(path) / "manifest.json", encoding="utf-8") as fh:
-            created = json.load(fh).get("created", "")
-    except (OSError, ValueError):
-        created = ""
-    return f"{path}@{created}"
 
 
 try:
@@ -799,7 +767,7 @@ def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, sched
                          f"{part_format!r}")
     items = _make_items(list(paths_or_spectra))
     model_path = _model_path(model)
-    model_id = _model_identity(model_path)
+    model_id = model_identity(model_path)
     partitions = [items[i:i + partition_size] for i in range(0, len(items), partition_size)]
     keys = [_part_key(p, model_id, survey, format) for p in partitions]
     tables = [None] * len(partitions)

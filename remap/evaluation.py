@@ -39,10 +39,8 @@ der Maaten & Hinton 2008), coloured by the labels, like Gilda (2025), Figs. 2-3.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import numbers
-from importlib.resources import files
 from pathlib import Path
 
 import astropy.units as u
@@ -574,33 +572,14 @@ _METRIC_DESCRIPTIONS = {
 
 # --------------------------------------------------------------------------- inputs
 
-def _default_model_path():
-    """``remap.fitting.DEFAULT_MODEL_PATH``, or the same shipped directory without it."""
-    if importlib.util.find_spec("remap.fitting") is not None:
-        from .fitting import DEFAULT_MODEL_PATH
-        return Path(DEFAULT_MODEL_PATH)
-    return Path(str(files("remap").joinpath("data", "models", "default")))
-
-
 def resolve_model(model=None):
     """A `~remap.artifact.RemapModel` from a model, an artifact path, or None (the default).
 
-    None gives :func:`remap.default_model` (loaded once per process) when
-    `remap.fitting` is available, else the artifact shipped in
-    ``remap/data/models/default``.
+    The rules of :func:`remap.fit`: None gives :func:`remap.default_model`, a
+    path is loaded once per process (:func:`remap.fitting.cached_model`).
     """
-    from .artifact import RemapModel, load_model
-    if isinstance(model, RemapModel):
-        return model
-    if model is None:
-        if importlib.util.find_spec("remap.fitting") is not None:
-            from .fitting import default_model
-            return default_model()
-        return load_model(_default_model_path())
-    if isinstance(model, (str, Path)):
-        return load_model(model)
-    raise TypeError(f"model must be a RemapModel, an artifact path or None; received "
-                    f"{type(model).__name__}")
+    from .fitting import _resolve_model
+    return _resolve_model(model)
 
 
 def resolve_dataset(data):

@@ -31,6 +31,7 @@ stars it was fitted with.
 from __future__ import annotations
 
 import hashlib
+import json
 import importlib.resources
 import math
 import numbers
@@ -49,7 +50,8 @@ from .result import (EDGE_BINS, EDGE_MASS, FAR_PERCENTILE, LOW_SNR, MASKED_FRACT
                      TENSION_SIGMA, FitResult, Flag)
 from .spectra import MAX_BAD_FRACTION, MIN_PIXELS, spectrum_class
 
-__all__ = ["DEFAULT_MODEL_PATH", "NETWORK_ROWS", "STAGES", "fit", "default_model", "pipeline"]
+__all__ = ["DEFAULT_MODEL_PATH", "NETWORK_ROWS", "STAGES", "fit", "default_model", "pipeline",
+           "cached_model", "model_identity"]
 
 #: Directory of the model shipped with remap (see the model card in the docs).
 DEFAULT_MODEL_PATH = Path(os.fspath(importlib.resources.files("remap") / "data" / "models"
@@ -69,14 +71,35 @@ _FAR = weakref.WeakKeyDictionary()
 
 # ------------------------------------------------------------------------ models
 
-def _cached_model(path):
+def model_identity(path):
+    """What identifies an artifact: its resolved path and its manifest's creation stamp.
+
+    A model re-trained into the same directory gets a new identity, so the
+    per-process cache (`cached_model`) loads it again and catalogue parts
+    written with the old model are not reused.
+    """
+    path = Path(path).expanduser().resolve()
+    try:
+        with open(path / "manifest.json", encoding="utf-8") as fh:
+            created = json.load(fh).get("created", "")
+    except (OSError, ValueError):
+        created = ""
+    return f"{path}@{created}"
+
+
+def cached_model(path):
+    """The model at ``path``, loaded once per process with :func:`remap.load_model`.
+
+    Keyed by `model_identity`, so a model re-trained into the same directory is
+    loaded again.
+    """
     from .artifact import load_model
 
-    key = Path(path).expanduser().resolve()
+    key = model_identity(path)
     with _CACHE_LOCK:
         model = _CACHE.get(key)
         if model is None:
-            model = load_model(key)
+            model = load_model(Path(path).expanduser().resolve())
             _CACHE[key] = model
     return model
 
@@ -95,7 +118,7 @@ def default_model():
     remap.artifact.ArtifactError
         The installed artifact is damaged or does not fit this installation.
     """
-    return _cached_model(DEFAULT_MODEL_PATH)
+    return cached_model(DEFAULT_MODEL_PATH)
 
 
 def _resolve_model(model):
@@ -106,7 +129,7 @@ def _resolve_model(model):
     if isinstance(model, RemapModel):
         return model
     if isinstance(model, (str, os.PathLike)):
-        return _cached_model(model)
+        return cached_model(model)
     raise TypeError(f"model must be None (the default model), a path to a model artifact or "
                     f"a remap.artifact.RemapModel; received {type(model).__name__}")
 

@@ -11,7 +11,8 @@ import remap.cli_evaluate
 from remap.cli import cli, main
 from remap.cli_evaluate import REPORT_FILES
 from remap.datasets import DatasetWriter
-from remap.evaluation import _default_model_path, resolve_model
+from remap.evaluation import resolve_model
+from remap.fitting import DEFAULT_MODEL_PATH
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_evaluate_writes_the_report_with_the_default_model(simulated, tmp_path):
 
 def test_evaluate_options(simulated, tmp_path, cached_model):
     out = tmp_path / "subset"
-    result = CliRunner().invoke(cli, ["evaluate", "--model", str(_default_model_path()),
+    result = CliRunner().invoke(cli, ["evaluate", "--model", str(DEFAULT_MODEL_PATH),
                                       "--data", str(simulated), "-o", str(out), "--rows", "2:5",
                                       "--beam", "A", "--truth", "true", "--batch-size", "2"])
     assert result.exit_code == 0, result.output
