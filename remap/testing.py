@@ -33,7 +33,8 @@ import numpy as np
 from astropy.nddata import StdDevUncertainty
 from scipy.special import voigt_profile
 
-__all__ = ["DEFAULT_FLUX_UNIT", "marvels_beam_a_grid", "make_test_spectra"]
+__all__ = ["DEFAULT_FLUX_UNIT", "marvels_beam_a_grid", "make_test_spectra",
+           "write_mixed_catalogue"]
 
 #: Flux unit of the spectra made by :func:`make_test_spectra` unless told otherwise.
 DEFAULT_FLUX_UNIT = u.Unit("1e-17 erg / (s cm2 Angstrom)")
@@ -210,3 +211,64 @@ def make_test_spectra(n, npix=4300, snr=100, seed=0, *, n_lines=350, hbeta=True,
                              "seed": seed if isinstance(seed, numbers.Integral) else None,
                              "temperature": temperatures})
     return spectra, continuum
+
+
+def write_mixed_catalogue(directory, *, two_beam, beam_a, corrupt, empty, text, velocity,
+                          no_overlap, seed=0):
+    """Write a folder of good and bad spectrum files, for testing catalogue fitting.
+
+    Good files are noisy copies (0.5 % Gaussian noise, seeded) of the bundled
+    example star (:func:`remap.examples.load_example`); bad ones fail in
+    different, specific ways.
+
+    Parameters
+    ----------
+    directory : path
+        Created if needed.
+    two_beam : sequence of str
+        Names of ``remap-beam`` files with both beams (``.fits`` or ``.ecsv``).
+    beam_a : str
+        Name of a ``tabular-fits`` file with beam A only.
+    corrupt, empty, text : str
+        Names of a truncated FITS file, an empty file and a text file.
+    velocity : str
+        Name of a ``remap-beam`` ECSV file whose spectral axis is a velocity.
+    no_overlap : str
+        Name of a ``tabular-fits`` spectrum at 6000-6500 Å (no MARVELS beam).
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    directory : `pathlib.Path`
+    """
+    from pathlib import Path
+
+    from specutils import Spectrum
+
+    from .examples import load_example
+    from .io import write_beams
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    beams = load_example()
+
+    def noisy(spec):
+        flux = spec.flux * (1 + 0.005 * rng.standard_normal(spec.flux.shape))
+        return Spectrum(flux=flux, spectral_axis=spec.spectral_axis,
+                        uncertainty=spec.uncertainty, mask=spec.mask)
+
+    for name in two_beam:
+        write_beams(directory / name, {b: noisy(s) for b, s in beams.items()},
+                    survey="marvels", medium="air")
+    noisy(beams["A"]).write(directory / beam_a, format="tabular-fits")
+    (directory / corrupt).write_bytes((directory / two_beam[0]).read_bytes()[:4000])
+    (directory / empty).write_bytes(b"")
+    (directory / text).write_text("observing log, 2026-11-27\nno spectrum here\n")
+    write_beams(directory / velocity,
+                {"A": Spectrum(flux=np.ones(600) * u.Jy,
+                               spectral_axis=np.linspace(-300, 300, 600) * u.km / u.s)})
+    Spectrum(flux=np.ones(1000) * u.Jy, spectral_axis=np.linspace(6000, 6500, 1000) * u.AA
+             ).write(directory / no_overlap, format="tabular-fits")
+    return directory

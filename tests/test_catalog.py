@@ -17,8 +17,7 @@ from specutils import Spectrum, SpectrumList
 import remap
 from remap.catalog import (CatalogError, SpectrumFileError, expand_paths, fit_catalog,
                            fit_files, local_cluster, read_spectrum_file)
-from remap.examples import load_example
-from remap.io import write_beams
+from remap.testing import write_mixed_catalogue
 
 GOOD = ["star_00.fits", "star_01.ecsv", "star_02.fits", "star_03_beamA.fits"]
 BAD = {"corrupt.fits": "truncated", "empty.fits": "empty (0 bytes)",
@@ -28,36 +27,10 @@ BAD = {"corrupt.fits": "truncated", "empty.fits": "empty (0 bytes)",
 
 
 def make_catalogue(directory, seed=0):
-    """Write a folder of good and bad spectrum files; return it.
-
-    Good: noisy copies of the bundled example (remap-beam FITS and ECSV, and a
-    beam-A-only tabular-FITS file).  Bad: a truncated FITS, an empty file, a
-    text file, a remap-beam file with a velocity axis and a spectrum at 6000-6500 Å.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    beams = load_example()
-
-    def noisy(spec):
-        flux = spec.flux * (1 + 0.005 * rng.standard_normal(spec.flux.shape))
-        return Spectrum(flux=flux, spectral_axis=spec.spectral_axis,
-                        uncertainty=spec.uncertainty, mask=spec.mask)
-
-    for name in GOOD[:3]:
-        write_beams(directory / name, {b: noisy(s) for b, s in beams.items()},
-                    survey="marvels", medium="air")
-    noisy(beams["A"]).write(directory / GOOD[3], format="tabular-fits")
-    good = (directory / GOOD[0]).read_bytes()
-    (directory / "corrupt.fits").write_bytes(good[:4000])
-    (directory / "empty.fits").write_bytes(b"")
-    (directory / "notes.txt").write_text("observing log, 2026-11-27\nno spectrum here\n")
-    velocity = np.linspace(-300, 300, 600) * u.km / u.s
-    write_beams(directory / "velocity.ecsv",
-                {"A": Spectrum(flux=np.ones(600) * u.Jy, spectral_axis=velocity)})
-    red = np.linspace(6000, 6500, 1000) * u.AA
-    Spectrum(flux=np.ones(1000) * u.Jy, spectral_axis=red,
-             uncertainty=None).write(directory / "red.fits", format="tabular-fits")
-    return directory
+    """Write a folder of good and bad spectrum files (see `remap.testing.write_mixed_catalogue`)."""
+    return write_mixed_catalogue(directory, two_beam=GOOD[:3], beam_a=GOOD[3],
+                                 corrupt="corrupt.fits", empty="empty.fits", text="notes.txt",
+                                 velocity="velocity.ecsv", no_overlap="red.fits", seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,9 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.table import QTable
-from specutils import Spectrum
 
 from remap.cli import main
-from remap.examples import load_example
-from remap.io import write_beams
+from remap.testing import write_mixed_catalogue
 
 GOOD = ["a_star.fits", "b_star.ecsv", "c_beamA.fits"]
 BAD = {"d_corrupt.fits": "truncated", "e_empty.fits": "empty (0 bytes)",
@@ -25,29 +23,10 @@ BAD = {"d_corrupt.fits": "truncated", "e_empty.fits": "empty (0 bytes)",
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Good files (noisy copies of the bundled example) and bad ones, in one folder."""
-    directory = tmp_path_factory.mktemp("cli-fit") / "spectra"
-    directory.mkdir()
-    rng = np.random.default_rng(7)
-    beams = load_example()
-
-    def noisy(spec):
-        flux = spec.flux * (1 + 0.005 * rng.standard_normal(spec.flux.shape))
-        return Spectrum(flux=flux, spectral_axis=spec.spectral_axis,
-                        uncertainty=spec.uncertainty, mask=spec.mask)
-
-    for name in GOOD[:2]:
-        write_beams(directory / name, {b: noisy(s) for b, s in beams.items()},
-                    survey="marvels", medium="air")
-    noisy(beams["A"]).write(directory / GOOD[2], format="tabular-fits")
-    (directory / "d_corrupt.fits").write_bytes((directory / GOOD[0]).read_bytes()[:4000])
-    (directory / "e_empty.fits").write_bytes(b"")
-    (directory / "f_notes.txt").write_text("no spectrum in here\n")
-    write_beams(directory / "g_velocity.ecsv",
-                {"A": Spectrum(flux=np.ones(600) * u.Jy,
-                               spectral_axis=np.linspace(-300, 300, 600) * u.km / u.s)})
-    Spectrum(flux=np.ones(800) * u.Jy, spectral_axis=np.linspace(6000, 6500, 800) * u.AA
-             ).write(directory / "h_red.fits", format="tabular-fits")
-    return directory
+    return write_mixed_catalogue(tmp_path_factory.mktemp("cli-fit") / "spectra",
+                                 two_beam=GOOD[:2], beam_a=GOOD[2], corrupt="d_corrupt.fits",
+                                 empty="e_empty.fits", text="f_notes.txt",
+                                 velocity="g_velocity.ecsv", no_overlap="h_red.fits", seed=7)
 
 
 @pytest.fixture(scope="module")
