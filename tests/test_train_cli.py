@@ -274,33 +274,23 @@ def test_cv_enabled_runs_in_the_chain_and_selects_the_best_architecture(toy_surv
     from astropy.table import Table
 
     from remap.artifact import load_model
+    from remap.heads import FEH, LOGG, TEFF
+    from remap.nn.model import NetworkConfig, build_model
 
-    config = write_config(tmp_path / "cv.toml", survey=False, extra="""
+    common = dict(stem_strides=2, stem_pool=2, kernel_size=3, embedding_size=4, dense_units=8)
+    archs = {"narrow": dict(stem_filters=2, modules=[[4, 2]], **common),
+             "wide": dict(stem_filters=4, modules=[[8, 2], [8, 2]], **common)}
+    tables = "".join(f"\n[cv.architectures.{name}]\n" +
+                     "".join(f"{key} = {json.dumps(value)}\n" for key, value in arch.items())
+                     for name, arch in archs.items())
+    config = write_config(tmp_path / "cv.toml", survey=False, extra=textwrap.dedent("""
                           [cv]
                           enabled = true
                           select = true
                           k = 2
                           epochs = 1
                           batch_size = 8
-
-                          [cv.architectures.narrow]
-                          stem_filters = 2
-                          stem_strides = 2
-                          stem_pool = 2
-                          modules = [[4, 2]]
-                          kernel_size = 3
-                          embedding_size = 4
-                          dense_units = 8
-
-                          [cv.architectures.wide]
-                          stem_filters = 4
-                          stem_strides = 2
-                          stem_pool = 2
-                          modules = [[8, 2], [8, 2]]
-                          kernel_size = 3
-                          embedding_size = 4
-                          dense_units = 8
-                          """)
+                          """) + tables)
     out = tmp_path / "out"
     result = train("--config", config, "--out", out)
     assert result.exit_code == 0, result.output
@@ -314,14 +304,7 @@ def test_cv_enabled_runs_in_the_chain_and_selects_the_best_architecture(toy_surv
     assert text.index("cross-validation") < text.index("range test") < text.index("pretrain")
     # the artifact was trained with the selected architecture
     artifact = load_model(out / "model")
-    from remap.heads import FEH, LOGG, TEFF
-    from remap.nn.model import NetworkConfig, build_model
-
-    archs = {"narrow": dict(stem_filters=2, modules=[[4, 2]]),
-             "wide": dict(stem_filters=4, modules=[[8, 2], [8, 2]])}
-    counts = {name: build_model(NetworkConfig(stem_strides=2, stem_pool=2, kernel_size=3,
-                                              embedding_size=4, dense_units=8, **a),
-                                [TEFF, LOGG, FEH], 251).count_params()
+    counts = {name: build_model(NetworkConfig(**a), [TEFF, LOGG, FEH], 251).count_params()
               for name, a in archs.items()}
     assert counts["narrow"] != counts["wide"]
     assert artifact.models["A"].count_params() == counts[best]
