@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import RemapError
-from .fitting import DEFAULT_MODEL_PATH, cached_model, model_identity
+from .fitting import DEFAULT_MODEL_PATH, cached_model
 
 __all__ = ["read_spectrum_file", "fit_files", "fit_catalog", "SpectrumFileError",
            "CatalogError", "ModelPreloader", "local_cluster", "expand_paths"]
@@ -210,6 +210,16 @@ def expand_paths(items):
 
 
 # ------------------------------------------------------------------------------ model
+def _model_identity(path):
+    """What identifies a model for resuming: its path and its manifest's creation stamp."""
+    try:
+        with open(Path(path) / "manifest.json", encoding="utf-8") as fh:
+            created = json.load(fh).get("created", "")
+    except (OSError, ValueError):
+        created = ""
+    return f"{path}@{created}"
+
+
 def _model_path(model):
     """Resolved path string of a model argument (None, a path, or a loaded model)."""
     if model is None:
@@ -767,7 +777,7 @@ def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, sched
                          f"{part_format!r}")
     items = _make_items(list(paths_or_spectra))
     model_path = _model_path(model)
-    model_id = model_identity(model_path)
+    model_id = _model_identity(model_path)
     partitions = [items[i:i + partition_size] for i in range(0, len(items), partition_size)]
     keys = [_part_key(p, model_id, survey, format) for p in partitions]
     tables = [None] * len(partitions)

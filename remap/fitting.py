@@ -31,7 +31,6 @@ stars it was fitted with.
 from __future__ import annotations
 
 import hashlib
-import json
 import importlib.resources
 import math
 import numbers
@@ -51,7 +50,7 @@ from .result import (EDGE_BINS, EDGE_MASS, FAR_PERCENTILE, LOW_SNR, MASKED_FRACT
 from .spectra import MAX_BAD_FRACTION, MIN_PIXELS, spectrum_class
 
 __all__ = ["DEFAULT_MODEL_PATH", "NETWORK_ROWS", "STAGES", "fit", "default_model", "pipeline",
-           "cached_model", "model_identity"]
+           "cached_model"]
 
 #: Directory of the model shipped with remap (see the model card in the docs).
 DEFAULT_MODEL_PATH = Path(os.fspath(importlib.resources.files("remap") / "data" / "models"
@@ -71,35 +70,25 @@ _FAR = weakref.WeakKeyDictionary()
 
 # ------------------------------------------------------------------------ models
 
-def model_identity(path):
-    """What identifies an artifact: its resolved path and its manifest's creation stamp.
-
-    A model re-trained into the same directory gets a new identity, so the
-    per-process cache (`cached_model`) loads it again and catalogue parts
-    written with the old model are not reused.
-    """
-    path = Path(path).expanduser().resolve()
-    try:
-        with open(path / "manifest.json", encoding="utf-8") as fh:
-            created = json.load(fh).get("created", "")
-    except (OSError, ValueError):
-        created = ""
-    return f"{path}@{created}"
-
-
 def cached_model(path):
     """The model at ``path``, loaded once per process with :func:`remap.load_model`.
 
-    Keyed by `model_identity`, so a model re-trained into the same directory is
-    loaded again.
+    Keyed by the path and the manifest file's modification time and size (one
+    ``stat``, cheap enough for every :func:`fit` call), so a model re-trained
+    into the same directory is loaded again.
     """
     from .artifact import load_model
 
-    key = model_identity(path)
+    resolved = Path(path).expanduser().resolve()
+    try:
+        st = (resolved / "manifest.json").stat()
+        key = (str(resolved), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = (str(resolved), None, None)   # load_model reports what is missing
     with _CACHE_LOCK:
         model = _CACHE.get(key)
         if model is None:
-            model = load_model(Path(path).expanduser().resolve())
+            model = load_model(resolved)
             _CACHE[key] = model
     return model
 
