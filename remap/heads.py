@@ -16,7 +16,7 @@ import astropy.units as u
 
 from .hookspecs import hookimpl
 
-__all__ = ["HeadSpec", "TEFF", "LOGG", "FEH", "remap_heads"]
+__all__ = ["HeadSpec", "TEFF", "LOGG", "FEH", "remap_heads", "resolve_heads"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,3 +79,42 @@ FEH = HeadSpec("feh", "[Fe/H]", u.dex, -2.0, 1.0, 0.1, 0.1)
 def remap_heads():
     """The built-in heads: ``teff``, ``logg``, ``feh``."""
     return [TEFF, LOGG, FEH]
+
+
+def resolve_heads(heads, *, what):
+    """Head specifications from `HeadSpec` objects or registered head names.
+
+    Parameters
+    ----------
+    heads : iterable of `HeadSpec` or str
+    what : str
+        Who asks, for the error messages (``"build_model"``).
+
+    Returns
+    -------
+    heads : list of `HeadSpec`
+
+    Raises
+    ------
+    TypeError
+        An item that is neither.
+    ValueError
+        No heads, or two with the same name.
+    remap.UnknownPluginError
+        A name no plugin registers.
+    """
+    from .plugins import get_head
+
+    out = []
+    for h in heads:
+        if isinstance(h, str):
+            h = get_head(h)
+        if not isinstance(h, HeadSpec):
+            raise TypeError(f"heads must be HeadSpec instances or head names; received {h!r}")
+        out.append(h)
+    if not out:
+        raise ValueError(f"{what} needs at least one head; received none")
+    names = [h.name for h in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate head names: {names}")
+    return out

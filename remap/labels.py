@@ -233,20 +233,9 @@ class LabelEncoder:
     """
 
     def __init__(self, heads, label_names):
-        from .plugins import get_head
+        from .heads import resolve_heads
 
-        resolved = []
-        for h in heads:
-            if isinstance(h, str):
-                h = get_head(h)
-            if not isinstance(h, HeadSpec):
-                raise TypeError(f"heads must be HeadSpec instances or head names; received {h!r}")
-            resolved.append(h)
-        if not resolved:
-            raise ValueError("LabelEncoder needs at least one head; received none")
-        names = [h.name for h in resolved]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate head names: {names}")
+        resolved = resolve_heads(heads, what="LabelEncoder")
         self.heads = tuple(resolved)
         self.label_names = tuple(str(n) for n in label_names)
         if len(set(self.label_names)) != len(self.label_names):

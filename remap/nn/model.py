@@ -28,7 +28,6 @@ import re
 
 import keras
 
-from ..heads import HeadSpec
 from .layers import L2Normalize, ResidualModule, TemperatureScaling
 from .losses import MaskedFocalLoss, TripletLoss
 
@@ -173,23 +172,14 @@ class NetworkConfig:
 
 
 def _resolve_heads(heads):
-    from ..plugins import get_head
+    from ..heads import resolve_heads
 
-    out = []
-    for h in heads:
-        if isinstance(h, str):
-            h = get_head(h)
-        if not isinstance(h, HeadSpec):
-            raise TypeError(f"heads must be HeadSpec instances or head names; received {h!r}")
+    out = resolve_heads(heads, what="build_model")
+    for h in out:
         if any(h.name.startswith(r) for r in _RESERVED):
             raise ValueError(f"head name {h.name!r} clashes with the network's layer names: "
                              f"it may not start with any of {list(_RESERVED)}")
-        out.append(h)
-    if not out:
-        raise ValueError("build_model needs at least one head; received none")
     names = [h.name for h in out]
-    if len(set(names)) != len(names):
-        raise ValueError(f"duplicate head names: {names}")
     for h in names:
         if h.endswith(EMBEDDING_SUFFIX) and h[:-len(EMBEDDING_SUFFIX)] in names:
             raise ValueError(f"head name {h!r} clashes with the embedding output of head "
