@@ -46,7 +46,7 @@ def make_files(directory, n, seed=0):
     from specutils import Spectrum
 
     from remap.examples import load_example
-    from remap.io import write_beams
+    from remap.spectra.io import write_beams
 
     rng = np.random.default_rng(seed)
     beams = load_example()
@@ -65,7 +65,7 @@ def stage_costs(paths, partition_size, repeats=2):
     import remap
     from remap.catalog import _assemble, _read_part, _write_part, cached_model, \
         _model_path
-    from remap.datasets import limit_blas_threads
+    from remap.datasets.core import limit_blas_threads
 
     model = cached_model(_model_path(None))
     part = list(paths[:partition_size])

@@ -5,7 +5,7 @@ MARVELS beam (A: 4,301 pixels, B: 4,701 pixels at 0.1 Å, Gilda 2025 §5):
 
 * inference throughput in spectra per second at batch sizes 256 and 1024,
   through ``keras.Model.predict``, a ``tf.function`` over ``model(x,
-  training=False)`` (what `remap.artifact.RemapModel.predict` runs), the same
+  training=False)`` (what `remap.model.RemapModel.predict` runs), the same
   with XLA (``jit_compile=True``), and `RemapModel.predict` on a saved and
   re-loaded artifact;
 * training throughput in spectra per second of ``train_on_batch`` and of
@@ -79,8 +79,8 @@ def inference_throughput(model, flux, batch_sizes, *, artifact_model=None, beam=
     model : `keras.Model`
     flux : ndarray, shape (n, npix), float32
     batch_sizes : sequence of int
-    artifact_model : `remap.artifact.RemapModel`, optional
-        Also time its :meth:`~remap.artifact.RemapModel.predict` for ``beam``.
+    artifact_model : `remap.model.RemapModel`, optional
+        Also time its :meth:`~remap.model.RemapModel.predict` for ``beam``.
     beam : str, optional
     repeats : int
         Best of this many timed runs (after one warm-up run) is kept.
@@ -173,7 +173,7 @@ def build_sets(n_train, n_test, *, seed=0, workers=2, directory=RESULTS_DIR):
     the training set with ``seed``, the held-out set with ``seed + 1``.
     """
     import remap
-    from remap.datasets import Dataset, build_synthetic, draw_labels
+    from remap.datasets.core import Dataset, build_synthetic, draw_labels
 
     library = remap.get_library("linelist")
     survey = remap.get_survey("marvels")
@@ -320,7 +320,7 @@ def main(quick=False):
     import tensorflow as tf
 
     import remap
-    from remap.artifact import load_model, save_model
+    from remap.model.artifact import load_model, save_model
     from remap.labels import LabelBins
     from remap.nn.model import NetworkConfig, build_model
 

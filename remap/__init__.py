@@ -16,10 +16,10 @@ from .exceptions import (RemapError, PluginError, UnknownPluginError, DuplicateP
 from .plugins import (get_plugin_manager, get_survey, get_continuum_fitter, get_library,
                       get_head, list_surveys, list_continuum_fitters, list_libraries,
                       list_heads, plugin_infos)
-from .spectra import prepare
+from .spectra.validation import prepare
 from .continuum import normalize
-from .artifact import load_model
-from . import io  # noqa: F401  registers the "remap-beam" specutils format
+from .model.artifact import load_model
+from .spectra import io  # noqa: F401  registers the "remap-beam" specutils format
 
 # Imported on first use: they pull in TensorFlow, matplotlib or Dask.
 _LAZY = {"fit": "fitting", "default_model": "fitting", "FitResult": "result",

@@ -46,7 +46,7 @@ from scipy import fft as sp_fft
 from scipy.interpolate import make_interp_spline
 
 from .exceptions import NoOverlapError, SpectrumError
-from .spectra import prepare, spectrum_class
+from .spectra.validation import prepare, spectrum_class
 
 __all__ = ["DEFAULT_RESOLUTIONS", "DEFAULT_NOISE_LEVELS", "DEFAULT_DRAWS",
            "MASK_WEIGHT_THRESHOLD", "gaussian_sigma_ln", "downconvolve", "to_medium",
@@ -301,7 +301,7 @@ def to_medium(spectrum, medium):
     Returns
     -------
     spectrum : `specutils.Spectrum`
-        The same flux on converted wavelengths (:func:`remap.medium.convert_medium`),
+        The same flux on converted wavelengths (:func:`remap.spectra.medium.convert_medium`),
         with ``meta["wavelength_medium"] = medium``; unchanged (validated copy)
         when already in ``medium``.
 
@@ -321,7 +321,7 @@ def to_medium(spectrum, medium):
                             "to 'air' or 'vacuum' so that it can be converted")
     if current == medium:
         return spec
-    from .medium import convert_medium
+    from .spectra.medium import convert_medium
     wave = u.Quantity(convert_medium(spec.spectral_axis, current, medium)).to(u.AA)
     return _build(spec, spec.flux.value, wave, std=_std_of(spec), mask=spec.mask,
                   continuum=_continuum_of(spec), meta_updates={"wavelength_medium": medium})

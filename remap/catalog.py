@@ -81,7 +81,7 @@ class SpectrumFileError(RemapError, OSError):
 def read_spectrum_file(path, format=None):
     """Read the spectrum of one star from a file.
 
-    ``remap-beam`` files (see :mod:`remap.io`) give one spectrum per beam;
+    ``remap-beam`` files (see :mod:`remap.spectra.io`) give one spectrum per beam;
     anything else is read with :meth:`specutils.SpectrumList.read`, i.e. with
     any format specutils can read (identified from the file, or named by
     ``format``).
@@ -143,8 +143,8 @@ def _read(path, format):
     from astropy.io.registry import IORegistryError
     from specutils import SpectrumList
 
-    from .io import BeamFileError, FORMAT, identify_remap_beam, read_beams
-    from .spectra import is_spectrum
+    from .spectra.io import BeamFileError, FORMAT, identify_remap_beam, read_beams
+    from .spectra.validation import is_spectrum
 
     if format == FORMAT or (format is None and identify_remap_beam("read", str(path))):
         try:
@@ -170,7 +170,7 @@ def _as_star(result, path, reader):
     """One star from what a reader returned: a Spectrum or a SpectrumList."""
     from specutils import SpectrumList
 
-    from .spectra import is_spectrum
+    from .spectra.validation import is_spectrum
 
     if is_spectrum(result):
         return result
@@ -287,7 +287,7 @@ class _Item:
 
 def _make_items(inputs):
     """`_Item` per input (paths or spectra), with unique plot stems."""
-    from .spectra import is_spectrum
+    from .spectra.validation import is_spectrum
 
     items, seen = [], {}
     for i, obj in enumerate(inputs):
@@ -412,7 +412,7 @@ def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress
 
 def _write_plot(result, path, errors, i):
     """Write ``result.plot()`` to ``path`` atomically; a failure is noted, not raised."""
-    from ._files import atomic_path
+    from ._util.fs import atomic_path
 
     try:
         fig = result.plot()
@@ -515,7 +515,7 @@ def fit_files(paths, model=None, survey=None, *, format=None, batch_size=256, pr
     paths : sequence of str, path-like, `specutils.Spectrum` or `specutils.SpectrumList`
         The inputs, each one star (directories are not expanded here; see
         :func:`expand_paths`).  In-memory spectra are fitted as they are.
-    model : None, str, path or `remap.artifact.RemapModel`
+    model : None, str, path or `remap.model.RemapModel`
         Default: the shipped default model.  A path is loaded once per process.
     survey : str or survey object, optional
         Default: the model's survey.
@@ -657,7 +657,7 @@ def _read_part(path, key, n_rows, part_format):
 
 def _write_part(table, path, key, part_format):
     """Write a partition's table atomically, tagged with its key."""
-    from ._files import atomic_path
+    from ._util.fs import atomic_path
 
     table = table.copy(copy_data=False)
     table.meta["remap_part_key"] = key
@@ -670,7 +670,7 @@ def _write_part(table, path, key, part_format):
 
 def _fit_partition(items, model_path, survey, fmt, batch_size, plot_dir):
     """Dask task: fit one partition of inputs on a worker (model from the process cache)."""
-    from .datasets import limit_blas_threads
+    from .datasets.core import limit_blas_threads
 
     model = cached_model(model_path)
     with limit_blas_threads(1):
@@ -712,7 +712,7 @@ def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, sched
         The inputs, each one star.  Paths must be readable by the workers
         (a shared file system on a multi-machine cluster); spectra are sent
         to the workers.
-    model : None, str, path or `remap.artifact.RemapModel`
+    model : None, str, path or `remap.model.RemapModel`
         Default: the shipped default model.  Workers load it from its path
         (which they must see), once per worker process.
     survey : str or survey object, optional

@@ -70,7 +70,7 @@ def load_example(name=_DEFAULT):
     -------
     beams : dict of str to `specutils.Spectrum`
         One spectrum per survey beam (``"A"`` and ``"B"`` for the MARVELS
-        example), as read by :func:`remap.io.read_beams`.  ``meta`` says that
+        example), as read by :func:`remap.spectra.io.read_beams`.  ``meta`` says that
         the spectrum is simulated and gives the parameters it was made with
         (:data:`PROVENANCE`; ``spikes`` are the wavelengths, in Å, of the
         injected spikes).
@@ -84,7 +84,7 @@ def load_example(name=_DEFAULT):
     >>> bool(beams["A"].meta["simulated"])
     True
     """
-    from .io import read_beams
+    from .spectra.io import read_beams
 
     with importlib.resources.as_file(example_path(name)) as path:
         beams = read_beams(path)

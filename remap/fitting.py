@@ -1,6 +1,6 @@
 """Fit stellar parameters to spectra: :func:`fit`, the default model, the pipeline.
 
-:func:`fit` runs a trained model (`remap.artifact.RemapModel`) on observed
+:func:`fit` runs a trained model (`remap.model.RemapModel`) on observed
 spectra.  Each step is the plugin named in the model's manifest:
 
 1. **split** -- the survey plugin cuts each spectrum into its beams
@@ -10,15 +10,15 @@ spectra.  Each step is the plugin named in the model's manifest:
 3. **resample** -- cubic-spline resampling onto each beam's model grid
    (:func:`remap.augment.resample`; skipped when the spectrum is already on it);
 4. **continuum** -- the continuum fitter the training spectra were normalized
-   with (:meth:`remap.artifact.RemapModel.continuum_fitter`, via
+   with (:meth:`remap.model.RemapModel.continuum_fitter`, via
    :func:`remap.normalize`);
 5. **network** -- one network per beam, giving a PMF per parameter and the
-   embeddings (:meth:`remap.artifact.RemapModel.predict`);
+   embeddings (:meth:`remap.model.RemapModel.predict`);
 6. **conflation** -- the beams' PMFs are multiplied and renormalized
    (:func:`remap.labels.conflate`, Hill & Miller 2011) and summarized
    (:meth:`remap.labels.LabelBins.decode`);
 7. **neighbours** -- the nearest training spectra in each embedding space
-   (:meth:`remap.artifact.RemapModel.nearest`).
+   (:meth:`remap.model.RemapModel.nearest`).
 
 Stars that share a wavelength axis go through steps 1-5 as 2-D batches.  A
 beam covered only in part is normalized where it is covered; the uncovered
@@ -47,7 +47,7 @@ import numpy as np
 from .exceptions import NoOverlapError, SpectrumError
 from .result import (EDGE_BINS, EDGE_MASS, FAR_PERCENTILE, LOW_SNR, MASKED_FRACTION,
                      TENSION_SIGMA, FitResult, Flag)
-from .spectra import MAX_BAD_FRACTION, MIN_PIXELS, spectrum_class
+from .spectra.validation import MAX_BAD_FRACTION, MIN_PIXELS, spectrum_class
 
 __all__ = ["DEFAULT_MODEL_PATH", "NETWORK_ROWS", "STAGES", "fit", "default_model", "pipeline",
            "cached_model"]
@@ -77,7 +77,7 @@ def cached_model(path):
     ``stat``, cheap enough for every :func:`fit` call), so a model re-trained
     into the same directory is loaded again.
     """
-    from .artifact import load_model
+    from .model.artifact import load_model
 
     resolved = Path(path).expanduser().resolve()
     try:
@@ -98,20 +98,20 @@ def default_model():
 
     Returns
     -------
-    model : `remap.artifact.RemapModel`
+    model : `remap.model.RemapModel`
         The artifact in :data:`DEFAULT_MODEL_PATH` (trained with
         ``configs/default.toml``; see the model card in the documentation).
 
     Raises
     ------
-    remap.artifact.ArtifactError
+    remap.model.ArtifactError
         The installed artifact is damaged or does not fit this installation.
     """
     return cached_model(DEFAULT_MODEL_PATH)
 
 
 def _resolve_model(model):
-    from .artifact import RemapModel
+    from .model.artifact import RemapModel
 
     if model is None:
         return default_model()
@@ -120,7 +120,7 @@ def _resolve_model(model):
     if isinstance(model, (str, os.PathLike)):
         return cached_model(model)
     raise TypeError(f"model must be None (the default model), a path to a model artifact or "
-                    f"a remap.artifact.RemapModel; received {type(model).__name__}")
+                    f"a remap.model.RemapModel; received {type(model).__name__}")
 
 
 def _resolve_survey(survey, model):
@@ -318,7 +318,7 @@ def _stack(pieces):
 
 def _split_group(survey, pieces, stack, notes, timings):
     """Split one stacked group; returns {beam: (stars, 2-D spectrum)} or {} (no overlap)."""
-    from .spectra import prepare
+    from .spectra.validation import prepare
 
     name = pieces[0].label if len(pieces) == 1 else "spectrum"
     t0 = time.perf_counter()
@@ -619,7 +619,7 @@ def fit(spectrum, model=None, survey=None, *, k=5, batch_size=256, fitter_option
 
         Any spectral unit and flux unit; masks and uncertainties are used.
         ``meta["wavelength_medium"]`` (``"air"``/``"vacuum"``) is honoured.
-    model : None, str, path or `remap.artifact.RemapModel`
+    model : None, str, path or `remap.model.RemapModel`
         None for the default model (:func:`default_model`); a path is loaded
         once per process and cached.
     survey : None, str or survey object
@@ -652,7 +652,7 @@ def fit(spectrum, model=None, survey=None, *, k=5, batch_size=256, fitter_option
         An input that is not a spectrum, or a bad ``model``/``survey``.
     ValueError
         Bad ``k`` or ``batch_size``; a model whose beams the survey lacks.
-    remap.artifact.ArtifactError
+    remap.model.ArtifactError
         The model cannot be loaded.
 
     Examples
@@ -817,7 +817,7 @@ def fit(spectrum, model=None, survey=None, *, k=5, batch_size=256, fitter_option
 
     # nearest training spectra in embedding space
     t0 = time.perf_counter()
-    from .artifact import Neighbours
+    from .model.artifact import Neighbours
 
     neighbours = {}
     for b in model.beams:

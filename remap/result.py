@@ -212,7 +212,7 @@ class FitResult:
         Beams used for each star.
     snr, masked_fraction : dict of str to ndarray
         Per beam, shape (n,); NaN where the beam was not used.
-    neighbours : dict of str to dict of str to `remap.artifact.Neighbours`
+    neighbours : dict of str to dict of str to `remap.model.Neighbours`
         Per beam and head, with arrays of n rows (-1 / NaN rows where the beam
         was not used).
     flags : ndarray of int, shape (n,)
@@ -351,7 +351,7 @@ class FitResult:
 
     @property
     def neighbours(self):
-        """Nearest training spectra: dict beam -> dict head -> `remap.artifact.Neighbours`.
+        """Nearest training spectra: dict beam -> dict head -> `remap.model.Neighbours`.
 
         Arrays have a leading star axis for a batch (``indices`` (n, k),
         ``distances`` (n, k), ``labels`` (n, k, n_labels)) and none for one

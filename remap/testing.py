@@ -247,7 +247,7 @@ def write_mixed_catalogue(directory, *, two_beam, beam_a, corrupt, empty, text, 
     from specutils import Spectrum
 
     from .examples import load_example
-    from .io import write_beams
+    from .spectra.io import write_beams
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

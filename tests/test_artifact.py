@@ -1,4 +1,4 @@
-"""Tests of remap.artifact: saving, verifying and loading trained networks."""
+"""Tests of remap.model: saving, verifying and loading trained networks."""
 
 import os
 
@@ -14,9 +14,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import remap  # noqa: E402
-from remap import artifact  # noqa: E402
-from remap.artifact import (ArtifactError, RemapModel, compute_embeddings,  # noqa: E402
-                            load_model, save_model, verify_files)
+from remap.model import artifact  # noqa: E402
+from remap.model.artifact import (ArtifactError, RemapModel, compute_embeddings,  # noqa: E402
+                                  load_model, save_model, verify_files)
 from remap.labels import LabelEncoder  # noqa: E402
 from remap.nn import NetworkConfig, build_model  # noqa: E402
 from remap.train.callbacks import recompute_batchnorm  # noqa: E402

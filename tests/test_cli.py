@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from specutils import Spectrum
 
 import remap
-from remap.cli import _atomic_write, _unique_stems, cli, main
+from remap.cli.app import _atomic_write, _unique_stems, cli, main
 from remap.examples import EXAMPLES, PROVENANCE, example_path, load_example
-from remap.io import read_beams, write_beams
+from remap.spectra.io import read_beams, write_beams
 
 BEAM_RANGES = {"A": (4850.0, 5280.0), "B": (5280.0, 5750.0)}
 

@@ -7,11 +7,11 @@ import pytest
 from astropy.table import QTable
 from click.testing import CliRunner
 
-import remap.cli_evaluate
-from remap.cli import cli, main
-from remap.cli_evaluate import REPORT_FILES
-from remap.datasets import DatasetWriter
-from remap.evaluation import resolve_model
+import remap.cli.evaluate
+from remap.cli.app import cli, main
+from remap.cli.evaluate import REPORT_FILES
+from remap.datasets.core import DatasetWriter
+from remap.evaluation.report import resolve_model
 from remap.fitting import DEFAULT_MODEL_PATH
 
 
@@ -38,7 +38,7 @@ def cached_model(monkeypatch, loaded_model):
         assert path is None or path.resolve() == loaded_model.path.resolve()
         return loaded_model
 
-    monkeypatch.setattr(remap.cli_evaluate, "_model", model)
+    monkeypatch.setattr(remap.cli.evaluate, "_model", model)
     return seen
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from astropy.table import QTable
 
-from remap.cli import main
+from remap.cli.app import main
 from remap.testing import write_mixed_catalogue
 
 GOOD = ["a_star.fits", "b_star.ecsv", "c_beamA.fits"]

@@ -9,9 +9,10 @@ from astropy.table import QTable
 from matplotlib.figure import Figure
 from scipy import stats
 
-from remap.datasets import Dataset, DatasetWriter
-from remap.evaluation import (CONFLATED, METRIC_NAMES, EmbeddingMap, EvaluationError,
-                              EvaluationReport, coverage, embed, evaluate, parameter_metrics, pit)
+from remap.datasets.core import Dataset, DatasetWriter
+from remap.evaluation.report import (CONFLATED, METRIC_NAMES, EmbeddingMap, EvaluationError,
+                                     EvaluationReport, coverage, embed, evaluate,
+                                     parameter_metrics, pit)
 from remap.heads import LOGG, TEFF
 from remap.labels import LabelBins, conflate
 
@@ -192,7 +193,7 @@ def test_report_rejects_inconsistent_inputs():
 
 @pytest.fixture(scope="module")
 def model():
-    from remap.evaluation import resolve_model
+    from remap.evaluation.report import resolve_model
     return resolve_model(None)
 
 

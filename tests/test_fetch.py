@@ -15,7 +15,7 @@ from astropy.io import fits
 from click.testing import CliRunner
 
 import remap
-from remap.cli import cli
+from remap.cli.app import cli
 from remap.libraries import fetch as fetchmod
 from remap.libraries.fetch import FetchError, download_file, fetch_phoenix
 from remap.libraries.phoenix import GRID_NAME, WAVE_FILE_NAME, grid_relative_path

@@ -1,4 +1,4 @@
-"""Tests of remap.io: the remap-beam FITS/ECSV format and its specutils registration."""
+"""Tests of remap.spectra.io: the remap-beam FITS/ECSV format and its specutils registration."""
 
 import importlib
 import os
@@ -14,8 +14,8 @@ from specutils import Spectrum, SpectrumList
 from specutils.io.registers import identify_spectrum_format
 
 import remap
-import remap.io
-from remap.io import BeamFileError, read_beams, register, write_beams
+import remap.spectra.io
+from remap.spectra.io import BeamFileError, read_beams, register, write_beams
 
 FLAM = u.erg / u.s / u.cm ** 2 / u.AA
 
@@ -123,8 +123,8 @@ def test_other_files_are_not_taken(tmp_path):
         with pytest.raises(BeamFileError, match=f"{path.name}: not a remap-beam file"):
             read_beams(path)
     assert Spectrum.read(fits_path).flux.shape == (50,)  # specutils' own reader still works
-    assert not remap.io.identify_remap_beam("read", str(tmp_path / "x.txt"))
-    assert not remap.io.identify_remap_beam("read", str(tmp_path / "missing.fits"))
+    assert not remap.spectra.io.identify_remap_beam("read", str(tmp_path / "x.txt"))
+    assert not remap.spectra.io.identify_remap_beam("read", str(tmp_path / "missing.fits"))
 
 
 def test_corrupt_and_truncated_files(tmp_path, beams):
@@ -207,8 +207,8 @@ def test_registration_is_idempotent():
     # pytest turns warnings into errors: re-registering must neither warn nor raise
     assert register() is True
     assert register() is True
-    importlib.reload(remap.io)
+    importlib.reload(remap.spectra.io)
     from astropy.io import registry
-    assert registry.get_reader("remap-beam", Spectrum).__module__ == "remap.io"
-    assert registry.get_reader("remap-beam", SpectrumList).__module__ == "remap.io"
-    assert registry.get_writer("remap-beam", Spectrum).__module__ == "remap.io"
+    assert registry.get_reader("remap-beam", Spectrum).__module__ == "remap.spectra.io"
+    assert registry.get_reader("remap-beam", SpectrumList).__module__ == "remap.spectra.io"
+    assert registry.get_writer("remap-beam", Spectrum).__module__ == "remap.spectra.io"

@@ -1,4 +1,4 @@
-"""Tests of remap.medium: air <-> vacuum wavelengths."""
+"""Tests of remap.spectra.medium: air <-> vacuum wavelengths."""
 
 import astropy.units as u
 import numpy as np
@@ -7,8 +7,8 @@ from astropy.tests.helper import assert_quantity_allclose
 from specutils import Spectrum
 from specutils.utils.wcs_utils import vac_to_air
 
-from remap.medium import (MEDIA, air_to_vacuum, convert_medium, refractive_index,
-                          vacuum_to_air, validate_medium)
+from remap.spectra.medium import (MEDIA, air_to_vacuum, convert_medium, refractive_index,
+                                  vacuum_to_air, validate_medium)
 
 # NIST Atomic Spectra Database (Kramida et al.), Na I D2 and D1: (vacuum, air) in Å
 NA_D = [(5891.58326, 5889.95095), (5897.55813, 5895.92424)]

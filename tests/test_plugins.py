@@ -23,7 +23,7 @@ from specutils import Spectrum
 
 import remap
 import remap.surveys
-from remap.cli import cli
+from remap.cli.app import cli
 from remap.exceptions import DuplicatePluginError, PluginError, UnknownPluginError
 from remap.plugins import get_plugin_manager, plugin_infos, reset_plugin_manager
 

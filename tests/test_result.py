@@ -6,7 +6,7 @@ import pytest
 from astropy.table import QTable
 from matplotlib.figure import Figure
 
-from remap.artifact import Neighbours
+from remap.model.artifact import Neighbours
 from remap.result import EDGE_MASS, FitResult, Flag, ParameterResult
 
 HEADS = [{"name": "teff", "label": "T_eff", "unit": "K",

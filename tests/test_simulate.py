@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from remap.cli import cli
-from remap.datasets import Dataset
+from remap.cli.app import cli
+from remap.datasets.core import Dataset
 from remap.libraries.linelist import LineListLibrary
 from remap.plugins import get_survey
 from remap.simulate import (SET_DOMAINS, SimulationConfig, perturbed_library, simulate_star)

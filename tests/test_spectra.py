@@ -9,7 +9,7 @@ from astropy.utils.exceptions import AstropyDeprecationWarning
 from specutils import Spectrum
 
 from remap.exceptions import SpectrumError
-from remap.spectra import MAX_BAD_FRACTION, MIN_PIXELS, prepare, stddev_of, wavelength_of
+from remap.spectra.validation import MAX_BAD_FRACTION, MIN_PIXELS, prepare, stddev_of, wavelength_of
 
 NPIX = 64
 WAVE = np.linspace(5000.0, 5063.0, NPIX) * u.AA

@@ -12,7 +12,7 @@ from specutils import Spectrum
 
 import remap
 from remap.exceptions import NoOverlapError, SpectrumError
-from remap.medium import air_to_vacuum
+from remap.spectra.medium import air_to_vacuum
 from remap.surveys import MARVELS, Beam, Survey, find_spikes
 
 STEP = 0.1

@@ -19,8 +19,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from remap.cli import cli  # noqa: E402
-from remap.datasets import Dataset  # noqa: E402
+from remap.cli.app import cli  # noqa: E402
+from remap.datasets.core import Dataset  # noqa: E402
 from remap.hookspecs import hookimpl  # noqa: E402
 from remap.plugins import get_plugin_manager, reset_plugin_manager  # noqa: E402
 from remap.surveys.base import Beam, Survey  # noqa: E402
@@ -130,7 +130,7 @@ def model_weights(path):
 
 
 def test_train_writes_an_artifact_that_loads_and_predicts(tiny_run):
-    from remap.artifact import load_model
+    from remap.model.artifact import load_model
 
     config, out, result = tiny_run
     assert result.exit_code == 0, result.output
@@ -238,7 +238,7 @@ def test_make_folds_and_split_keep_label_points_together():
 
 @pytest.mark.slow
 def test_ablations_single_task_no_swa_no_triplet_both_beams(toy_survey, tmp_path):
-    from remap.artifact import load_model
+    from remap.model.artifact import load_model
 
     config = write_config(tmp_path / "abl.toml", beams=("A", "B"), lr_max='"auto"',
                           lr_min='"auto"', extra="""
@@ -273,7 +273,7 @@ def test_ablations_single_task_no_swa_no_triplet_both_beams(toy_survey, tmp_path
 def test_cv_enabled_runs_in_the_chain_and_selects_the_best_architecture(toy_survey, tmp_path):
     from astropy.table import Table
 
-    from remap.artifact import load_model
+    from remap.model.artifact import load_model
     from remap.heads import FEH, LOGG, TEFF
     from remap.nn.model import NetworkConfig, build_model
 

@@ -19,7 +19,7 @@ import astropy.units as u
 import numpy as np
 
 from ..exceptions import RemapError
-from ..spectra import prepare
+from ..spectra.validation import prepare
 
 __all__ = ["ContinuumFitter", "ContinuumError", "check_int", "check_real", "check_choice"]
 

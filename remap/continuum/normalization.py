@@ -7,7 +7,7 @@ import numpy as np
 from astropy.nddata import StdDevUncertainty
 
 from ..plugins import get_continuum_fitter
-from ..spectra import prepare, spectrum_class
+from ..spectra.validation import prepare, spectrum_class
 from .base import ContinuumError, ContinuumFitter
 
 __all__ = ["normalize", "DEFAULT_FITTER"]

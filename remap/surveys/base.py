@@ -27,8 +27,8 @@ from scipy import ndimage
 from scipy.special import ndtri
 
 from ..exceptions import NoOverlapError
-from ..medium import convert_medium, validate_medium
-from ..spectra import MIN_PIXELS, prepare, spectrum_class
+from ..spectra.medium import convert_medium, validate_medium
+from ..spectra.validation import MIN_PIXELS, prepare, spectrum_class
 
 __all__ = ["Beam", "Survey", "DEFAULT_MIN_COVERAGE", "find_spikes"]
 
@@ -411,7 +411,7 @@ class Survey:
 
         The spectrum is validated with :func:`remap.spectra.prepare`.  If
         ``spectrum.meta["wavelength_medium"]`` is set and differs from the
-        survey's medium the wavelengths are converted (:mod:`remap.medium`);
+        survey's medium the wavelengths are converted (:mod:`remap.spectra.medium`);
         when it is absent the spectrum is assumed to be in the survey's medium.
 
         Every beam the spectrum overlaps is returned with the pixels inside

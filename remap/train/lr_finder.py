@@ -33,7 +33,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .._files import atomic_path
+from .._util.fs import atomic_path
 
 __all__ = ["find_lr", "LRFinderResult", "suggest_lr"]
 

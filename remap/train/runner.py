@@ -16,7 +16,7 @@ For each beam (one network per beam, Gilda 2025 §5) :class:`TrainRunner`
 5. ``finetune``: from the pre-trained weights on the survey set with
    layer-wise learning rates (`remap.train.finetune.finetune`), unless
    ``[ablations] no_finetune`` or there is no survey set;
-6. writes the artifact ``OUT/model`` with `remap.artifact.save_model`: the
+6. writes the artifact ``OUT/model`` with `remap.model.save_model`: the
    networks, a manifest (heads and bins, survey and beam grids, continuum
    fitter, library and data-set summaries, the configuration, validation
    metrics, versions) and a sample of training-set embeddings for
@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import RemapError
-from .._files import atomic_path, atomic_write_text
+from .._util.fs import atomic_path, atomic_write_text
 
 __all__ = ["RunnerError", "TrainRunner", "run_training", "RUN_ORDER"]
 
@@ -220,7 +220,7 @@ class TrainRunner:
     def training_set(self):
         """The training set (`remap.datasets.Dataset`), built into ``OUT/data/train`` if needed."""
         if self._train is None:
-            from ..datasets import Dataset, DatasetError
+            from ..datasets.core import Dataset, DatasetError
             data = self.config.data
             if data.dataset is not None:
                 path = self.config.resolve_path(data.dataset)
@@ -241,7 +241,7 @@ class TrainRunner:
         return self._train
 
     def _build_training_set(self):
-        from ..datasets import Dataset, build_synthetic, draw_labels, grid_labels
+        from ..datasets.core import Dataset, build_synthetic, draw_labels, grid_labels
         from ..plugins import get_library, get_survey
 
         b = self.config.data.build
@@ -279,7 +279,7 @@ class TrainRunner:
         if sv is None:
             return None
         if self._survey is None:
-            from ..datasets import Dataset, DatasetError
+            from ..datasets.core import Dataset, DatasetError
             if sv.dataset is not None:
                 try:
                     ds = Dataset(self.config.resolve_path(sv.dataset))
@@ -701,7 +701,7 @@ class TrainRunner:
 
     def embeddings(self, beam, model):
         """Embeddings of a seeded sample of the training split (for the artifact)."""
-        from ..artifact import compute_embeddings
+        from ..model.artifact import compute_embeddings
         n = self.config.artifact.embeddings_sample
         if n == 0:
             return None
@@ -832,7 +832,7 @@ class TrainRunner:
         """
         import keras
 
-        from ..artifact import save_model
+        from ..model.artifact import save_model
 
         models = dict(finals)
         for beam in self.config.beams:

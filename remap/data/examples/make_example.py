@@ -34,7 +34,7 @@ the same physics and the same observation model:
   and a five-pixel interferometric feature, each pixel raised by a fixed
   fraction of the local continuum.
 
-The beams are written with :func:`remap.io.write_beams` (format
+The beams are written with :func:`remap.spectra.io.write_beams` (format
 ``remap-beam``).  The same seeds give the same file; the test suite checks
 that the shipped file matches :func:`synthesize`.
 """
@@ -165,7 +165,7 @@ def main(argv=None):
     parser.add_argument("-o", "--output", required=True, type=Path)
     args = parser.parse_args(argv)
 
-    from remap.io import write_beams
+    from remap.spectra.io import write_beams
 
     beams, truth = synthesize(seed=args.seed, survey_seed=args.survey_seed)
     write_beams(args.output, beams, overwrite=True, survey="marvels")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .exceptions import RemapError
+from ..exceptions import RemapError
 
 __all__ = ["dataset", "parse_options"]
 
@@ -88,8 +88,8 @@ def build_cmd(library_name, survey_name, out, n, use_grid, vary_alpha, seed, sha
     continuum-normalized (Gilda 2025, §3.3).  Re-running the same command
     after an interruption resumes it: complete shards are verified and kept.
     """
-    from .datasets import build_synthetic, draw_labels, grid_labels
-    from .plugins import get_library, get_survey
+    from ..datasets.core import build_synthetic, draw_labels, grid_labels
+    from ..plugins import get_library, get_survey
 
     if (n is None) == (not use_grid):
         raise click.UsageError("give exactly one of --n N and --grid")
@@ -146,7 +146,7 @@ def _echo_summary(out, summary):
 @click.option("--verify", is_flag=True, help="Check every shard's SHA-256.")
 def info_cmd(directory, verify):
     """Describe a data set: survey, beams, labels, shards, configuration."""
-    from .datasets import Dataset
+    from ..datasets.core import Dataset
     try:
         ds = Dataset(directory, verify=verify)
     except RemapError as exc:
@@ -192,7 +192,7 @@ def simulate_cmd(out, which, n, seed, shard_size, fitter, library_options, overw
     wavelength and RV residuals, continuum distortions, spikes, SNR 50-200 and
     noisy labels (see remap.simulate).
     """
-    from .simulate import build_simulated
+    from ..simulate import build_simulated
     try:
         summary = build_simulated(out, which, n=n, seed=seed, shard_size=shard_size,
                                   fitter=fitter, overwrite=overwrite, progress=progress,

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .exceptions import RemapError
+from ..exceptions import RemapError
 
 __all__ = ["PAPER_TABLE1", "PAPER_CITATION", "demo", "run_demo", "summarize",
            "format_table", "one_to_one_figure"]
@@ -157,9 +157,9 @@ def run_demo(out="remap-demo", n=30, seed=0, model=None, echo=print):
     """
     from astropy.table import QTable
 
-    from ._files import atomic_path
-    from .fitting import fit, _resolve_model
-    from .simulate import simulated_stars
+    from .._util.fs import atomic_path
+    from ..fitting import fit, _resolve_model
+    from ..simulate import simulated_stars
 
     start = time.perf_counter()
     out = Path(out)

@@ -70,9 +70,9 @@ from astropy.io import registry as io_registry
 from astropy.nddata import StdDevUncertainty
 from astropy.table import Table, vstack
 
-from .exceptions import RemapError
+from ..exceptions import RemapError
 from .medium import validate_medium
-from .spectra import stddev_of, spectrum_class
+from .validation import stddev_of, spectrum_class
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "BeamFileError", "write_beams", "read_beams",
            "identify_remap_beam", "register"]
@@ -474,7 +474,7 @@ def _read_spectrum(path, beam=None, **kwargs):
         if len(beams) > 1:
             raise BeamFileError(f"{path} holds {len(beams)} beams ({', '.join(beams)}); pass "
                                 "beam=<name> or read them all with SpectrumList.read(..., "
-                                f"format={FORMAT!r}) or remap.io.read_beams")
+                                f"format={FORMAT!r}) or remap.spectra.io.read_beams")
         return next(iter(beams.values()))
     if beam not in beams:
         raise KeyError(f"{path} has no beam {beam!r}; beams: {', '.join(beams)}")

@@ -149,7 +149,7 @@ def vacuum_to_air(wavelength):
     Examples
     --------
     >>> import astropy.units as u
-    >>> from remap.medium import vacuum_to_air
+    >>> from remap.spectra.medium import vacuum_to_air
     >>> vacuum_to_air(6564.61 * u.AA).round(2)
     <Quantity 6562.8 Angstrom>
     """

@@ -70,8 +70,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._files import sha256_of
-from .exceptions import RemapError
+from .._util.fs import sha256_of
+from ..exceptions import RemapError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "SUMS_NAME", "KERAS_MEMBERS",
            "ArtifactError", "Neighbours", "RemapModel", "save_model", "load_model",
@@ -173,7 +173,7 @@ def _versions():
     import keras
     import tensorflow as tf
 
-    from . import __version__
+    from .. import __version__
     return {"remap": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
             "numpy": np.__version__, "python": platform.python_version()}
 
@@ -191,7 +191,7 @@ def _head_record(head, edges):
 
 
 def _label_bins(head):
-    from .labels import LabelBins
+    from ..labels import LabelBins
     return LabelBins.from_head(head)
 
 
@@ -219,7 +219,7 @@ def _input_npix(model, what):
 def _grid_record(grid, beam, npix):
     """Normalize a beam grid (dict or `remap.surveys.base.Beam`) to a dict in Å."""
     try:
-        from .surveys.base import Beam
+        from ..surveys.base import Beam
     except ImportError:  # pragma: no cover
         Beam = ()
     if isinstance(grid, Beam):
@@ -498,7 +498,7 @@ def save_model(directory, models, manifest, *, embeddings=None, overwrite=False,
     if orphans:
         raise ArtifactError(f"embedding outputs {orphans} have no matching PMF output")
     if heads is None:
-        from .plugins import registry
+        from ..plugins import registry
         registered = registry("head")
         missing = [n for n in head_names if n not in registered]
         if missing:
@@ -534,7 +534,7 @@ def save_model(directory, models, manifest, *, embeddings=None, overwrite=False,
         grid = given_beams.get(beam)
         if grid is None:
             if survey is None:
-                from .plugins import get_survey
+                from ..plugins import get_survey
                 try:
                     survey = get_survey(survey_name)
                 except RemapError as exc:
@@ -712,7 +712,7 @@ def _check_versions(manifest, root):
 
 def _check_heads(manifest, root):
     """The registered `HeadSpec` of each stored head; refuse bins that differ."""
-    from .plugins import registry
+    from ..plugins import registry
     registered = registry("head")
     specs = []
     for record in manifest["heads"]:
@@ -797,8 +797,8 @@ def _inspect_keras_file(path):
 
 def _load_plugins():
     """Register remap's layers and losses and import every installed plugin."""
-    from . import nn  # noqa: F401  registers remap's layers and losses with Keras
-    from .plugins import get_plugin_manager
+    from .. import nn  # noqa: F401  registers remap's layers and losses with Keras
+    from ..plugins import get_plugin_manager
     get_plugin_manager()
 
 
@@ -1003,7 +1003,7 @@ class RemapModel:
         """
         if self.fitter is None:
             return None
-        from .plugins import get_continuum_fitter
+        from ..plugins import get_continuum_fitter
         return get_continuum_fitter(self.fitter["name"], **self.fitter.get("config", {}))
 
     def _predict_fn(self, beam):

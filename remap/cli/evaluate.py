@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ._files import atomic_path
-from .exceptions import RemapError
+from .._util.fs import atomic_path
+from ..exceptions import RemapError
 
 __all__ = ["evaluate_cmd", "embed_cmd", "parse_rows"]
 
@@ -40,7 +40,7 @@ def parse_rows(text):
 
 
 def _model(path):
-    from .evaluation import resolve_model
+    from ..evaluation.report import resolve_model
     return resolve_model(path)
 
 
@@ -84,7 +84,7 @@ def evaluate_cmd(model_path, data_path, out, beams, truth, rows, batch_size):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
-    from .evaluation import evaluate, resolve_dataset
+    from ..evaluation.report import evaluate, resolve_dataset
     try:
         data = resolve_dataset(data_path)
         model = _model(model_path)
@@ -152,7 +152,7 @@ def embed_cmd(model_path, data_path, out, beam, head, n, perplexity, seed, store
     space by that parameter.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .evaluation import embed, resolve_dataset
+    from ..evaluation.report import embed, resolve_dataset
     if stored and data_path is not None:
         raise click.UsageError("give either --data or --stored, not both")
     if not stored and data_path is None:

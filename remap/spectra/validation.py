@@ -30,7 +30,7 @@ import astropy.units as u
 import numpy as np
 from astropy.nddata import (InverseVariance, StdDevUncertainty, VarianceUncertainty)
 
-from .exceptions import SpectrumError
+from ..exceptions import SpectrumError
 
 __all__ = ["MIN_PIXELS", "MAX_BAD_FRACTION", "prepare", "wavelength_of", "stddev_of",
            "is_spectrum", "spectrum_class"]

@@ -60,8 +60,8 @@ import h5py
 import numpy as np
 from astropy.table import Table
 
-from ._files import atomic_write_text, sha256_of
-from .exceptions import RemapError
+from .._util.fs import atomic_write_text, sha256_of
+from ..exceptions import RemapError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "DEFAULT_METADATA_FIELDS",
            "LIBRARY_LABELS", "draw_labels", "grid_labels", "label_point_seed", "build_synthetic",
@@ -784,7 +784,7 @@ def label_point_seed(seed, index):
 
 def _augment_label_point(library, survey, beams, labels_row, index, seed, augment_options):
     """Rows of one label point: (flux by beam, mask by beam, samples table, lp seed)."""
-    from .augment import augment
+    from ..augment import augment
 
     spec = library.spectrum(**{k: float(labels_row[k]) for k in LIBRARY_LABELS})
     lp_seed = label_point_seed(seed, index)
@@ -808,8 +808,8 @@ def _normalize_shard(results, survey, beams, fitter):
     """
     import astropy.units as u
 
-    from .continuum import normalize
-    from .spectra import spectrum_class
+    from ..continuum import normalize
+    from ..spectra.validation import spectrum_class
 
     Spectrum = spectrum_class()
     out = [(dict(f), dict(m), s, sd) for f, m, s, sd in results]
@@ -988,8 +988,8 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
 
     from tqdm import tqdm
 
-    from . import augment as aug
-    from .heads import FEH, LOGG, TEFF
+    from .. import augment as aug
+    from ..heads import FEH, LOGG, TEFF
 
     if not isinstance(shard_size, numbers.Integral) or shard_size < 1:
         raise ValueError(f"shard_size must be an integer >= 1; received {shard_size!r}")
@@ -1007,7 +1007,7 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
                "draws": int(aug.DEFAULT_DRAWS if draws is None else draws)}
     fitter_obj = None
     if fitter is not None:
-        from .plugins import get_continuum_fitter
+        from ..plugins import get_continuum_fitter
         fitter_obj = (get_continuum_fitter(fitter, **(fitter_options or {}))
                       if isinstance(fitter, str) else fitter)
     fitter_record = None if fitter_obj is None else {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .exceptions import RemapError
+from ..exceptions import RemapError
 
 __all__ = ["fit_cmd", "OUTPUT_FORMATS"]
 
@@ -60,7 +60,7 @@ def fit_cmd(files, output, model, survey, fmt, plot_dir, batch_size, scheduler, 
     or --parts DIR (resumable; a local cluster sized to the machine unless
     one of the others is given) the files are fitted on Dask.
     """
-    from .catalog import expand_paths, fit_catalog, fit_files
+    from ..catalog import expand_paths, fit_catalog, fit_files
 
     writer = OUTPUT_FORMATS.get(output.suffix.lower())
     if writer is None:
@@ -131,7 +131,7 @@ def write_table(table, path, writer):
 
     from astropy.utils.exceptions import AstropyUserWarning
 
-    from ._files import atomic_path
+    from .._util.fs import atomic_path
 
     with atomic_path(path) as tmp:
         if writer == "fits":

@@ -10,10 +10,10 @@ import astropy.units as u
 import click
 import numpy as np
 
-from . import __version__
-from ._files import atomic_path
-from .exceptions import RemapError
-from .plugins import KINDS, plugin_infos
+from .. import __version__
+from .._util.fs import atomic_path
+from ..exceptions import RemapError
+from ..plugins import KINDS, plugin_infos
 
 __all__ = ["main", "cli"]
 
@@ -89,8 +89,8 @@ def normalize_cmd(files, outdir, example, survey, fitter, mode, fmt, keep_spikes
     """
     from tqdm import tqdm
 
-    from .examples import example_path
-    from .plugins import get_continuum_fitter, get_survey
+    from ..examples import example_path
+    from ..plugins import get_continuum_fitter, get_survey
 
     inputs = list(files)
     if example:
@@ -188,8 +188,8 @@ def _normalize_file(path, fmt, survey, fitter, *, remove_spikes=True):
         result of :func:`remap.normalize` and a boolean array of the pixels
         flagged as spikes.
     """
-    from .continuum import normalize
-    from .spectra import prepare
+    from ..continuum import normalize
+    from ..spectra.validation import prepare
 
     parts = {}
     spectra = _read_spectra(path, fmt)
@@ -232,7 +232,7 @@ def _beams_table(beams, path, survey, fitter, spikes_removed):
     """One `~astropy.table.QTable` with every pixel of every beam of one input."""
     from astropy.table import QTable, vstack
 
-    from . import __version__
+    from .. import __version__
 
     tables = []
     for name, (part, norm, spikes) in beams.items():
@@ -334,30 +334,30 @@ def main(argv=None):
         return 2
 
 
-from .cli_library import library as _library_group  # noqa: E402
+from .library import library as _library_group  # noqa: E402
 cli.add_command(_library_group)
 
 
-from .cli_dataset import dataset as _dataset_group  # noqa: E402
+from .dataset import dataset as _dataset_group  # noqa: E402
 cli.add_command(_dataset_group)
 
 
-from .cli_train import train as _train_command  # noqa: E402
+from .train import train as _train_command  # noqa: E402
 cli.add_command(_train_command)
 
 
-from .cli_evaluate import evaluate_cmd as _evaluate_command  # noqa: E402
+from .evaluate import evaluate_cmd as _evaluate_command  # noqa: E402
 cli.add_command(_evaluate_command)
 
 
-from .cli_evaluate import embed_cmd as _embed_command  # noqa: E402
+from .evaluate import embed_cmd as _embed_command  # noqa: E402
 cli.add_command(_embed_command)
 
 
-from .cli_fit import fit_cmd as _fit_command  # noqa: E402
+from .fit import fit_cmd as _fit_command  # noqa: E402
 cli.add_command(_fit_command)
 
-from .cli_demo import demo as _demo_command  # noqa: E402
+from .demo import demo as _demo_command  # noqa: E402
 cli.add_command(_demo_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,8 +46,8 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 
-from .exceptions import RemapError
-from .labels import LabelBins, conflate
+from ..exceptions import RemapError
+from ..labels import LabelBins, conflate
 
 __all__ = ["CONFLATED", "DEFAULT_LEVELS", "METRIC_NAMES", "PAPER_TABLE1", "EvaluationError",
            "EvaluationReport", "EmbeddingMap", "evaluate", "embed", "pit", "coverage",
@@ -573,18 +573,18 @@ _METRIC_DESCRIPTIONS = {
 # --------------------------------------------------------------------------- inputs
 
 def resolve_model(model=None):
-    """A `~remap.artifact.RemapModel` from a model, an artifact path, or None (the default).
+    """A `~remap.model.RemapModel` from a model, an artifact path, or None (the default).
 
     The rules of :func:`remap.fit`: None gives :func:`remap.default_model`, a
     path is loaded once per process (:func:`remap.fitting.cached_model`).
     """
-    from .fitting import _resolve_model
+    from ..fitting import _resolve_model
     return _resolve_model(model)
 
 
 def resolve_dataset(data):
     """A `~remap.datasets.Dataset` from a data set or its directory; empty sets are refused."""
-    from .datasets import Dataset
+    from ..datasets.core import Dataset
     if isinstance(data, (str, Path)):
         data = Dataset(data)
     elif not isinstance(data, Dataset):
@@ -702,7 +702,7 @@ def evaluate(model, data, *, beams=None, batch_size=256, truth="labels", indices
 
     Parameters
     ----------
-    model : `~remap.artifact.RemapModel`, str, path or None
+    model : `~remap.model.RemapModel`, str, path or None
         A loaded model, an artifact directory, or None for the default model.
     data : `~remap.datasets.Dataset`, str or path
         Continuum-normalized spectra on the model's beam grids, with labels
@@ -847,7 +847,7 @@ def embed(model=None, data=None, *, beam=None, head=None, n=2000, perplexity=30.
 
     Parameters
     ----------
-    model : `~remap.artifact.RemapModel`, str, path or None
+    model : `~remap.model.RemapModel`, str, path or None
         Default: the default model.
     data : `~remap.datasets.Dataset`, str or path, optional
         Spectra to embed (e.g. a validation or survey set); required unless

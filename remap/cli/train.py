@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .exceptions import RemapError
+from ..exceptions import RemapError
 
 __all__ = ["train"]
 
@@ -39,8 +39,8 @@ def train(config_path, out, stage, beams, resume, verbose):
     Re-running the same command resumes an interrupted run.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .train.config import load_config
-    from .train.runner import run_training
+    from ..train.config import load_config
+    from ..train.runner import run_training
 
     try:
         config = load_config(config_path)

@@ -89,7 +89,7 @@ def fetch(name, teff, logg, feh, alpha, dest, base_url, workers, retries, timeou
     Files already complete are skipped and interrupted downloads resume, so the
     command can simply be run again.  Exits with status 1 when any file failed.
     """
-    from .libraries.fetch import default_cache_dir, fetch_phoenix
+    from ..libraries.fetch import default_cache_dir, fetch_phoenix
 
     try:
         report = fetch_phoenix(teff=teff, logg=logg, feh=feh, alpha=alpha, dest=dest,

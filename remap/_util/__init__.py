@@ -1,0 +1,1 @@
+"""Internal helpers shared by remap's modules (not public API)."""
