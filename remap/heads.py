@@ -14,7 +14,7 @@ import math
 
 import astropy.units as u
 
-from .hookspecs import hookimpl
+from .plugins.hookspecs import hookimpl
 
 __all__ = ["HeadSpec", "TEFF", "LOGG", "FEH", "remap_heads", "resolve_heads"]
 
@@ -61,6 +61,29 @@ class HeadSpec:
             raise ValueError(f"head {self.name!r} needs synthetic_sigma > 0; "
                              f"received: synthetic_sigma={self.synthetic_sigma}")
 
+    def __call__(self, **options) -> HeadSpec:
+        """This head, or a copy with the fields given as ``options`` replaced.
+
+        A `HeadSpec` is its own factory in the sense of
+        :mod:`remap.plugins.hookspecs`: ``remap.get_head("teff")`` returns the
+        registered head, ``remap.get_head("teff", bin_width=40.0)`` a copy with
+        40 K bins (validated like a new head).
+
+        Raises
+        ------
+        TypeError
+            An option that is not a field of `HeadSpec`.
+        ValueError
+            A replaced field is invalid.
+        """
+        if not options:
+            return self
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"head {self.name!r} has no field(s) {unknown}; fields: "
+                            f"{[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **options)
+
     @property
     def n_bins(self):
         """Number of bins: ``ceil((high - low) / bin_width)`` (rounded to absorb float error)."""
@@ -77,7 +100,7 @@ FEH = HeadSpec("feh", "[Fe/H]", u.dex, -2.0, 1.0, 0.1, 0.1)
 
 @hookimpl
 def remap_heads():
-    """The built-in heads: ``teff``, ``logg``, ``feh``."""
+    """The built-in heads ``teff``, ``logg``, ``feh`` (each `HeadSpec` is its own factory)."""
     return [TEFF, LOGG, FEH]
 
 

@@ -6,6 +6,7 @@ folder whose ``entry_points.txt`` declares the ``remap.plugins`` group, found
 by :mod:`importlib.metadata` exactly as a pip-installed plugin would be.
 """
 
+import configparser
 import importlib.metadata
 import os
 import re
@@ -43,7 +44,7 @@ TOY_PLUGIN = '''
 
     @hookimpl
     def remap_surveys():
-        return [ToySurvey()]
+        return [ToySurvey]
 '''
 
 
@@ -97,10 +98,266 @@ def test_builtins_register_first_whatever_the_path_order(make_dist):
     assert remap.get_head("alpha_fe").n_bins == 8
 
 
-def test_instances_take_no_options(make_dist):
-    install_toy(make_dist)
-    with pytest.raises(TypeError, match="instance and takes no options"):
-        remap.get_survey("toy", resolution=5)
+def test_get_survey_passes_options_to_the_factory(fresh_plugins):
+    # the option marvels.py documents (a TypeError before every hook returned factories)
+    vacuum = remap.get_survey("marvels", wavelength_medium="vacuum")
+    assert isinstance(vacuum, remap.surveys.MARVELS)
+    assert vacuum.wavelength_medium == "vacuum"
+    assert remap.get_survey("marvels").wavelength_medium == "air"
+    with pytest.raises(ValueError, match="wavelength_medium"):
+        remap.get_survey("marvels", wavelength_medium="water")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'resolution'"):
+        remap.get_survey("marvels", resolution=5)
+
+
+def test_every_kind_registers_factories(fresh_plugins):
+    for kind in ("survey", "library", "continuum", "head"):
+        for info in plugin_infos(kind):
+            assert callable(info.factory) and info.obj is info.factory
+    # a HeadSpec is its own factory: itself, or a copy with fields replaced
+    teff = remap.get_head("teff")
+    assert remap.get_head("teff") is teff and teff.n_bins == 50
+    fine = remap.get_head("teff", bin_width=40.0)
+    assert (fine.name, fine.n_bins, teff.bin_width) == ("teff", 100, 80.0)
+    with pytest.raises(TypeError, match=r"no field\(s\) \['bins'\]"):
+        remap.get_head("teff", bins=10)
+    with pytest.raises(ValueError, match="bin_width > 0"):
+        remap.get_head("teff", bin_width=-1.0)
+    fitter = remap.get_continuum_fitter("clipped", degree=5)
+    assert type(fitter).__name__ == "Clipped"
+
+
+@pytest.mark.parametrize("returned, cls", [("ToySurvey()", "ToySurvey"),
+                                           ("MARVELS()", "MARVELS")])
+def test_an_instance_instead_of_a_factory_is_refused(make_dist, returned, cls):
+    source = f"""
+        from remap import hookimpl
+        from remap.surveys import MARVELS
+
+
+        class ToySurvey:
+            name = "toy"
+
+
+        @hookimpl
+        def remap_surveys():
+            return [{returned}]
+    """
+    make_dist("instance-dist", {"instance_pkg.py": source}, {"inst": "instance_pkg"})
+    with pytest.raises(PluginError) as excinfo:
+        remap.list_surveys()
+    message = str(excinfo.value)
+    assert "'inst' (instance-dist 0.1)" in message
+    assert f"an instance of {cls}, not a factory" in message
+    assert f"return the class {cls} itself" in message
+
+
+def test_a_callable_instance_of_a_fitter_is_refused(fresh_plugins):
+    class FitterPlugin:
+        @remap.hookimpl
+        def remap_continuum_fitters(self):
+            return [remap.get_continuum_fitter("clipped")]  # callable, but an instance
+
+    get_plugin_manager().register(FitterPlugin(), name="fitter-instance")
+    with pytest.raises(PluginError, match="an instance of Clipped, not a factory"):
+        remap.list_continuum_fitters()
+
+
+def test_function_factories_with_a_name(fresh_plugins):
+    def vacuum_marvels(**options):
+        return remap.surveys.MARVELS(wavelength_medium="vacuum", **options)
+
+    vacuum_marvels.name = "marvels_vacuum"
+
+    class FunctionPlugin:
+        @remap.hookimpl
+        def remap_surveys(self):
+            return [vacuum_marvels]
+
+    get_plugin_manager().register(FunctionPlugin(), name="function-plugin")
+    survey = remap.get_survey("marvels_vacuum", known_spikes=[5000.0] * u.AA)
+    assert survey.wavelength_medium == "vacuum"
+    assert u.allclose(survey.known_spikes, [5000.0] * u.AA)
+
+
+COUNTING_PLUGIN = """
+    import remap
+
+    calls = []
+
+
+    class Counted:
+        name = "counted"
+        description = "counts its hook calls"
+
+
+    @remap.hookimpl
+    def remap_surveys():
+        calls.append(1)
+        return [Counted]
+"""
+
+
+def test_registries_are_collected_once_and_cached(make_dist):
+    make_dist("count-dist", {"count_pkg.py": COUNTING_PLUGIN}, {"count": "count_pkg"})
+    for _ in range(3):
+        assert "counted" in remap.list_surveys()
+        remap.get_survey("marvels")
+        plugin_infos("survey")
+    count_pkg = sys.modules["count_pkg"]
+    assert len(count_pkg.calls) == 1
+    remap.list_heads()  # another kind is its own registry
+    assert len(count_pkg.calls) == 1
+
+    class Extra:
+        name = "extra"
+
+    class RuntimePlugin:
+        @remap.hookimpl
+        def remap_surveys(self):
+            return [Extra]
+
+    pm = get_plugin_manager()
+    plugin = RuntimePlugin()
+    pm.register(plugin, name="runtime-extra")  # the plugin set changed: collected again
+    assert "extra" in remap.list_surveys() and len(count_pkg.calls) == 2
+    assert "extra" in remap.list_surveys() and len(count_pkg.calls) == 2
+    pm.unregister(plugin)
+    assert "extra" not in remap.list_surveys() and len(count_pkg.calls) == 3
+    pm.set_blocked("marvels")
+    assert remap.list_surveys() == ["counted"] and len(count_pkg.calls) == 4
+
+
+DERIVED_PLUGIN = """
+    import remap
+    from remap.surveys import Survey
+
+
+    @remap.hookimpl
+    def remap_surveys():
+        # the natural way to derive a survey: look the built-in one up inside the hook
+        marvels = remap.get_survey("marvels")
+        assert "marvels" in remap.list_surveys()
+
+        class MarvelsA(Survey):
+            name = "marvels_a"
+            description = "MARVELS beam A only"
+            wavelength_medium = marvels.wavelength_medium
+            beams = {"A": marvels.beams["A"]}
+
+        return [MarvelsA]
+"""
+
+
+def test_a_hook_may_derive_from_a_builtin_survey(make_dist):
+    make_dist("derived-dist", {"derived_pkg.py": DERIVED_PLUGIN}, {"derived": "derived_pkg"})
+    derived = remap.get_survey("marvels_a")
+    assert list(derived.beams) == ["A"]
+    assert derived.beams["A"] == remap.get_survey("marvels").beams["A"]
+    assert derived.wavelength_medium == "air"
+    assert remap.list_surveys() == ["marvels", "marvels_a"]
+    info = {i.name: i for i in plugin_infos("survey")}["marvels_a"]
+    assert (info.plugin, info.distribution) == ("derived", "derived-dist")
+    # the same from a fresh process, through the command line
+    result = CliRunner().invoke(cli, ["plugins", "--kind", "survey"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^  marvels_a +derived-dist 0.1  \[plugin derived\]  MARVELS beam A only",
+                     result.output, re.M)
+
+
+def test_a_hook_looking_up_a_name_not_collected_yet_gets_a_clear_error(make_dist):
+    source = """
+        import remap
+
+
+        @remap.hookimpl
+        def remap_surveys():
+            base = remap.get_survey("later")  # registered by this very hook: not yet there
+            return []
+    """
+    make_dist("early-dist", {"early_pkg.py": source}, {"early": "early_pkg"})
+    with pytest.raises(PluginError) as excinfo:
+        remap.list_surveys()
+    message = str(excinfo.value)
+    assert len(message) < 1000  # one message, not a thousand-deep chain
+    assert "remap_surveys() of plugin 'early' (early-dist 0.1) failed" in message
+    assert "survey 'later' is not available while the remap_surveys() hooks" in message
+    assert "inside the hook of plugin 'early'" in message and "(marvels)" in message
+    assert "calls remap.get_survey('later') in its body" in message
+    depth, exc = 0, excinfo.value
+    while exc is not None:
+        depth, exc = depth + 1, exc.__cause__ or exc.__context__
+    assert depth <= 3
+
+
+def test_a_factory_may_look_up_any_survey_when_called(make_dist):
+    source = """
+        import remap
+
+
+        def wide(**options):
+            # looked up when called, so it may use surveys registered after this plugin
+            toy = remap.get_survey("toy")
+            return type(toy)(wavelength_medium="air", **options)
+
+        wide.name = "toy_air"
+
+
+        @remap.hookimpl
+        def remap_surveys():
+            return [wide]
+    """
+    make_dist("lazy-dist", {"lazy_pkg.py": source}, {"lazy": "lazy_pkg"})
+    install_toy_package = DOCS_EXAMPLE / "remap_toy_survey"
+    files = {f"remap_toy_survey/{p.name}": p.read_text(encoding="utf-8")
+             for p in install_toy_package.glob("*.py")}
+    make_dist("remap-toy-survey", files, {"toy": "remap_toy_survey.plugin"})
+    assert remap.get_survey("toy").wavelength_medium == "vacuum"
+    assert remap.get_survey("toy_air").wavelength_medium == "air"
+
+
+def test_a_plugin_module_may_look_up_a_builtin_while_it_is_imported(make_dist):
+    source = """
+        import remap
+
+        # at import time: the manager being built already holds the built-ins
+        GRID = remap.get_survey("marvels").grid("B")
+
+
+        class RedHalf:
+            name = "red_half"
+
+            def __init__(self, **options):
+                self.grid = GRID
+
+
+        @remap.hookimpl
+        def remap_surveys():
+            return [RedHalf]
+    """
+    make_dist("import-dist", {"import_pkg.py": source}, {"imp": "import_pkg"})
+    assert remap.get_survey("red_half").grid[0] == 5280 * u.AA
+    assert get_plugin_manager() is get_plugin_manager()
+
+
+def test_builtins_come_from_the_in_code_list(fresh_plugins):
+    from remap.plugins import BUILTIN_PLUGINS
+
+    pm = get_plugin_manager()
+    version = importlib.metadata.version("remap")
+    for name, module in BUILTIN_PLUGINS:
+        assert pm.get_plugin(name) is sys.modules[module]
+        assert pm.distribution_of(name) == ("remap", version)
+    # remap's own metadata declares no built-in entry points any more
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).resolve().parents[1] / "setup.cfg", encoding="utf-8")
+    assert "remap.plugins" not in config["options.entry_points"]
+    assert "remap" in config["options.entry_points"]["console_scripts"]
+    # blocked like any plugin, by name
+    pm = get_plugin_manager(blocked=["heads", "continuum"])
+    assert pm.get_plugin("heads") is None and pm.is_blocked("heads")
+    assert plugin_infos("head", pm) == [] and plugin_infos("continuum", pm) == []
+    assert [i.name for i in plugin_infos("survey", pm)] == ["marvels"]
 
 
 def test_plugins_command_shows_distribution_and_version(make_dist):
@@ -212,9 +469,9 @@ def test_unknown_kind_is_refused(fresh_plugins):
 
 
 @pytest.mark.parametrize("body, match", [
-    ("return 42", "must return a list of plugin objects, got int"),
+    ("return 42", "must return a list of plugin factories, got int"),
     ("return [object()]", "has no string attribute 'name'"),
-    ("return 'marvels'", "has no string attribute 'name'"),
+    ("return 'marvels'", "must return a list of plugin factories, got str"),
     ("raise RuntimeError('database offline')", "failed: RuntimeError: database offline"),
 ])
 def test_garbage_from_a_plugin_is_a_plugin_error(make_dist, body, match):
@@ -284,7 +541,7 @@ def test_runtime_registration_is_reported_as_such(fresh_plugins):
     class RuntimePlugin:
         @remap.hookimpl
         def remap_surveys(self):
-            return [Extra()]
+            return [Extra]
 
     pm = get_plugin_manager()
     pm.register(RuntimePlugin(), name="runtime-extra")

@@ -1,12 +1,13 @@
 """remap's built-in continuum fitters, registered like any third-party plugin.
 
-Declared in remap's ``setup.cfg`` under the entry-point group ``remap.plugins``
-as ``continuum = remap.continuum.plugin``.
+Listed as ``("continuum", "remap.continuum.plugin")`` in
+:data:`remap.plugins.manager.BUILTIN_PLUGINS`; block it with
+``REMAP_BLOCK_PLUGINS=continuum``.
 """
 
 from __future__ import annotations
 
-from ..hookspecs import hookimpl
+from ..plugins.hookspecs import hookimpl
 from .algorithm1 import Algorithm1
 from .chebyshev import Chebyshev
 from .clipped import Clipped
@@ -21,5 +22,7 @@ def remap_continuum_fitters():
     Returns
     -------
     fitters : list of `remap.continuum.ContinuumFitter` subclasses
+        The classes are the factories: ``remap.get_continuum_fitter("clipped",
+        degree=5)`` calls ``Clipped(degree=5)``.
     """
     return [Algorithm1, Chebyshev, Clipped]

@@ -46,7 +46,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from ..exceptions import RemapError
-from ..hookspecs import hookimpl
+from ..plugins.hookspecs import hookimpl
 from .base import Domain, SyntheticLibrary
 
 __all__ = ["PhoenixLibrary", "PhoenixError", "PhoenixFormatError", "PhoenixFileNotFoundError",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import astropy.units as u
 
-from ..hookspecs import hookimpl
+from ..plugins.hookspecs import hookimpl
 from .base import Beam, Survey
 
 __all__ = ["MARVELS", "BEAM_A", "BEAM_B", "remap_surveys"]
@@ -69,10 +69,12 @@ class MARVELS(Survey):
 
 @hookimpl
 def remap_surveys():
-    """Register the built-in MARVELS survey.
+    """Register the built-in MARVELS survey (the class: options go to its constructor).
 
     Returns
     -------
-    surveys : list of `MARVELS`
+    surveys : list of survey factories
+        ``[MARVELS]``; ``remap.get_survey("marvels", wavelength_medium="vacuum")``
+        calls ``MARVELS(wavelength_medium="vacuum")``.
     """
-    return [MARVELS()]
+    return [MARVELS]

@@ -24,5 +24,5 @@ class ToySurvey(Survey):
 
 @remap.hookimpl
 def remap_surveys():
-    """Register the toy survey (an instance; remap looks it up by its ``name``)."""
-    return [ToySurvey()]
+    """Register the toy survey: its class is the factory (options go to the constructor)."""
+    return [ToySurvey]
