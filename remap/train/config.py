@@ -233,6 +233,10 @@ class SimulateConfig:
     shard_size : int
     fitter : str
     library_options : dict
+    simulation : dict
+        Options of `remap.simulate.SimulationConfig`: how the simulated
+        survey differs from the library (e.g. ``loggf_sigma = 0.0`` for a
+        survey whose line data are the library's own).
     """
 
     set: str = _field("dwarfs", _str(("dwarfs", "calibration", "giants")))
@@ -241,6 +245,7 @@ class SimulateConfig:
     shard_size: int = _field(500, _int(1))
     fitter: str = _field("algorithm1", _str())
     library_options: dict = _field(dict, _options())
+    simulation: dict = _field(dict, _options())
 
 
 @dataclasses.dataclass(frozen=True)

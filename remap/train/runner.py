@@ -286,8 +286,13 @@ class TrainRunner:
                 except DatasetError as exc:
                     raise RunnerError(f"[data.survey] dataset: {exc}") from None
             else:
-                from ..simulate import build_simulated
+                from ..simulate import SimulationConfig, build_simulated
                 sim = sv.simulate
+                try:
+                    sim_config = SimulationConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                     for k, v in sim.simulation.items()})
+                except (TypeError, ValueError) as exc:
+                    raise RunnerError(f"[data.survey.simulate] simulation: {exc}") from None
                 directory = self.out / "data" / f"survey_{sim.set}"
                 self.echo(f"survey set: simulating {sim.n or 'the default number of'} "
                           f"{sim.set} into {directory} (an interrupted build resumes)")
@@ -295,7 +300,7 @@ class TrainRunner:
                     directory, sim.set, n=sim.n,
                     seed=self.config.seed if sim.seed is None else sim.seed,
                     survey=self.config.data.survey_name, shard_size=sim.shard_size,
-                    overwrite=True,
+                    overwrite=True, config=sim_config,
                     fitter=sim.fitter, library_options=_library_options(sim.library_options))
                 self.echo(f"survey set: {summary['n_samples']} stars "
                           f"({summary['shards_written']} shards written, "
