@@ -166,6 +166,36 @@ def test_wave_range_quantity_and_full(grid_dir):
     assert len(edge.wavelength) == len(WAVE)
 
 
+@pytest.mark.parametrize("wave_range", [
+    (5000 * u.AA, 5200 * u.AA),                       # a pair of Quantities (astropy style)
+    (500 * u.nm, 5200 * u.AA),                        # ... in different units
+    u.Quantity([5000, 5200], u.AA),                   # a Quantity array of 2
+    u.Quantity([5000, 5200], u.AA).to(u.THz, equivalencies=u.spectral()),  # frequencies
+    [5000, 5200],                                     # plain numbers: Å
+])
+def test_wave_range_quantity_pairs(grid_dir, wave_range):
+    lib = PhoenixLibrary(grid_dir, wave_range=wave_range, margin=0)
+    wave = lib.spectrum(5700, 4.0, 0.0).spectral_axis.to_value(u.AA)
+    assert len(wave) == 501 and wave[0] == pytest.approx(5000) and wave[-1] == pytest.approx(5200)
+    # the same through the plugin API
+    via_plugin = remap.get_library("phoenix", directory=grid_dir, wave_range=wave_range,
+                                   margin=0)
+    np.testing.assert_array_equal(via_plugin.wavelength.to_value(u.AA), lib.wavelength.value)
+
+
+@pytest.mark.parametrize("wave_range, error, match", [
+    ((5000 * u.AA, 5200 * u.s), ValueError, "unit s, which is not spectral"),
+    ((5000 * u.AA, 5200 * u.AA, 5300 * u.AA), ValueError, "received 3 values"),
+    (u.Quantity([[5000, 5200]], u.AA), ValueError, r"shape \(1, 2\)"),
+    ((5200 * u.AA, 5000 * u.AA), ValueError, "min < max"),
+    ((-5 * u.AA, 5000 * u.AA), ValueError, "finite positive"),
+    ("5000-5200", TypeError, "pair of wavelengths"),
+])
+def test_wave_range_bad_pairs(grid_dir, wave_range, error, match):
+    with pytest.raises(error, match=match):
+        PhoenixLibrary(grid_dir, wave_range=wave_range)
+
+
 def test_server_layout_is_read(tmp_path):
     root = tmp_path / "HiResFITS"
     root.mkdir()

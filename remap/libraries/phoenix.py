@@ -45,6 +45,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from .._util.validators import wavelength_range
 from ..exceptions import RemapError
 from ..plugins.hookspecs import hookimpl
 from .base import Domain, SyntheticLibrary
@@ -412,28 +413,6 @@ def _check_1d(path, header, what):
     return header["NAXIS1"]
 
 
-def _as_angstrom_range(wave_range, what="wave_range"):
-    if wave_range is None:
-        return None
-    if isinstance(wave_range, u.Quantity):
-        try:
-            values = wave_range.to_value(u.AA, equivalencies=u.spectral())
-        except u.UnitConversionError:
-            raise ValueError(f"{what} has unit {wave_range.unit}, which is not spectral; "
-                             "expected a wavelength (e.g. u.AA)") from None
-        values = np.sort(np.atleast_1d(values))
-    else:
-        try:
-            values = np.asarray(wave_range, dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(f"{what} must be a (min, max) pair in Å; received: "
-                             f"{wave_range!r}") from None
-    if values.shape != (2,) or not np.all(np.isfinite(values)) or values[0] >= values[1]:
-        raise ValueError(f"{what} must be a (min, max) pair with min < max, in Å; received: "
-                         f"{wave_range!r}")
-    return float(values[0]), float(values[1])
-
-
 # ----------------------------------------------------------------------------- library
 
 class PhoenixLibrary(SyntheticLibrary):
@@ -447,7 +426,9 @@ class PhoenixLibrary(SyntheticLibrary):
         ``PHOENIX-ACES-AGSS-COND-2011`` folder (the server's layout; what
         ``remap library fetch phoenix`` writes is read as it is).
     wave_range : (float, float) or `~astropy.units.Quantity`, optional
-        Vacuum wavelength range to return, in Å unless a Quantity.  Default
+        Vacuum wavelength range to return: a Quantity pair such as
+        ``(5000, 5750) * u.AA`` or ``(5000 * u.AA, 575 * u.nm)``, or plain
+        numbers in Å.  Default
         :data:`DEFAULT_WAVE_RANGE` (4850–5750 Å); `None` reads the whole file.
     margin : float, optional
         Extra wavelength (Å) kept on each side of ``wave_range`` for later
@@ -463,8 +444,9 @@ class PhoenixLibrary(SyntheticLibrary):
         convention, a file lies in the wrong folder, or the WAVE file is corrupt.
     WaveRangeError
         ``wave_range`` is not inside the WAVE file's coverage.
-    ValueError
-        ``wave_range`` or ``margin`` is malformed.
+    TypeError, ValueError
+        ``wave_range`` or ``margin`` is malformed (a unit that is not spectral
+        is an `astropy.units.UnitConversionError`, also a `ValueError`).
 
     Examples
     --------
@@ -486,7 +468,8 @@ class PhoenixLibrary(SyntheticLibrary):
         if not isinstance(margin, numbers.Real) or not margin >= 0 or math.isinf(margin):
             raise ValueError(f"margin must be a finite number of Å >= 0; received: {margin!r}")
         self.margin = float(margin)
-        self._requested = _as_angstrom_range(wave_range)
+        self._requested = (None if wave_range is None else tuple(
+            float(v) for v in wavelength_range(wave_range, default_unit=u.AA).value))
         self._grid = self._discover()
         self._read_wave()
 
