@@ -579,3 +579,29 @@ def test_documented_example_plugin(make_dist):
     assert list(beams) == ["blue", "red"]
     assert beams["blue"].meta["survey"] == "toy"
     assert beams["red"].spectral_axis.min() >= 5000 * u.AA
+
+
+@pytest.mark.parametrize("wave_range", [(5170 * u.AA, 517.5 * u.nm), (5170, 5175) * u.AA,
+                                        [5170 * u.AA, 5175 * u.AA]])
+def test_quantity_pairs_wherever_a_wavelength_range_is(fresh_plugins, wave_range):
+    lib = remap.get_library("linelist", wave_range=wave_range)
+    assert lib.wavelength[0] == 5170 * u.AA and lib.wavelength[-1] <= 5175 * u.AA
+    assert u.allclose(lib.wavelength_range[1], 5175 * u.AA, atol=0.01 * u.AA)
+    beam = remap.surveys.Beam.from_range("A", wave_range, resolution=11000,
+                                         resolution_range=(10000, 12000), sampling=0.1 * u.AA)
+    assert u.allclose(beam.wave_range, [5170, 5175] * u.AA) and beam.npix == 51
+    survey = remap.surveys.Survey(beams={"A": beam})
+    assert u.allclose(survey.grid("A")[[0, -1]], [5170, 5175] * u.AA)
+
+
+def test_bad_wavelength_ranges_are_refused(fresh_plugins):
+    with pytest.raises(TypeError, match="wave_range must be wavelengths with units"):
+        remap.get_library("linelist", wave_range=(5170, 5175))
+    with pytest.raises(ValueError, match="unit s, which is not spectral"):
+        remap.get_library("linelist", wave_range=(5170 * u.AA, 5 * u.s))
+    with pytest.raises(ValueError, match="beyond the line list"):
+        remap.get_library("linelist", wave_range=(4500 * u.AA, 5000 * u.AA))
+    with pytest.raises(ValueError, match=r"beam 'A' wave_range must be a \(min, max\) pair "
+                                         r"with min < max"):
+        remap.surveys.Beam.from_range("A", (5300, 5200) * u.AA, resolution=11000,
+                                      resolution_range=(10000, 12000), sampling=0.1 * u.AA)
