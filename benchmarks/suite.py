@@ -53,6 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
+from remap._util.stats import mad_sigma
+
 __all__ = ["SuiteConfig", "machine_info", "build_data", "load_arrays", "interval_metrics",
            "train_remap", "predict_remap", "run_suite", "write_report", "main"]
 
@@ -271,7 +273,7 @@ def interval_metrics(pred, true, lo68=None, hi68=None, lo95=None, hi95=None):
     out = {"n": int(ok.sum()), "bias": float(np.mean(d)) if d.size else np.nan,
            "scatter": float(np.std(d)) if d.size else np.nan,
            "rms": float(np.sqrt(np.mean(d ** 2))) if d.size else np.nan,
-           "mad": float(1.4826 * np.median(np.abs(d - np.median(d)))) if d.size else np.nan,
+           "mad": mad_sigma(d),
            "failed": int((~ok).sum())}
     for key, lo, hi in (("coverage_68", lo68, hi68), ("coverage_95", lo95, hi95)):
         if lo is None or hi is None:

@@ -52,6 +52,7 @@ import numpy as np
 
 from ..exceptions import RemapError
 from .._util.fs import atomic_path, atomic_write_text
+from .._util.stats import mad_sigma
 
 __all__ = ["RunnerError", "TrainRunner", "run_training", "RUN_ORDER"]
 
@@ -697,7 +698,7 @@ class TrainRunner:
                     "unit": h.unit.to_string(), "n": int(ok.sum()),
                     "bias": float(np.mean(diff)) if ok.any() else None,
                     "scatter": float(np.std(diff)) if ok.any() else None,
-                    "mad": float(1.4826 * np.median(np.abs(diff - np.median(diff))))
+                    "mad": float(mad_sigma(diff))
                     if ok.any() else None,
                     "coverage_68": float(np.mean((true[ok] >= lo) & (true[ok] <= hi)))
                     if ok.any() else None}
