@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import ndtri
 
+from .._util.validators import wavelength_range
 from ..exceptions import NoOverlapError
 from ..spectra.medium import convert_medium, validate_medium
 from ..spectra.validation import MIN_PIXELS, prepare, spectrum_class
@@ -108,6 +109,27 @@ class Beam:
         object.__setattr__(self, "sampling", step)
         object.__setattr__(self, "resolution", float(self.resolution))
         object.__setattr__(self, "resolution_range", (rmin, rmax))
+
+    @classmethod
+    def from_range(cls, name, wave_range, *, resolution, resolution_range, sampling):
+        """A beam from its ``(min, max)`` wavelength range, e.g. ``(4850, 5280) * u.AA``.
+
+        ``wave_range`` may also be a pair of Quantities (``(4850 * u.AA, 528 * u.nm)``);
+        the other parameters are those of `Beam`.
+
+        Raises
+        ------
+        TypeError, astropy.units.UnitsError, ValueError
+            As `Beam`, and for a malformed ``wave_range``.
+        """
+        lo, hi = wavelength_range(wave_range, f"beam {name!r} wave_range")
+        return cls(name, lo, hi, resolution=resolution, resolution_range=resolution_range,
+                   sampling=sampling)
+
+    @property
+    def wave_range(self):
+        """``(wave_min, wave_max)`` as a Quantity of shape (2,), in Å."""
+        return u.Quantity([self.wave_min, self.wave_max])
 
     @property
     def npix(self):
