@@ -10,7 +10,7 @@ try:
 except ImportError:  # pragma: no cover - source tree without a build
     __version__ = "0.0.0+unknown"
 
-from .hookspecs import hookimpl, hookspec
+from .plugins.hookspecs import hookimpl, hookspec
 from .exceptions import (RemapError, PluginError, UnknownPluginError, DuplicatePluginError,
                          SpectrumError, NoOverlapError)
 from .plugins import (get_plugin_manager, get_survey, get_continuum_fitter, get_library,

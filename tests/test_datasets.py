@@ -6,7 +6,7 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from remap.datasets.core import (FORMAT_VERSION, MANIFEST_NAME, Dataset, DatasetError,
+from remap.datasets import (FORMAT_VERSION, MANIFEST_NAME, Dataset, DatasetError,
                                  DatasetWriter, sha256_of, shard_name)
 
 GRIDS = {"A": (4850.0 + 0.1 * np.arange(50)) * u.AA,
@@ -253,7 +253,7 @@ from specutils import Spectrum  # noqa: E402
 
 from remap.augment import augment  # noqa: E402
 from remap.cli.app import cli  # noqa: E402
-from remap.hookspecs import hookimpl  # noqa: E402
+from remap import hookimpl  # noqa: E402
 from remap.libraries.base import Domain, SyntheticLibrary  # noqa: E402
 from remap.plugins import get_plugin_manager, get_survey  # noqa: E402
 
@@ -425,7 +425,7 @@ def test_cli_build_with_the_real_linelist_library_and_algorithm1(tmp_path):
 
 
 def test_draw_labels_uniform_seeded_and_prefix_stable():
-    from remap.datasets.core import draw_labels
+    from remap.datasets import draw_labels
     domain = Domain(teff=(3000.0, 7000.0), logg=(1.0, 5.5), feh=(-2.0, 1.0),
                     alpha=(-0.2, 1.2))
     big = draw_labels(domain, 2000, seed=4)

@@ -20,8 +20,8 @@ import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from remap.cli.app import cli  # noqa: E402
-from remap.datasets.core import Dataset  # noqa: E402
-from remap.hookspecs import hookimpl  # noqa: E402
+from remap.datasets import Dataset  # noqa: E402
+from remap import hookimpl  # noqa: E402
 from remap.plugins import get_plugin_manager, reset_plugin_manager  # noqa: E402
 from remap.surveys.base import Beam, Survey  # noqa: E402
 
@@ -40,7 +40,7 @@ class ToySurvey(Survey):
 class ToySurveyPlugin:
     @hookimpl
     def remap_surveys(self):
-        return [ToySurvey()]
+        return [ToySurvey]
 
 
 TINY = """
