@@ -65,7 +65,7 @@ def stage_costs(paths, partition_size, repeats=2):
     import remap
     from remap.catalog import _assemble, _read_part, _write_part, cached_model, \
         _model_path
-    from remap.datasets.core import limit_blas_threads
+    from remap.datasets import limit_blas_threads
 
     model = cached_model(_model_path(None))
     part = list(paths[:partition_size])

@@ -169,7 +169,7 @@ def summarize(result, snrs=SNRS):
 def main(quick=False):
     """Print the bound on the held-out label points of the suite (see the module doc)."""
     import remap
-    from remap.datasets.core import draw_labels
+    from remap.datasets import draw_labels
 
     n, n_check = (20, 5) if quick else (100, 20)
     model = LinelistModel()

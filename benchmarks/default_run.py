@@ -44,7 +44,7 @@ DEFAULT_RUN = Path("runs") / "default"
 def held_out_set(n, beams, *, seed=1001, directory=RESULTS_DIR):
     """Build (or reuse) ``n`` held-out line-list label points for ``beams``; return a Dataset."""
     import remap
-    from remap.datasets.core import Dataset, build_synthetic, draw_labels
+    from remap.datasets import Dataset, build_synthetic, draw_labels
 
     library = remap.get_library("linelist")
     survey = remap.get_survey("marvels")
@@ -60,7 +60,7 @@ def score_run(run, test, beam):
 
     import remap
     import remap.nn  # noqa: F401  registers remap's Keras objects
-    from remap.datasets.core import Dataset
+    from remap.datasets import Dataset
     from remap.labels import LabelBins
 
     from .network import pca_ridge, score

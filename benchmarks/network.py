@@ -173,7 +173,7 @@ def build_sets(n_train, n_test, *, seed=0, workers=2, directory=RESULTS_DIR):
     the training set with ``seed``, the held-out set with ``seed + 1``.
     """
     import remap
-    from remap.datasets.core import Dataset, build_synthetic, draw_labels
+    from remap.datasets import Dataset, build_synthetic, draw_labels
 
     library = remap.get_library("linelist")
     survey = remap.get_survey("marvels")

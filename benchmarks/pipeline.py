@@ -28,7 +28,7 @@ import numpy as np
 
 import remap
 from remap.augment import augment
-from remap.datasets.core import build_synthetic, draw_labels, limit_blas_threads
+from remap.datasets import build_synthetic, draw_labels, limit_blas_threads
 
 __all__ = ["PAPER_SPECTRA", "current_rss_mb", "peak_rss_mb", "stage_times", "build_run",
            "main"]

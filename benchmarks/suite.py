@@ -209,7 +209,7 @@ _DATASETS = {}
 def build_data(config):
     """Build (or reuse) the training and held-out sets; return both `~remap.datasets.Dataset`."""
     import remap
-    from remap.datasets.core import Dataset, build_synthetic, draw_labels
+    from remap.datasets import Dataset, build_synthetic, draw_labels
 
     library = remap.get_library("linelist")
     survey = remap.get_survey("marvels")
@@ -545,7 +545,7 @@ def _transfer(rec, config, pretrained, heads, settings):
     import keras
 
     from benchmarks.crb import LinelistModel, crb_at
-    from remap.datasets.core import Dataset
+    from remap.datasets import Dataset
     from remap.labels import LabelEncoder
     from remap.nn.model import compile_model
     from remap.simulate import build_simulated, perturbed_library
@@ -632,7 +632,7 @@ def hwm_mb():
 
 from benchmarks.suite import default_training, train_remap
 import remap
-from remap.datasets.core import Dataset
+from remap.datasets import Dataset
 import tensorflow as tf
 tf.config.experimental.enable_op_determinism()
 ds = Dataset(sys.argv[2])
@@ -737,7 +737,7 @@ def _stream_memory(rec, config):
     """Peak RSS of one epoch of streamed training, in fresh processes, for growing sets."""
     if config.n_stream_points:
         import remap
-        from remap.datasets.core import build_synthetic, draw_labels
+        from remap.datasets import build_synthetic, draw_labels
 
         library = remap.get_library("linelist")
         path = Path(config.out) / "data" / f"stream-n{config.n_stream_points}"
@@ -746,7 +746,7 @@ def _stream_memory(rec, config):
                         seed=config.seed + 7, beams=["A"], workers=config.workers)
     else:
         path = _dataset(config, "train").directory
-    from remap.datasets.core import Dataset
+    from remap.datasets import Dataset
 
     size = len(Dataset(path))
     for n in config.stream_sizes:

@@ -670,7 +670,7 @@ def _write_part(table, path, key, part_format):
 
 def _fit_partition(items, model_path, survey, fmt, batch_size, plot_dir):
     """Dask task: fit one partition of inputs on a worker (model from the process cache)."""
-    from .datasets.core import limit_blas_threads
+    from .datasets import limit_blas_threads
 
     model = cached_model(model_path)
     with limit_blas_threads(1):

@@ -297,7 +297,7 @@ def build_simulated(directory, which="dwarfs", *, n=None, seed=0, survey="marvel
     from tqdm import tqdm
 
     from .continuum import normalize
-    from .datasets.core import DatasetWriter, limit_blas_threads
+    from .datasets import DatasetWriter, limit_blas_threads
     from .heads import FEH, LOGG, TEFF
     from .plugins import get_continuum_fitter, get_survey
 

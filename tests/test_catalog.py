@@ -249,7 +249,7 @@ def test_killed_worker_loses_no_rows(client, paths, reference, tmp_path):
 
 def test_dataset_build_on_dask_equals_local_build(client, tmp_path):
     """``build_synthetic(client=...)`` writes the same data set as the in-process build."""
-    from remap.datasets.core import Dataset, build_synthetic, draw_labels
+    from remap.datasets import Dataset, build_synthetic, draw_labels
 
     library = remap.get_library("linelist")
     survey = remap.get_survey("marvels")
@@ -279,7 +279,7 @@ def test_dataset_build_on_dask_equals_local_build(client, tmp_path):
 def test_dataset_build_cli_with_scheduler(client, tmp_path, capsys):
     """``remap dataset build --scheduler ADDRESS`` gives the same shards as a local build."""
     from remap.cli.app import main
-    from remap.datasets.core import Dataset
+    from remap.datasets import Dataset
 
     common = ["dataset", "build", "--library", "linelist", "--n", "2", "--shard-size", "1",
               "--seed", "3", "--fitter", "chebyshev", "--no-progress"]

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 import remap.cli.evaluate
 from remap.cli.app import cli, main
 from remap.cli.evaluate import REPORT_FILES
-from remap.datasets.core import DatasetWriter
+from remap.datasets import DatasetWriter
 from remap.evaluation.report import resolve_model
 from remap.fitting import DEFAULT_MODEL_PATH
 

@@ -5,7 +5,7 @@ from astropy.io import fits
 from click.testing import CliRunner
 
 from remap.cli.app import cli
-from remap.datasets.core import Dataset
+from remap.datasets import Dataset
 from remap.libraries import phoenix
 
 # vacuum wavelengths at 0.02 Å (R ~ 250,000) covering both MARVELS beams with margin

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from remap.datasets import (FORMAT_VERSION, MANIFEST_NAME, Dataset, DatasetError,
-                                 DatasetWriter, sha256_of, shard_name)
+                            DatasetWriter, sha256_of, shard_name)
 
 GRIDS = {"A": (4850.0 + 0.1 * np.arange(50)) * u.AA,
          "B": (5280.0 + 0.1 * np.arange(40)) * u.AA}

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from remap.cli.app import cli
 from remap.cli.demo import PAPER_TABLE1, format_table, summarize
-from remap.datasets.core import Dataset
+from remap.datasets import Dataset
 from remap.simulate import build_simulated, simulated_stars
 
 

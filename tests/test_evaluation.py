@@ -9,7 +9,7 @@ from astropy.table import QTable
 from matplotlib.figure import Figure
 from scipy import stats
 
-from remap.datasets.core import Dataset, DatasetWriter
+from remap.datasets import Dataset, DatasetWriter
 from remap.evaluation import (CONFLATED, METRIC_NAMES, EmbeddingMap, EvaluationError,
                               EvaluationReport, coverage, embed, evaluate,
                               parameter_metrics, pit)

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from remap.datasets.core import Dataset, DatasetWriter  # noqa: E402
+from remap.datasets import Dataset, DatasetWriter  # noqa: E402
 from remap.heads import FEH, LOGG, TEFF, HeadSpec  # noqa: E402
 from remap.labels import LabelBins, LabelEncoder  # noqa: E402
 from remap.nn import (L2Normalize, MaskedFocalLoss, NetworkConfig, ResidualModule,  # noqa: E402

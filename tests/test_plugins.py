@@ -579,6 +579,11 @@ def test_documented_example_plugin(make_dist):
     assert list(beams) == ["blue", "red"]
     assert beams["blue"].meta["survey"] == "toy"
     assert beams["red"].spectral_axis.min() >= 5000 * u.AA
+    # its second survey derives from the built-in MARVELS inside the hook
+    blue = remap.get_survey("marvels_blue", wavelength_medium="vacuum")
+    assert list(blue.beams) == ["A"] and blue.wavelength_medium == "vacuum"
+    assert blue.beams["A"] == remap.get_survey("marvels").beams["A"]
+    assert infos["marvels_blue"].plugin == "toy"
 
 
 @pytest.mark.parametrize("wave_range", [(5170 * u.AA, 517.5 * u.nm), (5170, 5175) * u.AA,

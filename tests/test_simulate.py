@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from remap.cli.app import cli
-from remap.datasets.core import Dataset
+from remap.datasets import Dataset
 from remap.libraries.linelist import LineListLibrary
 from remap.plugins import get_survey
 from remap.simulate import (SET_DOMAINS, SimulationConfig, perturbed_library, simulate_star)

@@ -213,7 +213,7 @@ NPIX = 128
 @pytest.fixture(scope="module")
 def toy_set(tmp_path_factory):
     """12 label points x 4 noisy spectra whose line depths follow T_eff, log g and [Fe/H]."""
-    from remap.datasets.core import Dataset, DatasetWriter
+    from remap.datasets import Dataset, DatasetWriter
 
     directory = tmp_path_factory.mktemp("cvset")
     grid = (5000 + 0.1 * np.arange(NPIX)) * u.AA

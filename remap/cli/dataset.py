@@ -88,7 +88,7 @@ def build_cmd(library_name, survey_name, out, n, use_grid, vary_alpha, seed, sha
     continuum-normalized (Gilda 2025, §3.3).  Re-running the same command
     after an interruption resumes it: complete shards are verified and kept.
     """
-    from ..datasets.core import build_synthetic, draw_labels, grid_labels
+    from ..datasets import build_synthetic, draw_labels, grid_labels
     from ..plugins import get_library, get_survey
 
     if (n is None) == (not use_grid):
@@ -146,7 +146,7 @@ def _echo_summary(out, summary):
 @click.option("--verify", is_flag=True, help="Check every shard's SHA-256.")
 def info_cmd(directory, verify):
     """Describe a data set: survey, beams, labels, shards, configuration."""
-    from ..datasets.core import Dataset
+    from ..datasets import Dataset
     try:
         ds = Dataset(directory, verify=verify)
     except RemapError as exc:

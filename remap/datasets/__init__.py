@@ -1,7 +1,15 @@
-"""On-disk training sets: the HDF5 format, the tf.data reader and the builders.
+"""On-disk training sets.
 
-Everything is defined in :mod:`remap.datasets.core` and re-exported here.
+* :mod:`remap.datasets.format` -- the HDF5-shards-and-manifest format:
+  `DatasetWriter`, `ShardWriter` and `Dataset` (with its tf.data reader,
+  :meth:`Dataset.to_tf`);
+* :mod:`remap.datasets.build` -- building synthetic sets from a library
+  (label draws, augmentation, local processes or Dask tasks).
 """
 
-from .core import *  # noqa: F401,F403
-from .core import __all__  # noqa: F401
+from .format import *  # noqa: F401,F403
+from .format import __all__ as _format_all
+from .build import *  # noqa: F401,F403
+from .build import __all__ as _build_all
+
+__all__ = [*_format_all, *_build_all]

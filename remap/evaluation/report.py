@@ -434,7 +434,7 @@ def resolve_model(model=None):
 
 def resolve_dataset(data):
     """A `~remap.datasets.Dataset` from a data set or its directory; empty sets are refused."""
-    from ..datasets.core import Dataset
+    from ..datasets import Dataset
     if isinstance(data, (str, Path)):
         data = Dataset(data)
     elif not isinstance(data, Dataset):

@@ -221,7 +221,7 @@ class TrainRunner:
     def training_set(self):
         """The training set (`remap.datasets.Dataset`), built into ``OUT/data/train`` if needed."""
         if self._train is None:
-            from ..datasets.core import Dataset, DatasetError
+            from ..datasets import Dataset, DatasetError
             data = self.config.data
             if data.dataset is not None:
                 path = self.config.resolve_path(data.dataset)
@@ -242,7 +242,7 @@ class TrainRunner:
         return self._train
 
     def _build_training_set(self):
-        from ..datasets.core import Dataset, build_synthetic, draw_labels, grid_labels
+        from ..datasets import Dataset, build_synthetic, draw_labels, grid_labels
         from ..plugins import get_library, get_survey
 
         b = self.config.data.build
@@ -280,7 +280,7 @@ class TrainRunner:
         if sv is None:
             return None
         if self._survey is None:
-            from ..datasets.core import Dataset, DatasetError
+            from ..datasets import Dataset, DatasetError
             if sv.dataset is not None:
                 try:
                     ds = Dataset(self.config.resolve_path(sv.dataset))
