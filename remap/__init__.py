@@ -22,8 +22,9 @@ from .model.artifact import load_model
 from .spectra import io  # noqa: F401  registers the "remap-beam" specutils format
 
 # Imported on first use: they pull in TensorFlow, matplotlib or Dask.
-_LAZY = {"fit": "fitting", "default_model": "fitting", "FitResult": "result",
-         "ParameterResult": "result", "Flag": "result", "read_spectrum_file": "catalog",
+_LAZY = {"fit": "inference", "fit_iter": "inference", "default_model": "inference",
+         "FitResult": "inference", "ParameterResult": "inference", "Flag": "inference",
+         "read_spectrum_file": "catalog",
          "fit_files": "catalog", "fit_catalog": "catalog", "evaluate": "evaluation",
          "EvaluationReport": "evaluation"}
 

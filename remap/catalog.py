@@ -28,7 +28,7 @@ wavelength axis go through the pipeline as 2-D arrays.  If a batch raises
 and recorded; the others are fitted normally.
 
 On a cluster each worker process loads the model once (a
-`distributed.WorkerPlugin` warms :func:`remap.fitting.cached_model`, the
+`distributed.WorkerPlugin` warms :func:`remap.model.cache.cached_model`, the
 per-process cache keyed by the model's path and creation stamp), the inputs
 are cut into partitions of ``partition_size`` and each partition is one Dask
 task.  With ``output=DIR`` every finished partition is
@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import RemapError
-from .fitting import DEFAULT_MODEL_PATH, cached_model
+from .model.cache import DEFAULT_MODEL_PATH, cached_model
 
 __all__ = ["read_spectrum_file", "fit_files", "fit_catalog", "SpectrumFileError",
            "CatalogError", "ModelPreloader", "local_cluster", "expand_paths"]
@@ -330,7 +330,7 @@ def _fit_group(spectra, model, survey, batch_size):
         # rather than by its position in a batch that means nothing to the user
         one = len(spectra) == 1
         result = fit(spectra[0] if one else list(spectra), model=model, survey=survey,
-                     batch_size=batch_size)
+                     batch_size=batch_size, errors="raise")
         if len(result) != len(spectra):
             raise RuntimeError(f"remap.fit returned {len(result)} results for "
                                f"{len(spectra)} spectra")
@@ -350,7 +350,7 @@ _BATCH_LABEL = re.compile(r"^(spectra\[\d+\]|spectrum)(?= )")
 
 def _status_of(result, j):
     """(status, error) of star ``j`` of a FitResult."""
-    from .result import Flag
+    from .inference.flags import Flag
 
     flags = int(np.asarray(result.flags).reshape(-1)[j])
     if flags & int(Flag.NO_COVERAGE):

@@ -12,7 +12,7 @@ from remap.cli.app import cli, main
 from remap.cli.evaluate import REPORT_FILES
 from remap.datasets import DatasetWriter
 from remap.evaluation.report import resolve_model
-from remap.fitting import DEFAULT_MODEL_PATH
+from remap.model.cache import DEFAULT_MODEL_PATH
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from specutils import Spectrum, SpectrumList
 
 import remap
 from remap.examples import load_example
-from remap.fitting import DEFAULT_MODEL_PATH, NETWORK_ROWS, pipeline
-from remap.result import Flag
+from remap.inference import DEFAULT_MODEL_PATH, NETWORK_ROWS, Flag, pipeline
+from remap.model.cache import resolve_model
 from remap.simulate import SimulationConfig, perturbed_library, simulate_star, simulated_stars
 
 
@@ -68,11 +68,11 @@ def _assert_same(r1, r2, rtol=1e-6):
 def test_default_model_is_cached_and_shipped(model):
     assert DEFAULT_MODEL_PATH.is_dir()
     assert remap.default_model() is model
-    assert remap.fitting._resolve_model(str(DEFAULT_MODEL_PATH)) is model
+    assert resolve_model(str(DEFAULT_MODEL_PATH)) is model
     assert set(model.beams) == {"A", "B"}
     steps = pipeline(model)
-    assert [s for s, _ in steps] == ["split", "spikes", "resample", "continuum", "network",
-                                     "conflation", "neighbours"]
+    assert [s for s, _ in steps] == ["validate", "split", "spikes", "resample", "continuum",
+                                     "network", "conflation", "flags", "neighbours"]
     assert "algorithm1" in dict(steps)["continuum"]
 
 
@@ -314,7 +314,7 @@ def test_mostly_nan_spectrum_is_refused(model, stars):
     with pytest.raises(remap.SpectrumError, match="masked or not finite"):
         remap.fit(bad, model=model)
     with pytest.raises(remap.SpectrumError, match=r"spectra\[1\].*masked or not finite"):
-        remap.fit([a, bad], model=model)
+        remap.fit([a, bad], model=model, errors="raise")
 
 
 def test_spectrum_without_wavelength_units_is_refused(model):
@@ -337,7 +337,7 @@ def test_bad_shapes_types_and_options(model, stars):
     a = stars[0][0]["A"]
     two_d = Spectrum(flux=np.ones((2, a.flux.size)) * u.Jy, spectral_axis=a.spectral_axis)
     with pytest.raises(remap.SpectrumError, match="one star"):
-        remap.fit([two_d], model=model)
+        remap.fit([two_d], model=model, errors="raise")
     with pytest.raises(TypeError, match="specutils Spectrum"):
         remap.fit(np.ones(100), model=model)
     with pytest.raises(TypeError, match="model must be"):

@@ -1,4 +1,4 @@
-"""Tests of remap.result: FitResult / ParameterResult / Flag, built from known arrays."""
+"""Tests of remap.inference.result: FitResult / ParameterResult / Flag, from known arrays."""
 
 import astropy.units as u
 import numpy as np
@@ -7,7 +7,8 @@ from astropy.table import QTable
 from matplotlib.figure import Figure
 
 from remap.model.artifact import Neighbours
-from remap.result import EDGE_MASS, FitResult, Flag, ParameterResult
+from remap.inference.flags import EDGE_MASS, Flag
+from remap.inference.result import FitResult, ParameterResult
 
 HEADS = [{"name": "teff", "label": "T_eff", "unit": "K",
           "edges": 3000.0 + 80.0 * np.arange(51)},
@@ -164,5 +165,6 @@ def test_plot_returns_figure_with_one_panel_per_parameter():
 
 def test_flag_enum():
     assert Flag.NO_COVERAGE & (Flag.NO_COVERAGE | Flag.MASKED)
-    assert len({int(f) for f in Flag}) == len(Flag) == 7
+    assert len({int(f) for f in Flag}) == len(Flag) == 10
+    assert [int(f) for f in Flag] == [2 ** i for i in range(10)]
     assert 0 < EDGE_MASS < 1

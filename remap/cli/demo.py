@@ -158,7 +158,8 @@ def run_demo(out="remap-demo", n=30, seed=0, model=None, echo=print):
     from astropy.table import QTable
 
     from .._util.fs import atomic_path
-    from ..fitting import fit, _resolve_model
+    from ..inference import fit
+    from ..model.cache import resolve_model as _resolve_model
     from ..simulate import simulated_stars
 
     start = time.perf_counter()

@@ -426,10 +426,10 @@ def resolve_model(model=None):
     """A `~remap.model.RemapModel` from a model, an artifact path, or None (the default).
 
     The rules of :func:`remap.fit`: None gives :func:`remap.default_model`, a
-    path is loaded once per process (:func:`remap.fitting.cached_model`).
+    path is loaded once per process (:func:`remap.model.cache.cached_model`).
     """
-    from ..fitting import _resolve_model
-    return _resolve_model(model)
+    from ..model.cache import resolve_model
+    return resolve_model(model)
 
 
 def resolve_dataset(data):

@@ -7,85 +7,40 @@ function (PMF) over the head's bins, its median, 16th/84th percentiles, mean
 and standard deviation as `~astropy.units.Quantity`, and the PMF of every
 beam.  `Flag` bits say what to be careful about; `FitResult.messages` says why.
 
-The thresholds behind the flags are module constants (:data:`EDGE_MASS`,
-:data:`EDGE_BINS`, :data:`LOW_SNR`, :data:`MASKED_FRACTION`,
-:data:`FAR_PERCENTILE`, :data:`TENSION_SIGMA`).
+The flags, their thresholds and rules are in :mod:`remap.inference.flags`.
+Values that pipeline stages add per star (declared as a `Column`, e.g. a
+radial velocity) are in `FitResult.values` and in the table.
 """
 
 from __future__ import annotations
 
-import enum
 import numbers
+from typing import NamedTuple
 
 import astropy.units as u
 import numpy as np
 
-__all__ = ["Flag", "ParameterResult", "FitResult", "EDGE_MASS", "EDGE_BINS", "LOW_SNR",
-           "MASKED_FRACTION", "FAR_PERCENTILE", "TENSION_SIGMA"]
+from .flags import Flag, flag_names
 
-#: `Flag.EDGE_PMF` is set when more than this fraction of a head's conflated PMF
-#: lies in its lowest `EDGE_BINS` bins, or in its highest `EDGE_BINS` bins.
-EDGE_MASS = 0.10
-#: Number of bins at each end of a head's range counted by `EDGE_MASS`.
-EDGE_BINS = 2
-#: `Flag.LOW_SNR` is set when the signal-to-noise ratio per pixel of a used beam
-#: (against the continuum) is below this.
-LOW_SNR = 20.0
-#: `Flag.MASKED` is set when more than this fraction of a used beam's model-grid
-#: pixels is masked (bad in the input, a spike, or outside the spectrum's coverage).
-MASKED_FRACTION = 0.20
-#: `Flag.FAR_FROM_TRAINING` is set when the distance from a star's embedding to the
-#: nearest training embedding exceeds this percentile of the training set's own
-#: leave-one-out nearest-neighbour distances (per beam and head).
-FAR_PERCENTILE = 99.0
-#: `Flag.BEAMS_DISAGREE` is set when two beams' medians differ by more than this
-#: many combined standard deviations, or when their PMFs share no bin.
-TENSION_SIGMA = 3.0
+__all__ = ["ParameterResult", "FitResult", "Column"]
 
 
-class Flag(enum.IntFlag):
-    """Quality flags of a fitted star (bits of `FitResult.flags`).
+class Column(NamedTuple):
+    """A per-star output column declared by a pipeline stage (e.g. ``rv``).
 
     Attributes
     ----------
-    MISSING_BEAM
-        A beam of the model could not be used (not covered by the spectrum,
-        too few usable pixels); the star's PMFs come from the other beam(s) only.
-    EDGE_PMF
-        More than `EDGE_MASS` (10 %) of a head's conflated PMF lies in the
-        first or the last `EDGE_BINS` (2) bins: the star is probably outside the
-        label domain of the training set.
-    FAR_FROM_TRAINING
-        The star's embedding is farther from the nearest training embedding
-        than the `FAR_PERCENTILE` (99th) percentile of the training set's
-        leave-one-out nearest-neighbour distances, in some used beam and head.
-    LOW_SNR
-        The signal-to-noise ratio of a used beam is below `LOW_SNR` (20),
-        estimated from the uncertainties (or, without them, from a robust
-        scatter of the normalized flux).
-    MASKED
-        More than `MASKED_FRACTION` (20 %) of a used beam's pixels are masked.
-    BEAMS_DISAGREE
-        The beams' PMFs of some head are in tension (medians more than
-        `TENSION_SIGMA` combined standard deviations apart) or disjoint; for
-        disjoint PMFs the reported PMF is the beams' average instead of their
-        conflation.
-    NO_COVERAGE
-        No beam of the model could be used: every value is NaN and the
-        message gives the reason.
+    unit : str
+        Unit of the values (``""`` for plain numbers).
+    description : str
+        One line for the documentation and the table meta.
+    stage : str
+        Name of the stage that declares it.
     """
 
-    MISSING_BEAM = 1
-    EDGE_PMF = 2
-    FAR_FROM_TRAINING = 4
-    LOW_SNR = 8
-    MASKED = 16
-    BEAMS_DISAGREE = 32
-    NO_COVERAGE = 64
-
-
-def _flag_names(value):
-    return [f.name for f in Flag if int(value) & int(f)]
+    unit: str
+    description: str
+    stage: str
 
 
 def _head_unit(unit):
@@ -224,6 +179,16 @@ class FitResult:
         Model path and name, survey, remap version.
     timings : dict of str to float, optional
         Seconds spent in each pipeline stage (whole call, not per star).
+    values : dict of str to ndarray, optional
+        Per-star values added by pipeline stages, shape (n,), NaN where a
+        star has none; each described in ``columns``.
+    columns : dict of str to `Column`, optional
+        Unit, description and stage of each entry of ``values``.
+    index : ndarray of int, optional
+        Position of each star in the caller's input (default ``0 … n-1``).
+    notes : list of tuple, optional
+        Per star, the structured notes (`remap.inference.Note` records: star,
+        stage, code, message, beam) that ``messages`` are made of.
 
     Attributes
     ----------
@@ -235,10 +200,14 @@ class FitResult:
     messages : list of str
     meta : dict
     timings : dict of str to float
+    index : ndarray of int
+    notes : list of tuple
+    columns : dict of str to `Column`
     """
 
     def __init__(self, *, heads, pmfs, summaries, beam_pmfs, beams, beams_used, snr,
-                 masked_fraction, neighbours, flags, messages, is_batch, meta, timings=None):
+                 masked_fraction, neighbours, flags, messages, is_batch, meta, timings=None,
+                 values=None, columns=None, index=None, notes=None):
         self._heads = [dict(h) for h in heads]
         self._pmfs = pmfs
         self._summaries = summaries
@@ -257,6 +226,24 @@ class FitResult:
                              f"{self._n}")
         self.meta = dict(meta)
         self.timings = dict(timings or {})
+        self.columns = dict(columns or {})
+        self._values = {name: np.asarray(v, dtype=np.float64) for name, v in
+                        (values or {}).items()}
+        for name in self.columns:
+            self._values.setdefault(name, np.full(self._n, np.nan))
+        for name in self._values:
+            if name not in self.columns:
+                raise ValueError(f"value {name!r} has no column description")
+            if self._values[name].shape != (self._n,):
+                raise ValueError(f"value {name!r} has shape {self._values[name].shape}; "
+                                 f"expected ({self._n},)")
+        self.index = (np.arange(self._n, dtype=np.int64) if index is None
+                      else np.asarray(index, dtype=np.int64))
+        if self.index.shape != (self._n,):
+            raise ValueError(f"index has shape {self.index.shape}; expected ({self._n},)")
+        self.notes = [tuple(n) for n in notes] if notes is not None else [()] * self._n
+        if len(self.notes) != self._n or len(self.messages) != self._n:
+            raise ValueError(f"messages and notes need one entry per star ({self._n})")
 
     # ---------------------------------------------------------------- container
     def __len__(self):
@@ -286,7 +273,74 @@ class FitResult:
             masked_fraction={b: v[rows] for b, v in self._masked.items()},
             neighbours=neighbours, flags=self._flags[rows],
             messages=[self.messages[i] for i in rows], is_batch=is_batch, meta=self.meta,
-            timings=self.timings)
+            timings=self.timings, values={k: v[rows] for k, v in self._values.items()},
+            columns=self.columns, index=self.index[rows], notes=[self.notes[i] for i in rows])
+
+    @classmethod
+    def concatenate(cls, results, *, is_batch=True):
+        """One result holding the stars of several results, in order.
+
+        Parameters
+        ----------
+        results : sequence of `FitResult`
+            Results of the same model (same heads, beams, neighbours and
+            value columns), e.g. the batches :func:`remap.fit_iter` yields.
+        is_batch : bool
+            False only to make a single-star result of one star.
+
+        Returns
+        -------
+        result : `FitResult`
+            ``timings`` are summed; ``meta`` is the first result's.
+
+        Raises
+        ------
+        ValueError
+            No results, or results of different models.
+        """
+        results = list(results)
+        if not results:
+            raise ValueError("no results to concatenate")
+        first = results[0]
+        for r in results[1:]:
+            if (r.parameters != first.parameters or r.beams != first.beams
+                    or set(r._values) != set(first._values)
+                    or {b: set(h) for b, h in r._neighbours.items()}
+                    != {b: set(h) for b, h in first._neighbours.items()}):
+                raise ValueError("cannot concatenate results of different models (heads, "
+                                 "beams, neighbours or value columns differ)")
+
+        def cat(get):
+            return np.concatenate([get(r) for r in results])
+
+        neighbours = {}
+        for beam, per_head in first._neighbours.items():
+            neighbours[beam] = {}
+            for h, nb in per_head.items():
+                neighbours[beam][h] = type(nb)(
+                    cat(lambda r: r._neighbours[beam][h].indices),
+                    cat(lambda r: r._neighbours[beam][h].distances),
+                    cat(lambda r: r._neighbours[beam][h].labels), list(nb.label_names))
+        timings = {}
+        for r in results:
+            for key, sec in r.timings.items():
+                timings[key] = timings.get(key, 0.0) + sec
+        names = first.parameters
+        return cls(
+            heads=first._heads, pmfs={h: cat(lambda r: r._pmfs[h]) for h in names},
+            summaries={h: {k: cat(lambda r: r._summaries[h][k]) for k in first._summaries[h]}
+                       for h in names},
+            beam_pmfs={h: {b: cat(lambda r: r._beam_pmfs[h][b]) for b in first._beam_pmfs[h]}
+                       for h in names},
+            beams=first.beams, beams_used=[b for r in results for b in r.beams_used],
+            snr={b: cat(lambda r: r._snr[b]) for b in first._snr},
+            masked_fraction={b: cat(lambda r: r._masked[b]) for b in first._masked},
+            neighbours=neighbours, flags=cat(lambda r: r._flags),
+            messages=[m for r in results for m in r.messages], is_batch=is_batch,
+            meta=first.meta, timings=timings,
+            values={k: cat(lambda r: r._values[k]) for k in first._values},
+            columns=first.columns, index=cat(lambda r: r.index),
+            notes=[n for r in results for n in r.notes])
 
     def _index(self, i):
         if not isinstance(i, numbers.Integral) or isinstance(i, bool):
@@ -311,6 +365,8 @@ class FitResult:
         heads = self.__dict__.get("_heads", ())
         if any(h["name"] == name for h in heads):
             return self._parameter(name)
+        if name in self.__dict__.get("_values", {}):
+            return self.values[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __dir__(self):
@@ -350,6 +406,19 @@ class FitResult:
                 for b, v in self._masked.items()}
 
     @property
+    def values(self):
+        """Per-star values added by pipeline stages: dict name -> `~astropy.units.Quantity`.
+
+        Shape (n,) for a batch, scalar for one star; NaN where a star has
+        none.  `columns` describes each (unit, description, stage).
+        """
+        out = {}
+        for name, v in self._values.items():
+            q = u.Quantity(v if self.is_batch else v[0], u.Unit(self.columns[name].unit))
+            out[name] = q
+        return out
+
+    @property
     def neighbours(self):
         """Nearest training spectra: dict beam -> dict head -> `remap.model.Neighbours`.
 
@@ -370,7 +439,7 @@ class FitResult:
 
     def flag_names(self, i=0):
         """Names of the flags set for star ``i`` (e.g. ``["MISSING_BEAM"]``)."""
-        return _flag_names(self._flags[self._index(i)])
+        return flag_names(self._flags[self._index(i)])
 
     # ---------------------------------------------------------------- tables
     def to_table(self, pmfs=False):
@@ -388,8 +457,9 @@ class FitResult:
             Columns, for every head: ``<head>`` (median), ``<head>_p16``,
             ``<head>_p84``, ``<head>_mean``, ``<head>_std`` with units; then
             ``flags`` (int), ``flag_names`` (comma-separated), ``beams``
-            (comma-separated beams used), ``snr_<beam>`` per model beam and
-            ``message``.  ``meta`` holds ``model``, ``model_name``, ``survey``,
+            (comma-separated beams used), ``snr_<beam>`` per model beam, the
+            per-star values the pipeline's stages declare (`values`, with
+            their units) and ``message``.  ``meta`` holds ``model``, ``model_name``, ``survey``,
             ``remap_version``, ``bin_edges`` ({head: list}) and ``flag_bits``.
         """
         from astropy.table import QTable
@@ -404,11 +474,16 @@ class FitResult:
             if pmfs:
                 table[f"{name}_pmf"] = np.asarray(self._pmfs[name], dtype=np.float64)
         table["flags"] = self._flags.copy()
-        table["flag_names"] = np.array([",".join(_flag_names(f)) for f in self._flags],
+        table["flag_names"] = np.array([",".join(flag_names(f)) for f in self._flags],
                                        dtype=str)
         table["beams"] = np.array([",".join(b) for b in self.beams_used], dtype=str)
         for beam in self.beams:
             table[f"snr_{beam}"] = np.asarray(self._snr[beam], dtype=np.float64)
+        for name, col in self.columns.items():
+            unit = u.Unit(col.unit)
+            values = self._values[name].copy()
+            table[name] = values * unit if unit != u.dimensionless_unscaled else values
+            table[name].info.description = col.description
         table["message"] = np.array(self.messages, dtype=str)
         table.meta.update(self.meta)
         table.meta["bin_edges"] = {h["name"]: [float(e) for e in h["edges"]]

@@ -1,0 +1,88 @@
+"""Resampling of flux arrays onto a wavelength grid (array level, no Spectrum objects).
+
+One function pair serves training and inference: the augmentation
+(:func:`remap.augment.resample`, :func:`remap.augment.augment`) and the
+``resample`` stage of :func:`remap.fit` call :func:`resample_arrays`, so a
+spectrum reaches a network through the same interpolation whichever way it
+came.
+
+* the flux (and any other smooth per-pixel quantity) by a not-a-knot cubic
+  spline (`scipy.interpolate.make_interp_spline`, one solve for a whole
+  batch sharing an axis);
+* the uncertainty linearly (a spline could make it negative next to a jump);
+* a new pixel is masked when either input pixel around it is masked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.interpolate import make_interp_spline
+
+__all__ = ["linear_weights", "apply_linear", "spline", "resample_arrays"]
+
+
+def linear_weights(x_old: np.ndarray, x_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and weights for linear interpolation from ``x_old`` to ``x_new``.
+
+    Parameters
+    ----------
+    x_old : ndarray, shape (n,)
+        Strictly increasing abscissae (n >= 2).
+    x_new : ndarray, shape (m,)
+        Where to interpolate (clipped to the ends of ``x_old``).
+
+    Returns
+    -------
+    idx : ndarray of int, shape (m,)
+        Left neighbour in ``x_old`` of each new point.
+    w : ndarray, shape (m,)
+        Weight of the right neighbour, in [0, 1].
+    """
+    idx = np.clip(np.searchsorted(x_old, x_new, side="right") - 1, 0, x_old.size - 2)
+    w = (x_new - x_old[idx]) / (x_old[idx + 1] - x_old[idx])
+    return idx, np.clip(w, 0.0, 1.0)
+
+
+def apply_linear(y: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``y`` (last axis) with :func:`linear_weights` output."""
+    return y[..., idx] * (1.0 - w) + y[..., idx + 1] * w
+
+
+def spline(wave: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Not-a-knot cubic spline of ``values`` (last axis on ``wave``) evaluated at ``grid``."""
+    return make_interp_spline(wave, np.asarray(values, dtype=float), k=3, axis=-1)(grid)
+
+
+def resample_arrays(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
+                    sigma: np.ndarray | None = None, mask: np.ndarray | None = None):
+    """Resample rows of flux sharing one wavelength axis onto ``grid``.
+
+    Parameters
+    ----------
+    wave : ndarray, shape (npix,)
+        Strictly increasing wavelengths of the input pixels.
+    grid : ndarray, shape (m,)
+        Target wavelengths, inside ``[wave[0], wave[-1]]`` (not checked here:
+        the callers check coverage and say what is wrong).
+    flux : ndarray, shape (npix,) or (n, npix)
+        Finite flux (masked pixels already filled).
+    sigma : ndarray like ``flux``, optional
+        Standard deviations (NaN rows stay NaN).
+    mask : ndarray of bool like ``flux``, optional
+        True = bad.
+
+    Returns
+    -------
+    flux, sigma, mask : ndarray
+        On ``grid``; ``sigma``/``mask`` are None when not given.
+    """
+    out = spline(wave, flux, grid)
+    idx = w = None
+    if sigma is not None or mask is not None:
+        idx, w = linear_weights(wave, grid)
+    out_sigma = None if sigma is None else apply_linear(np.asarray(sigma, dtype=float), idx, w)
+    out_mask = None
+    if mask is not None:
+        m = np.asarray(mask, dtype=bool)
+        out_mask = (m[..., idx] & (w < 1)) | (m[..., idx + 1] & (w > 0))
+    return out, out_sigma, out_mask
