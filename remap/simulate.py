@@ -48,6 +48,13 @@ import astropy.units as u
 import numpy as np
 from numpy.polynomial import legendre
 from scipy.interpolate import make_interp_spline
+from tqdm import tqdm
+
+from .continuum import normalize
+from .datasets import DatasetWriter, limit_blas_threads
+from .heads import FEH, LOGG, TEFF
+from .libraries.linelist import LineListLibrary
+from .plugins import get_continuum_fitter, get_survey
 
 __all__ = ["SET_NAMES", "SET_SIZES", "SET_DOMAINS", "SIM_METADATA_FIELDS", "SimulationConfig",
            "perturbed_library",
@@ -162,7 +169,6 @@ def perturbed_library(seed, config=None, **options):
     line for a given seed (the same "wrong" line list for every star).
     """
     config = SimulationConfig() if config is None else config
-    from .libraries.linelist import LineListLibrary
 
     n_lines = LineListLibrary(vmicro=config.vmicro, **options).n_lines
     offsets = np.random.default_rng(int(seed)).normal(0.0, config.loggf_sigma, n_lines)
@@ -294,13 +300,6 @@ def build_simulated(directory, which="dwarfs", *, n=None, seed=0, survey="marvel
         ``n_samples``, ``shards``, ``shards_written``, ``shards_skipped``.
     """
     config = SimulationConfig() if config is None else config
-    from tqdm import tqdm
-
-    from .continuum import normalize
-    from .datasets import DatasetWriter, limit_blas_threads
-    from .heads import FEH, LOGG, TEFF
-    from .plugins import get_continuum_fitter, get_survey
-
     if which not in SET_NAMES:
         raise ValueError(f"unknown set {which!r}; choose one of {', '.join(SET_NAMES)}")
     n = SET_SIZES[which] if n is None else n
@@ -403,7 +402,6 @@ def simulated_stars(which="calibration", *, n=None, seed=0, survey="marvels", co
         ``snr``, ``n_spikes`` and ``index``.
     """
     config = SimulationConfig() if config is None else config
-    from .plugins import get_survey
 
     if which not in SET_NAMES:
         raise ValueError(f"unknown set {which!r}; choose one of {', '.join(SET_NAMES)}")

@@ -48,11 +48,17 @@ import shutil
 import time
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 
+from ..datasets import Dataset, DatasetError, build_synthetic, draw_labels, grid_labels
+from ..labels import LabelEncoder
+from ..plugins import get_head, get_library, get_survey, list_heads
+from ..simulate import SimulationConfig, build_simulated
 from ..exceptions import RemapError
 from .._util.fs import atomic_path, atomic_write_text
 from .._util.stats import mad_sigma
+from .config import STAGES, TrainConfig, load_config
 
 __all__ = ["RunnerError", "TrainRunner", "run_training", "RUN_ORDER"]
 
@@ -151,7 +157,6 @@ def _eager_loss_and_predictions(model, flux, targets, batch_size=256):
 
 def _library_options(options):
     """Library options from TOML: ``wave_range = [min, max]`` (Å) becomes a Quantity."""
-    import astropy.units as u
     out = dict(options)
     value = out.get("wave_range")
     if isinstance(value, (list, tuple)):
@@ -182,7 +187,6 @@ class TrainRunner:
     """
 
     def __init__(self, config, out, *, resume=True, echo=None, verbose=0):
-        from .config import TrainConfig
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig (remap.train.config.load_config); "
                             f"received {type(config).__name__}")
@@ -203,7 +207,6 @@ class TrainRunner:
     def heads(self):
         """The `~remap.heads.HeadSpec` s trained (``heads`` of the config, or all registered)."""
         if self._heads is None:
-            from ..plugins import get_head, list_heads
             names = self.config.heads or tuple(list_heads())
             self._heads = [get_head(n) for n in names]
         return self._heads
@@ -221,7 +224,6 @@ class TrainRunner:
     def training_set(self):
         """The training set (`remap.datasets.Dataset`), built into ``OUT/data/train`` if needed."""
         if self._train is None:
-            from ..datasets import Dataset, DatasetError
             data = self.config.data
             if data.dataset is not None:
                 path = self.config.resolve_path(data.dataset)
@@ -242,8 +244,6 @@ class TrainRunner:
         return self._train
 
     def _build_training_set(self):
-        from ..datasets import Dataset, build_synthetic, draw_labels, grid_labels
-        from ..plugins import get_library, get_survey
 
         b = self.config.data.build
         seed = self.config.seed if b.seed is None else b.seed
@@ -280,14 +280,12 @@ class TrainRunner:
         if sv is None:
             return None
         if self._survey is None:
-            from ..datasets import Dataset, DatasetError
             if sv.dataset is not None:
                 try:
                     ds = Dataset(self.config.resolve_path(sv.dataset))
                 except DatasetError as exc:
                     raise RunnerError(f"[data.survey] dataset: {exc}") from None
             else:
-                from ..simulate import SimulationConfig, build_simulated
                 sim = sv.simulate
                 try:
                     sim_config = SimulationConfig(**{k: tuple(v) if isinstance(v, list) else v
@@ -666,7 +664,6 @@ class TrainRunner:
 
     def evaluate(self, beam, model):
         """Validation metrics of a beam's model on the synthetic and survey validation splits."""
-        from ..labels import LabelEncoder
         from ..nn.model import compile_model, expand_targets
 
         metrics = {}
@@ -721,7 +718,6 @@ class TrainRunner:
 
     def manifest(self, metrics, beams):
         """The artifact manifest (everything but what `save_model` adds itself)."""
-        from ..plugins import get_survey
         train = self.training_set()
         survey = self.survey_set()
         grids = {}
@@ -766,7 +762,6 @@ class TrainRunner:
             ``beams`` (per beam: metrics / cv best / lr suggestion), ``artifact``
             (path or None) and ``seconds``.
         """
-        from .config import STAGES
         if stage != "all" and stage not in STAGES:
             raise RunnerError(f"unknown stage {stage!r}; choose one of "
                               f"{', '.join(STAGES)} or 'all'")
@@ -886,7 +881,6 @@ class TrainRunner:
 
 def run_training(config, out, *, stage="all", beams=None, resume=True, echo=None, verbose=0):
     """Run ``remap train``: see `TrainRunner` (``config`` may be a path or a `TrainConfig`)."""
-    from .config import TrainConfig, load_config
     if not isinstance(config, TrainConfig):
         config = load_config(config)
     return TrainRunner(config, out, resume=resume, echo=echo, verbose=verbose).run(stage, beams)
