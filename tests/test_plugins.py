@@ -60,7 +60,23 @@ def install_toy(make_dist, dist="toy-remap-plugin", package="toy_remap_plugin", 
                      {entry_point: f"{package}.plugin"}, version=version)
 
 
-def test_builtin_plugins_come_from_remaps_own_metadata(fresh_plugins):
+class Extra:
+    """A survey factory registered at run time by some tests."""
+
+    name = "extra"
+
+
+def runtime_survey_plugin(*factories):
+    """A plugin object, for ``pm.register``, whose ``remap_surveys()`` returns ``factories``."""
+    class RuntimePlugin:
+        @remap.hookimpl
+        def remap_surveys(self):
+            return list(factories)
+
+    return RuntimePlugin()
+
+
+def test_builtin_plugins_report_remap_as_their_distribution(fresh_plugins):
     heads = {info.name: info for info in plugin_infos("head")}
     assert list(heads)[:3] == ["teff", "logg", "feh"]
     assert heads["teff"].distribution == "remap"
@@ -169,12 +185,7 @@ def test_function_factories_with_a_name(fresh_plugins):
 
     vacuum_marvels.name = "marvels_vacuum"
 
-    class FunctionPlugin:
-        @remap.hookimpl
-        def remap_surveys(self):
-            return [vacuum_marvels]
-
-    get_plugin_manager().register(FunctionPlugin(), name="function-plugin")
+    get_plugin_manager().register(runtime_survey_plugin(vacuum_marvels), name="function-plugin")
     survey = remap.get_survey("marvels_vacuum", known_spikes=[5000.0] * u.AA)
     assert survey.wavelength_medium == "vacuum"
     assert u.allclose(survey.known_spikes, [5000.0] * u.AA)
@@ -209,16 +220,8 @@ def test_registries_are_collected_once_and_cached(make_dist):
     remap.list_heads()  # another kind is its own registry
     assert len(count_pkg.calls) == 1
 
-    class Extra:
-        name = "extra"
-
-    class RuntimePlugin:
-        @remap.hookimpl
-        def remap_surveys(self):
-            return [Extra]
-
     pm = get_plugin_manager()
-    plugin = RuntimePlugin()
+    plugin = runtime_survey_plugin(Extra)
     pm.register(plugin, name="runtime-extra")  # the plugin set changed: collected again
     assert "extra" in remap.list_surveys() and len(count_pkg.calls) == 2
     assert "extra" in remap.list_surveys() and len(count_pkg.calls) == 2
@@ -535,16 +538,8 @@ def test_hook_with_unexpected_arguments_is_refused(make_dist):
 
 
 def test_runtime_registration_is_reported_as_such(fresh_plugins):
-    class Extra:
-        name = "extra"
-
-    class RuntimePlugin:
-        @remap.hookimpl
-        def remap_surveys(self):
-            return [Extra]
-
     pm = get_plugin_manager()
-    pm.register(RuntimePlugin(), name="runtime-extra")
+    pm.register(runtime_survey_plugin(Extra), name="runtime-extra")
     info = {i.name: i for i in plugin_infos("survey")}["extra"]
     assert info.source == "<runtime>" and info.plugin == "runtime-extra"
 
