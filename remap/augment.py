@@ -40,13 +40,20 @@ import numbers
 
 import astropy.units as u
 import numpy as np
-from astropy.nddata import StdDevUncertainty
 from astropy.table import Table
-from scipy import fft as sp_fft
-from scipy.interpolate import make_interp_spline
 
 from .exceptions import NoOverlapError, SpectrumError
-from .spectra.validation import prepare, spectrum_class
+from .spectra._build import build_like as _build
+from .spectra._build import continuum_of as _continuum_of
+from .spectra._build import std_of as _std_of
+from .spectra.resampling import apply_linear as _apply_linear  # noqa: F401
+from .spectra.resampling import linear_weights as _linear_weights
+from .spectra.resampling import resample_arrays, spline
+from .spectra.resolution import FWHM_PER_SIGMA as _FWHM_PER_SIGMA  # noqa: F401
+from .spectra.resolution import MASK_WEIGHT_THRESHOLD, downconvolve, gaussian_sigma_ln
+from .spectra.resolution import LnConvolver as _LnConvolver
+from .spectra.resolution import _check_resolution
+from .spectra.validation import prepare
 
 __all__ = ["DEFAULT_RESOLUTIONS", "DEFAULT_NOISE_LEVELS", "DEFAULT_DRAWS",
            "MASK_WEIGHT_THRESHOLD", "gaussian_sigma_ln", "downconvolve", "to_medium",
@@ -61,232 +68,10 @@ DEFAULT_NOISE_LEVELS = tuple(float(x) for x in np.linspace(0.005, 0.02, 5))
 #: Noise draws per level (Gilda 2025, §3.3 (iii): "sample thrice").
 DEFAULT_DRAWS = 3
 
-#: An output pixel of :func:`downconvolve` is masked when more than this
-#: fraction of its kernel weight falls on masked input pixels.
-MASK_WEIGHT_THRESHOLD = 0.1
-
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _MEDIA = ("air", "vacuum")
 
 
-# --------------------------------------------------------------------------- helpers
-
-def _check_resolution(value, name):
-    if (not isinstance(value, numbers.Real) or isinstance(value, bool)
-            or not math.isfinite(value) or value <= 0):
-        raise ValueError(f"{name} must be a positive finite number; received: {name}={value!r}")
-    return float(value)
-
-
-def gaussian_sigma_ln(resolution, from_resolution=math.inf):
-    """Standard deviation, in ln λ, of the Gaussian that takes R_in to R_out.
-
-    A Gaussian line-spread function of resolving power R has FWHM λ/R, i.e. a
-    width 1/R in ln λ; Gaussians add in quadrature, so the kernel has
-    ``σ = sqrt(1/R_out² − 1/R_in²) / (2 sqrt(2 ln 2))``.
-
-    Parameters
-    ----------
-    resolution : float
-        Output resolving power R_out.
-    from_resolution : float
-        Input resolving power R_in (> R_out); `math.inf` for a perfect input.
-
-    Returns
-    -------
-    sigma : float
-
-    Raises
-    ------
-    ValueError
-        A resolving power is not positive, or R_out >= R_in.
-    """
-    r_out = _check_resolution(resolution, "resolution")
-    r_in = from_resolution if from_resolution == math.inf else _check_resolution(
-        from_resolution, "from_resolution")
-    if r_out >= r_in:
-        raise ValueError(f"cannot down-convolve to R={r_out:g}: the spectrum already has "
-                         f"R={r_in:g}; the output resolution must be lower than the input's")
-    return math.sqrt(1.0 / r_out ** 2 - 1.0 / r_in ** 2) / _FWHM_PER_SIGMA
-
-
-def _linear_weights(x_old, x_new):
-    """Indices and weights for linear interpolation from ``x_old`` to ``x_new``."""
-    idx = np.clip(np.searchsorted(x_old, x_new, side="right") - 1, 0, x_old.size - 2)
-    w = (x_new - x_old[idx]) / (x_old[idx + 1] - x_old[idx])
-    return idx, np.clip(w, 0.0, 1.0)
-
-
-def _apply_linear(y, idx, w):
-    return y[..., idx] * (1.0 - w) + y[..., idx + 1] * w
-
-
-def _continuum_of(spec):
-    """``meta["continuum"]`` as a float array of the flux's shape, or None."""
-    cont = (spec.meta or {}).get("continuum")
-    if cont is None:
-        return None
-    flux = np.asarray(spec.flux.value)
-    if isinstance(cont, u.Quantity):
-        try:
-            cont = cont.to_value(spec.flux.unit)
-        except u.UnitConversionError:
-            raise SpectrumError(f"meta['continuum'] is in {cont.unit}, which does not convert "
-                                f"to the flux unit {spec.flux.unit}") from None
-    cont = np.asarray(cont, dtype=float)
-    if cont.shape[-1:] != flux.shape[-1:]:
-        raise SpectrumError(f"meta['continuum'] has shape {cont.shape} but the flux has "
-                            f"{flux.shape[-1]} pixels per spectrum")
-    return np.broadcast_to(cont, flux.shape).copy() if cont.shape != flux.shape else cont
-
-
-def _build(like, flux, wave, *, std=None, mask=None, meta_updates=None, continuum=None):
-    """A new Spectrum with ``like``'s flux unit and meta, updated."""
-    unit = like.flux.unit
-    meta = dict(like.meta or {})
-    if continuum is not None:
-        meta["continuum"] = np.asarray(continuum, dtype=float)
-    elif "continuum" in meta:
-        del meta["continuum"]
-    meta.update(meta_updates or {})
-    return spectrum_class()(
-        flux=np.asarray(flux, dtype=float) * unit, spectral_axis=u.Quantity(wave, u.AA),
-        uncertainty=None if std is None else StdDevUncertainty(np.asarray(std) * unit),
-        mask=None if mask is None else np.asarray(mask, dtype=bool), meta=meta)
-
-
-def _std_of(spec):
-    if spec.uncertainty is None:
-        return None
-    return np.asarray(spec.uncertainty.array, dtype=float)
-
-
 # --------------------------------------------------------------------------- steps
-
-class _LnConvolver:
-    """Gaussian convolution in ln λ for a fixed wavelength axis (array level).
-
-    The axis is mapped onto a uniform ln λ grid as fine as its finest pixel
-    (skipped when the axis already is uniform in ln λ, as the ``linelist``
-    library's is), convolved in Fourier space, and mapped back.
-    """
-
-    def __init__(self, wave, sigma_ln, max_sigma_ln=None):
-        lnw = np.log(wave)
-        self.lnw = lnw
-        span = lnw[-1] - lnw[0]
-        d = np.diff(lnw)
-        step = max(float(np.min(d)), span / (4 * lnw.size))
-        self.uniform = bool(np.ptp(d) <= 1e-6 * np.mean(d))
-        if self.uniform:
-            step = float(np.mean(d))
-            n = lnw.size
-            self.to_grid = self.back = None
-        else:
-            n = int(math.floor(span / step)) + 1
-            grid = lnw[0] + step * np.arange(n)
-            grid[-1] = min(grid[-1], lnw[-1])
-            self.to_grid = _linear_weights(lnw, grid)
-            self.back = _linear_weights(grid, lnw)
-        self.n = n
-        self.step = step
-        self.sigma_px = sigma_ln / step
-        widest = self.sigma_px if max_sigma_ln is None else max_sigma_ln / step
-        self.npad = int(math.ceil(6.0 * widest)) + 1
-        self.nfft = sp_fft.next_fast_len(n + 2 * self.npad, real=True)
-        self.freq = sp_fft.rfftfreq(self.nfft)
-
-    def _to(self, y):
-        return y if self.to_grid is None else _apply_linear(y, *self.to_grid)
-
-    def _from(self, y):
-        return y if self.back is None else _apply_linear(y, *self.back)
-
-    def transform(self, y):
-        """Padded real FFT of ``y`` (last axis) on the uniform ln λ grid."""
-        y = self._to(np.asarray(y, dtype=float))
-        padded = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(self.npad, self.npad)], mode="edge")
-        return sp_fft.rfft(padded, self.nfft, axis=-1)
-
-    def inverse(self, spectrum_f, sigma_px):
-        """Convolve a transform with a Gaussian of ``sigma_px`` grid pixels; back to the axis."""
-        transfer = np.exp(-2.0 * (math.pi * sigma_px * self.freq) ** 2)
-        out = sp_fft.irfft(spectrum_f * transfer, self.nfft, axis=-1)
-        return self._from(out[..., self.npad:self.npad + self.n])
-
-    def smooth(self, y, sigma_px=None):
-        return self.inverse(self.transform(y), self.sigma_px if sigma_px is None else sigma_px)
-
-
-def downconvolve(spectrum, resolution, *, from_resolution=None):
-    """Lower the resolving power of a spectrum with a Gaussian kernel in ln λ.
-
-    A constant resolving power R means a constant line width in ln λ, so the
-    flux is interpolated (linearly) onto a uniform ln λ grid as fine as the
-    finest input pixel, convolved in Fourier space with a Gaussian of
-    σ = sqrt(1/R_out² − 1/R_in²)/(2 sqrt(2 ln 2)) (:func:`gaussian_sigma_ln`),
-    and interpolated back onto the input wavelengths.  The ends are padded with
-    the edge values, so the outermost ~3 kernel widths are less exact; crop
-    them away (e.g. :func:`augment` works on a margin around the target grid).
-
-    Parameters
-    ----------
-    spectrum : `specutils.Spectrum`
-        One spectrum or a batch (2-D flux).
-    resolution : float
-        Output resolving power R_out (e.g. 11,000).
-    from_resolution : float, optional
-        Input resolving power R_in.  Defaults to ``spectrum.meta["resolution"]``.
-
-    Returns
-    -------
-    spectrum : `specutils.Spectrum`
-        On the input's wavelengths, with ``meta["resolution"] = R_out``.  An
-        uncertainty is propagated (variances convolved with the squared
-        kernel); an output pixel is masked when more than
-        :data:`MASK_WEIGHT_THRESHOLD` of its kernel weight lies on masked input
-        pixels; ``meta["continuum"]`` is convolved too.
-
-    Raises
-    ------
-    SpectrumError
-        The input resolution is unknown (no ``from_resolution`` and no
-        ``meta["resolution"]``), or the spectrum is invalid.
-    ValueError
-        R_out is not positive or not below R_in.
-    """
-    spec = prepare(spectrum)
-    if from_resolution is None:
-        from_resolution = (spec.meta or {}).get("resolution")
-        if from_resolution is None:
-            raise SpectrumError("the input resolving power is unknown: the spectrum has no "
-                                "meta['resolution']; pass from_resolution=")
-    sigma_ln = gaussian_sigma_ln(resolution, from_resolution)
-
-    wave = spec.spectral_axis.to_value(u.AA)
-    conv = _LnConvolver(wave, sigma_ln)
-    smooth = conv.smooth
-    sigma_px = conv.sigma_px
-    lnw = conv.lnw
-
-    flux = smooth(np.asarray(spec.flux.value, dtype=float))
-    cont = _continuum_of(spec)
-    cont = None if cont is None else smooth(cont)
-
-    std = _std_of(spec)
-    if std is not None:
-        # var_out = sum_i k_i^2 var_i ~ (1 / (2 sqrt(pi) sigma)) (g_{sigma/sqrt2} * (d_i var))
-        d_in = np.gradient(lnw)
-        var = smooth(std ** 2 * d_in, sigma_px / math.sqrt(2.0))
-        var = var / (2.0 * math.sqrt(math.pi) * sigma_ln)
-        std = np.sqrt(np.minimum(np.maximum(var, 0.0), std ** 2))
-
-    mask = np.asarray(spec.mask, dtype=bool)
-    if mask.any():
-        mask = smooth(mask.astype(float)) > MASK_WEIGHT_THRESHOLD
-    return _build(spec, flux, wave, std=std, mask=mask, continuum=cont,
-                  meta_updates={"resolution": float(resolution)})
-
 
 def to_medium(spectrum, medium):
     """Express a spectrum's wavelengths in another medium (``"air"`` or ``"vacuum"``).
@@ -378,17 +163,11 @@ def resample(spectrum, grid):
         raise NoOverlapError(f"the grid ({g[0]:.3f}-{g[-1]:.3f} Å) reaches outside the "
                              f"spectrum's coverage ({wave[0]:.3f}-{wave[-1]:.3f} Å); "
                              "resampling would extrapolate")
-    flux = make_interp_spline(wave, np.asarray(spec.flux.value, dtype=float), k=3,
-                              axis=-1)(g)
+    flux, std, mask = resample_arrays(wave, g, np.asarray(spec.flux.value, dtype=float),
+                                      sigma=_std_of(spec), mask=np.asarray(spec.mask, bool))
     cont = _continuum_of(spec)
     if cont is not None:
-        cont = make_interp_spline(wave, cont, k=3, axis=-1)(g)
-    idx, w = _linear_weights(wave, g)
-    std = _std_of(spec)
-    if std is not None:
-        std = _apply_linear(std, idx, w)
-    mask = np.asarray(spec.mask, dtype=bool)
-    mask = (mask[..., idx] & (w < 1)) | (mask[..., idx + 1] & (w > 0))
+        cont = spline(wave, cont, g)
     return _build(spec, flux, g, std=std, mask=mask, continuum=cont)
 
 
@@ -641,7 +420,7 @@ def augment(spectrum, survey, beam, *, resolutions=DEFAULT_RESOLUTIONS,
     rows_in = [np.asarray(spec.flux.value, dtype=float)] + ([] if cont is None else [cont])
     transformed = conv.transform(np.stack(rows_in))
     smoothed = np.concatenate([conv.inverse(transformed, sg / conv.step) for sg in sigmas])
-    on_grid = make_interp_spline(wave, smoothed, k=3, axis=-1)(grid)
+    on_grid = spline(wave, smoothed, grid)
     per_r = len(rows_in)
     base_flux = on_grid[0::per_r]
     base_cont = None if cont is None else on_grid[1::per_r]
