@@ -14,10 +14,9 @@ remap's own built-in plugins are listed in code
 point, so a third-party hook can look up a built-in (``remap.get_survey("marvels")``)
 while the registries are being collected.
 
-The contract
-------------
-Every hook here is a *registry hook*: it takes no arguments and returns a list
-of **factories**.  A factory is a class, or any other callable, that
+**The contract.**  Every hook here is a *registry hook*: it takes no arguments
+and returns a list of **factories**.  A factory is a class, or any other
+callable, that
 
 * has a string attribute ``name``, unique within its kind (the name users look
   it up by), and
@@ -38,11 +37,10 @@ both plugins and their distributions.  An implementation may accept fewer
 arguments than its specification, so later versions of remap can add arguments
 without breaking existing plugins.
 
-Deriving from a built-in
-------------------------
-A hook may call ``remap.get_survey("marvels")`` (or any ``get_*``) to build on
-a built-in, or on a plugin registered before it: the built-ins are collected
-first and are available while the later hooks run.  A name that is not
+**Deriving from a built-in.**  A hook may call ``remap.get_survey("marvels")``
+(or any ``get_*``) to build on a built-in, or on a plugin registered before
+it: the built-ins are collected first and are available while the later hooks
+run.  A name that is not
 available yet gets a `remap.PluginError` saying so; look such names up inside
 your factory (when it is called) instead of in the hook.
 """
