@@ -12,7 +12,8 @@ except ImportError:  # pragma: no cover - source tree without a build
 
 from .plugins.hookspecs import hookimpl, hookspec
 from .exceptions import (RemapError, PluginError, UnknownPluginError, DuplicatePluginError,
-                         SpectrumError, NoOverlapError)
+                         SpectrumError, NoOverlapError, SpectrumFileError, OutputError,
+                         MediumAssumedWarning)
 from .plugins import (get_plugin_manager, get_survey, get_continuum_fitter, get_library,
                       get_head, list_surveys, list_continuum_fitters, list_libraries,
                       list_heads, plugin_infos)
@@ -20,11 +21,14 @@ from .spectra.validation import prepare
 from .continuum import normalize
 from .model.artifact import load_model
 from .spectra import io  # noqa: F401  registers the "remap-beam" specutils format
+from .spectra.readers import read_spectrum  # registers remap's fallback readers too
+
+#: Former name of :func:`read_spectrum`.
+read_spectrum_file = read_spectrum
 
 # Imported on first use: they pull in TensorFlow, matplotlib or Dask.
 _LAZY = {"fit": "inference", "fit_iter": "inference", "default_model": "inference",
          "FitResult": "inference", "ParameterResult": "inference", "Flag": "inference",
-         "read_spectrum_file": "catalog",
          "fit_files": "catalog", "fit_catalog": "catalog", "evaluate": "evaluation",
          "EvaluationReport": "evaluation"}
 
@@ -45,6 +49,8 @@ def __dir__():
 
 __all__ = ["__version__", "hookimpl", "hookspec", "RemapError", "PluginError",
            "UnknownPluginError", "DuplicatePluginError", "SpectrumError", "NoOverlapError",
+           "SpectrumFileError", "OutputError", "MediumAssumedWarning", "read_spectrum",
+           "read_spectrum_file",
            "get_plugin_manager", "get_survey", "get_continuum_fitter", "get_library",
            "get_head", "list_surveys", "list_continuum_fitters", "list_libraries",
            "list_heads", "plugin_infos", "prepare", "normalize", "load_model", *_LAZY]

@@ -47,12 +47,13 @@ import logging
 import numbers
 import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .exceptions import RemapError
+from .exceptions import RemapError, SpectrumFileError
+from .spectra.medium import apply_medium, resolve_medium, validate_medium, warn_medium_assumed
+from .spectra.readers import read_spectrum
 from .model.cache import DEFAULT_MODEL_PATH, cached_model
 
 __all__ = ["read_spectrum_file", "fit_files", "fit_catalog", "SpectrumFileError",
@@ -73,115 +74,9 @@ class CatalogError(RemapError):
     """A catalogue run cannot go on (bad arguments, a task that failed for good)."""
 
 
-class SpectrumFileError(RemapError, OSError):
-    """A file cannot be read as a spectrum (empty, corrupt, no reader recognises it)."""
-
-
 # ----------------------------------------------------------------------------- reading
-def read_spectrum_file(path, format=None):
-    """Read the spectrum of one star from a file.
-
-    ``remap-beam`` files (see :mod:`remap.spectra.io`) give one spectrum per beam;
-    anything else is read with :meth:`specutils.SpectrumList.read`, i.e. with
-    any format specutils can read (identified from the file, or named by
-    ``format``).
-
-    Parameters
-    ----------
-    path : str or path-like
-    format : str or callable, optional
-        A specutils/astropy reader format name (``"remap-beam"``,
-        ``"tabular-fits"``, ``"wcs1d-fits"``, ``"ECSV"``, ...), or a function
-        ``reader(path) -> Spectrum | SpectrumList`` for a format of your own.
-        Default: identify it from the file.
-
-    Returns
-    -------
-    spectrum : `specutils.Spectrum` or `specutils.SpectrumList`
-        A single spectrum when the file holds one, else a ``SpectrumList``
-        (one star: one spectrum per beam or per wavelength chunk, as
-        :func:`remap.fit` takes it).  Not validated: :func:`remap.fit` does that.
-
-    Raises
-    ------
-    FileNotFoundError
-        No such file.
-    SpectrumFileError
-        The file is empty, corrupt or in no format a reader recognises (the
-        message says which).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if not path.is_file():
-        raise SpectrumFileError(f"{path}: not a regular file")
-    if callable(format):
-        result = format(str(path))
-        return _as_star(result, path, getattr(format, "__name__", "custom reader"))
-    if path.stat().st_size == 0:
-        raise SpectrumFileError(f"{path}: the file is empty (0 bytes)")
-    # identification asks every registered reader, and readers of damaged files
-    # warn before they fail: keep the warnings as hints for the error message
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            return _read(path, format)
-        except SpectrumFileError as exc:
-            hint = f" (a reader warned: {_first_line(caught[0].message)})" if caught else ""
-            raise SpectrumFileError(f"{exc}{hint}") from None
-
-
-def _first_line(text, limit=300):
-    """First non-empty line of ``text``, at most ``limit`` characters."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    first = lines[0] if lines else ""
-    return first if len(first) <= limit else first[:limit - 3] + "..."
-
-
-def _read(path, format):
-    """:func:`read_spectrum_file` for a non-empty file; errors as SpectrumFileError."""
-    from astropy.io.registry import IORegistryError
-    from specutils import SpectrumList
-
-    from .spectra.io import BeamFileError, FORMAT, identify_remap_beam, read_beams
-    from .spectra.validation import is_spectrum
-
-    if format == FORMAT or (format is None and identify_remap_beam("read", str(path))):
-        try:
-            beams = read_beams(path)
-        except BeamFileError as exc:
-            raise SpectrumFileError(_first_line(exc)) from None
-        return _as_star(list(beams.values()), path, FORMAT)
-    try:
-        result = SpectrumList.read(str(path), format=format)
-    except IORegistryError as exc:
-        raise SpectrumFileError(
-            f"{path}: {_first_line(exc) or 'no reader'}; pass format= (--format) with a "
-            "specutils format such as remap-beam, tabular-fits, wcs1d-fits or ECSV") from None
-    except Exception as exc:  # noqa: BLE001 - readers raise anything on a bad file
-        raise SpectrumFileError(f"{path}: the {format or 'identified'} reader failed: "
-                                f"{type(exc).__name__}: {_first_line(exc)}") from None
-    if is_spectrum(result):
-        return result
-    return _as_star(result, path, format or "identified")
-
-
-def _as_star(result, path, reader):
-    """One star from what a reader returned: a Spectrum or a SpectrumList."""
-    from specutils import SpectrumList
-
-    from .spectra.validation import is_spectrum
-
-    if is_spectrum(result):
-        return result
-    if isinstance(result, (list, tuple, SpectrumList)):
-        spectra = [s for s in result if is_spectrum(s)]
-        if len(spectra) == 1:
-            return spectra[0]
-        if spectra:
-            return SpectrumList(spectra)
-    raise SpectrumFileError(f"{path}: the {reader} reader returned no spectrum "
-                            f"(got {type(result).__name__})")
+#: Former name of :func:`remap.read_spectrum` (the one spectrum-file reader).
+read_spectrum_file = read_spectrum
 
 
 def expand_paths(items):
@@ -360,8 +255,45 @@ def _status_of(result, j):
     return ("flagged" if flags else "ok"), ""
 
 
-def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress=None):
-    """Read and fit ``items`` (list of `_Item`) in this process; return the QTable."""
+def _survey_medium(survey, model):
+    """(medium, description) of the survey the spectra are fitted against."""
+    from .plugins import get_survey
+
+    if survey is None:
+        survey = getattr(model, "survey", None)
+    if isinstance(survey, str):
+        try:
+            survey = get_survey(survey)
+        except Exception:  # noqa: BLE001 - remap.fit reports a bad survey itself
+            return "air", f"survey {survey!r}"
+    medium = getattr(survey, "wavelength_medium", "air")
+    return medium, f"the medium of survey {getattr(survey, 'name', survey)!r}"
+
+
+def _declare_medium(spectrum, medium, default):
+    """(spectrum with ``meta['wavelength_medium']`` set, assumed?) for one star."""
+    pieces = list(spectrum) if _is_spectrum_list(spectrum) else [spectrum]
+    assumed = False
+    out = []
+    for piece in pieces:
+        resolved, was_assumed = resolve_medium(piece.meta, medium, default=default)
+        assumed |= was_assumed
+        declared = (piece.meta or {}).get("wavelength_medium")
+        out.append(piece if declared == resolved else apply_medium(piece, resolved))
+    if _is_spectrum_list(spectrum):
+        from specutils import SpectrumList
+        return SpectrumList(out), assumed
+    return out[0], assumed
+
+
+def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress=None,
+               medium=None):
+    """Read and fit ``items`` (list of `_Item`) in this process; return the QTable.
+
+    Every spectrum gets a declared wavelength medium (``medium``, its own, or
+    the survey's); the names of those for which the survey's was assumed are
+    in ``meta["medium_assumed"]``.
+    """
     from astropy.table import QTable
 
     n = len(items)
@@ -369,14 +301,21 @@ def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress
     errors = [""] * n
     rows = [None] * n          # (table, row index) per good input
     readable = []              # (index, spectrum)
+    assumed = []
+    default, _ = _survey_medium(survey, model)
     for i, item in enumerate(items):
-        if isinstance(item.source, str):
-            try:
-                readable.append((i, read_spectrum_file(item.source, format=fmt)))
-            except Exception as exc:  # noqa: BLE001 - recorded per file
-                errors[i] = _error_text(exc)
-        else:
-            readable.append((i, item.source))
+        try:
+            if isinstance(item.source, str):
+                spectrum = read_spectrum(item.source, format=fmt, medium=medium)
+            else:
+                spectrum = item.source
+            spectrum, was_assumed = _declare_medium(spectrum, medium, default)
+        except Exception as exc:  # noqa: BLE001 - recorded per file
+            errors[i] = _error_text(exc)
+            continue
+        readable.append((i, spectrum))
+        if was_assumed:
+            assumed.append(item.name)
     failed_reads = n - len(readable)
     if on_progress is not None and failed_reads:
         on_progress(failed_reads)
@@ -407,6 +346,7 @@ def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress
     for name in table.colnames:
         out[name] = table[name]
     out.meta.update(table.meta)
+    out.meta["medium_assumed"] = assumed
     return out
 
 
@@ -506,8 +446,8 @@ def _check_batch_size(batch_size):
     return int(batch_size)
 
 
-def fit_files(paths, model=None, survey=None, *, format=None, batch_size=256, progress=False,
-              plot_dir=None):
+def fit_files(paths, model=None, survey=None, *, format=None, medium=None, batch_size=256,
+              progress=False, plot_dir=None):
     """Fit many spectrum files in this process; one table row per file.
 
     Parameters
@@ -520,7 +460,11 @@ def fit_files(paths, model=None, survey=None, *, format=None, batch_size=256, pr
     survey : str or survey object, optional
         Default: the model's survey.
     format : str or callable, optional
-        Reader format of the files (see :func:`read_spectrum_file`).
+        Reader format of the files (see :func:`remap.read_spectrum`).
+    medium : {"air", "vacuum"}, optional
+        Wavelength medium of every input, overriding what the files declare.
+        Inputs that declare none are taken in the survey's medium, with one
+        `remap.MediumAssumedWarning` for the whole call.
     batch_size : int
         Spectra per :func:`remap.fit` call (and per network batch).
     progress : bool
@@ -534,7 +478,13 @@ def fit_files(paths, model=None, survey=None, *, format=None, batch_size=256, pr
         One row per input in input order: ``file``, ``status``
         (``"ok"``/``"flagged"``/``"error"``), ``error``, then the columns of
         :meth:`remap.FitResult.to_table` (NaN where ``status`` is ``"error"``).
-        ``meta`` holds the model's table meta and ``n_ok``/``n_flagged``/``n_error``.
+        ``meta`` holds the model's table meta, ``n_ok``/``n_flagged``/``n_error``
+        and ``n_medium_assumed``.
+
+    Warns
+    -----
+    remap.MediumAssumedWarning
+        Some inputs declare no wavelength medium (once per call).
 
     Examples
     --------
@@ -545,14 +495,29 @@ def fit_files(paths, model=None, survey=None, *, format=None, batch_size=256, pr
     from tqdm import tqdm
 
     batch_size = _check_batch_size(batch_size)
+    medium = None if medium is None else validate_medium(medium, "medium")
     items = _make_items(list(paths))
     loaded = cached_model(_model_path(model)) if not hasattr(model, "predict") else model
     if plot_dir is not None:
         Path(plot_dir).mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(items), unit="file", desc="remap fit", disable=not progress) as bar:
-        table = _fit_items(items, loaded, survey, format, batch_size, plot_dir, bar.update)
+        table = _fit_items(items, loaded, survey, format, batch_size, plot_dir, bar.update,
+                           medium=medium)
+    _warn_assumed([table], survey, loaded)
     _summarize(table)
     return table
+
+
+def _warn_assumed(tables, survey, model):
+    """One MediumAssumedWarning for the inputs of ``tables`` whose medium was assumed."""
+    names = []
+    for t in tables:
+        names.extend(str(n) for n in (t.meta.pop("medium_assumed", None) or []))
+    if tables:
+        tables[0].meta["n_medium_assumed"] = len(names)
+    if names:
+        medium, source = _survey_medium(survey, model)
+        warn_medium_assumed(names, medium, source, stacklevel=3)
 
 
 def _summarize(table):
@@ -620,13 +585,15 @@ def _item_identity(item):
     return f"spectrum:{item.name}:{h.hexdigest()}"
 
 
-def _part_key(items, model_id, survey, fmt):
-    """SHA-256 naming what a part holds: its inputs, the model, the survey and the format."""
+def _part_key(items, model_id, survey, fmt, medium=None):
+    """SHA-256 naming what a part holds: its inputs, the model, the survey, format and medium."""
     survey_name = survey if survey is None or isinstance(survey, str) else \
         getattr(survey, "name", repr(survey))
     fmt_name = getattr(fmt, "__qualname__", None) if callable(fmt) else fmt
     record = {"version": _PART_VERSION, "model": model_id, "survey": survey_name,
               "format": fmt_name, "items": [_item_identity(it) for it in items]}
+    if medium is not None:
+        record["medium"] = medium
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
@@ -668,13 +635,13 @@ def _write_part(table, path, key, part_format):
             table.write(tmp, format="parquet")
 
 
-def _fit_partition(items, model_path, survey, fmt, batch_size, plot_dir):
+def _fit_partition(items, model_path, survey, fmt, batch_size, plot_dir, medium=None):
     """Dask task: fit one partition of inputs on a worker (model from the process cache)."""
     from .datasets import limit_blas_threads
 
     model = cached_model(model_path)
     with limit_blas_threads(1):
-        return _fit_items(items, model, survey, fmt, batch_size, plot_dir)
+        return _fit_items(items, model, survey, fmt, batch_size, plot_dir, medium=medium)
 
 
 def _make_client(client, scheduler, n_workers):
@@ -702,8 +669,8 @@ def _make_client(client, scheduler, n_workers):
 
 
 def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, scheduler=None,
-                n_workers=None, partition_size=64, output=None, format=None, progress=False,
-                batch_size=256, plot_dir=None, part_format="ecsv", retries=2):
+                n_workers=None, partition_size=64, output=None, format=None, medium=None,
+                progress=False, batch_size=256, plot_dir=None, part_format="ecsv", retries=2):
     """Fit a catalogue on a Dask cluster; one table row per input, in input order.
 
     Parameters
@@ -731,7 +698,9 @@ def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, sched
         Directory for the part files; a re-run with the same directory and
         inputs reuses the parts already there (resume).
     format : str or callable, optional
-        Reader format of the files (see :func:`read_spectrum_file`).
+        Reader format of the files (see :func:`remap.read_spectrum`).
+    medium : {"air", "vacuum"}, optional
+        Wavelength medium of every input (see :func:`fit_files`).
     progress : bool
         Show a tqdm progress bar (files done) on stderr.
     batch_size : int
@@ -775,11 +744,12 @@ def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, sched
     if part_format not in PART_SUFFIX:
         raise ValueError(f"part_format must be one of {sorted(PART_SUFFIX)}; received "
                          f"{part_format!r}")
+    medium = None if medium is None else validate_medium(medium, "medium")
     items = _make_items(list(paths_or_spectra))
     model_path = _model_path(model)
     model_id = _model_identity(model_path)
     partitions = [items[i:i + partition_size] for i in range(0, len(items), partition_size)]
-    keys = [_part_key(p, model_id, survey, format) for p in partitions]
+    keys = [_part_key(p, model_id, survey, format, medium) for p in partitions]
     tables = [None] * len(partitions)
     reused = 0
     if output is not None:
@@ -799,18 +769,32 @@ def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, sched
         if todo:
             _run_partitions(todo, partitions, keys, tables, model_path, survey, format,
                             batch_size, plot_dir, output, part_format, retries, bar,
-                            client, scheduler, n_workers)
+                            client, scheduler, n_workers, medium)
     finally:
         bar.close()
     template = next((t for t in tables if t is not None and np.any(t["status"] != "error")),
                     tables[0] if tables else None)
     if template is None:
         return _empty_result(model_path)
+    assumed = [n for t in tables for n in (t.meta.get("medium_assumed") or [])]
     table = vstack([_align(t, template) for t in tables], metadata_conflicts="silent")
     table.meta = {k: v for k, v in template.meta.items() if k != "remap_part_key"}
+    table.meta["medium_assumed"] = assumed
+    _warn_assumed([table], survey, _ManifestSurvey(model_path))
     table.meta["n_parts_reused"] = reused
     _summarize(table)
     return table
+
+
+class _ManifestSurvey:
+    """Stands for a model in :func:`_survey_medium`: its survey name read from the manifest."""
+
+    def __init__(self, model_path):
+        try:
+            with open(Path(model_path) / "manifest.json", encoding="utf-8") as fh:
+                self.survey = json.load(fh).get("survey")
+        except (OSError, ValueError):
+            self.survey = None
 
 
 def _empty_result(model_path):
@@ -828,7 +812,8 @@ def _empty_result(model_path):
 
 
 def _run_partitions(todo, partitions, keys, tables, model_path, survey, fmt, batch_size,
-                    plot_dir, output, part_format, retries, bar, client, scheduler, n_workers):
+                    plot_dir, output, part_format, retries, bar, client, scheduler, n_workers,
+                    medium=None):
     """Submit the partitions in ``todo``, collect (and write) them as they finish."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
@@ -839,7 +824,7 @@ def _run_partitions(todo, partitions, keys, tables, model_path, survey, fmt, bat
         futures = {}
         for k in todo:
             fut = client.submit(_fit_partition, partitions[k], model_path, survey, fmt,
-                                batch_size, plot_dir, retries=int(retries), pure=False,
+                                batch_size, plot_dir, medium, retries=int(retries), pure=False,
                                 key=f"remap-fit-part-{k}-{keys[k][:16]}-{os.urandom(4).hex()}")
             futures[fut] = k
         for fut in as_completed(list(futures)):

@@ -1,7 +1,10 @@
-"""Exceptions raised by remap."""
+"""Exceptions and warnings raised by remap."""
+
+from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = ["RemapError", "PluginError", "UnknownPluginError", "DuplicatePluginError",
-           "SpectrumError", "NoOverlapError"]
+           "SpectrumError", "NoOverlapError", "SpectrumFileError", "OutputError",
+           "MediumAssumedWarning"]
 
 
 class RemapError(Exception):
@@ -29,3 +32,29 @@ class SpectrumError(RemapError, ValueError):
 
 class NoOverlapError(SpectrumError):
     """A spectrum does not overlap the wavelength range that is needed."""
+
+
+class SpectrumFileError(SpectrumError, OSError):
+    """A file cannot be read as a spectrum: empty, corrupt, or no reader recognises it.
+
+    The message names the file and the readers that were tried.  It is both a
+    `SpectrumError` (a `ValueError`) and an `OSError`.
+    """
+
+
+class OutputError(RemapError, OSError):
+    """An output cannot be written without destroying data.
+
+    Raised when an output path is one of the inputs, exists already (and
+    replacing it was not asked for), or is locked by another remap run.
+    """
+
+
+class MediumAssumedWarning(AstropyUserWarning):
+    """A spectrum declares no wavelength medium (air or vacuum), so one was assumed.
+
+    Vacuum wavelengths taken as air (or the reverse) shift every line by about
+    1.4 Å at 5000 Å; give the medium (``medium="air"`` / ``"vacuum"``,
+    ``remap fit --medium``) or set ``spectrum.meta["wavelength_medium"]`` to
+    silence it.
+    """

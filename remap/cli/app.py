@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import astropy.units as u
@@ -11,8 +10,8 @@ import click
 import numpy as np
 
 from .. import __version__
-from .._util.fs import atomic_path
-from ..exceptions import RemapError
+from .._util.fs import atomic_path, check_output, output_lock
+from ..exceptions import OutputError, RemapError
 from ..plugins import KINDS, plugin_infos
 
 __all__ = ["main", "cli"]
@@ -72,11 +71,16 @@ def _describe(obj):
 @click.option("--mode", type=click.Choice(["fast", "faithful"]), default=None,
               help="Mode of the algorithm1 fitter [default: the fitter's, fast].")
 @click.option("--format", "fmt", default=None,
-              help="specutils reader format (e.g. remap-beam, tabular-fits, wcs1d-fits, "
-                   "ECSV); identified from the file by default.")
+              help="Reader format (e.g. remap-beam, tabular-fits, wcs1d-fits, ECSV, "
+                   "remap-fits1d, remap-table); identified from the file by default.")
+@click.option("--medium", type=click.Choice(["air", "vacuum"]), default=None,
+              help="Wavelength medium of the inputs [default: the file's, else the survey's].")
 @click.option("--no-spikes", "keep_spikes", is_flag=True,
               help="Do not remove spikes (cosmic rays, interferometric features).")
-def normalize_cmd(files, outdir, example, survey, fitter, mode, fmt, keep_spikes):
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing OUTPUT/<name>_normalized.* files.")
+def normalize_cmd(files, outdir, example, survey, fitter, mode, fmt, medium, keep_spikes,
+                  overwrite):
     """Continuum-normalize spectra beam by beam; write a table and a plot per file.
 
     Each FILE is read with specutils, validated, cleaned of spikes, split into
@@ -86,9 +90,12 @@ def normalize_cmd(files, outdir, example, survey, fitter, mode, fmt, keep_spikes
     OUTPUT/<name>_normalized.png shows flux and continuum (top) and the
     normalized flux (bottom) per beam.  A file that fails is reported and the
     others are still processed; the exit status is 1 if any failed.
-    """
-    from tqdm import tqdm
 
+    Files are read by remap.read_spectrum (see 'remap fit --help').  No
+    output may be one of the inputs; existing outputs are only replaced with
+    --overwrite, and OUTPUT is locked (OUTPUT/.remap-normalize.lock) while the
+    command runs.
+    """
     from ..examples import example_path
     from ..plugins import get_continuum_fitter, get_survey
 
@@ -110,16 +117,33 @@ def normalize_cmd(files, outdir, example, survey, fitter, mode, fmt, keep_spikes
     except (TypeError, ValueError) as exc:
         raise click.BadParameter(f"the {fitter!r} fitter does not accept {options}: {exc}",
                                  param_hint="--mode") from None
-    outdir.mkdir(parents=True, exist_ok=True)
-
     stems = _unique_stems(inputs)
+    targets = [outdir / f"{stem}_normalized{ext}" for stem in stems for ext in (".ecsv", ".png")]
+    try:
+        for target in targets:
+            check_output(target, inputs, overwrite=overwrite, what="output")
+        outdir.mkdir(parents=True, exist_ok=True)
+        with output_lock(outdir / "remap-normalize"):
+            rows, failures = _normalize_all(inputs, stems, outdir, fmt, medium, survey_obj,
+                                            fitter_obj, keep_spikes)
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
+    _print_summary(rows, failures)
+    if failures:
+        raise click.exceptions.Exit(1)
+
+
+def _normalize_all(inputs, stems, outdir, fmt, medium, survey_obj, fitter_obj, keep_spikes):
+    """Normalize every input; (summary rows, failures)."""
+    from tqdm import tqdm
+
     rows, failures = [], []
     bar = tqdm(inputs, desc="normalize", unit="file", disable=len(inputs) < 2 or None,
                file=sys.stderr)
     for path, stem in zip(bar, stems):
         try:
             beams = _normalize_file(path, fmt, survey_obj, fitter_obj,
-                                    remove_spikes=not keep_spikes)
+                                    remove_spikes=not keep_spikes, medium=medium)
             table = _beams_table(beams, path, survey_obj, fitter_obj, not keep_spikes)
             ecsv = outdir / f"{stem}_normalized.ecsv"
             png = outdir / f"{stem}_normalized.png"
@@ -134,9 +158,7 @@ def normalize_cmd(files, outdir, example, survey, fitter, mode, fmt, keep_spikes
                          "-" if keep_spikes else int(np.count_nonzero(spikes)),
                          float(np.median(u.Quantity(norm.flux).value[good])), ecsv.name))
     bar.close()
-    _print_summary(rows, failures)
-    if failures:
-        raise click.exceptions.Exit(1)
+    return rows, failures
 
 
 def _unique_stems(paths):
@@ -150,35 +172,17 @@ def _unique_stems(paths):
     return stems
 
 
-def _read_spectra(path, fmt):
-    """Read every spectrum of a file with specutils, as a list."""
-    from specutils import Spectrum, SpectrumList
+def _read_spectra(path, fmt, medium=None):
+    """Every spectrum of a file (read by :func:`remap.read_spectrum`), as a list."""
+    from specutils import SpectrumList
 
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    from astropy.io.registry import IORegistryError
+    from ..spectra.readers import read_spectrum
 
-    # format identification tries every reader; the warnings of those that do not
-    # apply (e.g. astropy.io.fits on a non-FITS file) are noise, not news
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = SpectrumList.read(str(path), format=fmt)
-        except IORegistryError as exc:
-            # astropy appends a table of every registered format; keep the first line
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
-            hint = f" (the readers warned: {caught[0].message})" if caught else ""
-            raise ValueError(f"{first}{hint} Pass --format with one of the specutils "
-                             "formats listed by astropy's registry (remap-beam, "
-                             "tabular-fits, wcs1d-fits, ECSV, ...).") from None
-    spectra = list(result) if isinstance(result, (list, SpectrumList)) else [result]
-    spectra = [s for s in spectra if isinstance(s, Spectrum)]
-    if not spectra:
-        raise ValueError(f"the {fmt or 'identified'} reader returned no spectrum")
-    return spectra
+    result = read_spectrum(path, format=fmt, medium=medium)
+    return list(result) if isinstance(result, SpectrumList) else [result]
 
 
-def _normalize_file(path, fmt, survey, fitter, *, remove_spikes=True):
+def _normalize_file(path, fmt, survey, fitter, *, remove_spikes=True, medium=None):
     """Read, clean, split and normalize one file.
 
     Returns
@@ -192,7 +196,7 @@ def _normalize_file(path, fmt, survey, fitter, *, remove_spikes=True):
     from ..spectra.validation import prepare
 
     parts = {}
-    spectra = _read_spectra(path, fmt)
+    spectra = _read_spectra(path, fmt, medium)
     for i, raw in enumerate(spectra):
         label = path.name if len(spectra) == 1 else f"{path.name}[{i}]"
         spec = prepare(raw, name=label)

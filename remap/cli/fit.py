@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..exceptions import RemapError
+from .._util.fs import check_output, output_lock
+from ..exceptions import OutputError, RemapError
 
 __all__ = ["fit_cmd", "OUTPUT_FORMATS"]
 
@@ -18,14 +19,21 @@ OUTPUT_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts"
 @click.command("fit")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Result table: .ecsv or .fits (written atomically).")
+              help="Result table: .ecsv or .fits (written atomically; never one of the "
+                   "inputs; an existing one only with --overwrite).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the output table if it exists.")
 @click.option("--model", "model", default=None, metavar="DIR",
               type=click.Path(file_okay=False, path_type=Path),
               help="Model directory (default: the model shipped with remap).")
 @click.option("--survey", default=None, help="Survey plugin (default: the model's survey).")
 @click.option("--format", "fmt", default=None,
-              help="specutils reader format (remap-beam, tabular-fits, wcs1d-fits, ECSV, ...); "
-                   "identified from each file by default.")
+              help="Reader format (remap-beam, tabular-fits, wcs1d-fits, ECSV, remap-fits1d, "
+                   "remap-table, remap-multispec, remap-echelle, ...); identified from each "
+                   "file by default.")
+@click.option("--medium", type=click.Choice(["air", "vacuum"]), default=None,
+              help="Wavelength medium of the inputs, overriding what the files declare "
+                   "[default: the file's; else the survey's, with a warning].")
 @click.option("--plot", "plot_dir", default=None, metavar="DIR",
               type=click.Path(file_okay=False, path_type=Path),
               help="Write the PMF figure of every fitted file to DIR/<name>.png.")
@@ -42,8 +50,8 @@ OUTPUT_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts"
               help="Dask runs: files per task and per part file.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar.")
-def fit_cmd(files, output, model, survey, fmt, plot_dir, batch_size, scheduler, workers,
-            parts_dir, partition_size, progress):
+def fit_cmd(files, output, overwrite, model, survey, fmt, medium, plot_dir, batch_size,
+            scheduler, workers, parts_dir, partition_size, progress):
     """Fit T_eff, log g and [Fe/H] of every spectrum file; write one table.
 
     FILES are spectrum files (one star each) in any format specutils reads
@@ -55,12 +63,24 @@ def fit_cmd(files, output, model, survey, fmt, plot_dir, batch_size, scheduler, 
     with its error; the others are fitted all the same.  The exit status
     is 1 when any file has status "error".
 
+    Files are read by remap.read_spectrum: any format specutils identifies,
+    then remap's readers for 1-D FITS images with a non-standard BUNIT,
+    tables with wavelength/flux columns of common names, IRAF multispec and
+    2-D echelle files.  The wavelength medium comes from --medium, else the
+    file (AIRORVAC, VACUUM, WAVE_MED, CTYPE1 AWAV/WAVE), else the survey's
+    (with a warning).
+
+    The output is never one of the inputs and an existing one is only
+    replaced with --overwrite; while it runs, the output is locked
+    (.NAME.lock next to it), so a second run on the same output fails at
+    once.
+
     By default everything runs in this process.  With --workers N (a local
     cluster of N processes), --scheduler ADDRESS (an existing Dask cluster)
     or --parts DIR (resumable; a local cluster sized to the machine unless
     one of the others is given) the files are fitted on Dask.
     """
-    from ..catalog import expand_paths, fit_catalog, fit_files
+    from ..catalog import expand_paths
 
     writer = OUTPUT_FORMATS.get(output.suffix.lower())
     if writer is None:
@@ -73,36 +93,67 @@ def fit_cmd(files, output, model, survey, fmt, plot_dir, batch_size, scheduler, 
     paths = expand_paths(files)
     if not paths:
         raise click.UsageError("no input files: the directories given are empty")
-    model_arg = None if model is None else str(model)
-    use_dask = scheduler is not None or workers is not None or parts_dir is not None
     try:
-        if use_dask:
-            table = fit_catalog(paths, model=model_arg, survey=survey, scheduler=scheduler,
-                                n_workers=workers, partition_size=partition_size,
-                                output=parts_dir, format=fmt, progress=progress,
-                                batch_size=batch_size, plot_dir=plot_dir)
-        else:
-            table = fit_files(paths, model=model_arg, survey=survey, format=fmt,
-                              batch_size=batch_size, progress=progress, plot_dir=plot_dir)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, RemapError):
-            raise
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
-    try:
-        write_table(table, output, writer)
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {output}: {exc}") from exc
+        check_output(output, paths, overwrite=overwrite, what="-o/--output")
+        with output_lock(output):
+            # checked again under the lock: another run may have finished it meanwhile
+            check_output(output, paths, overwrite=overwrite, what="-o/--output")
+            table = _fit(paths, model, survey, fmt, medium, plot_dir, batch_size, scheduler,
+                         workers, parts_dir, partition_size, progress)
+            try:
+                write_table(table, output, writer)
+            except OSError as exc:
+                if isinstance(exc, OutputError):
+                    raise
+                raise click.ClickException(f"cannot write {output}: {exc}") from exc
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
     _report(table, output)
     if table.meta.get("n_error", 0):
         raise click.exceptions.Exit(1)
     return 0
 
 
+def _fit(paths, model, survey, fmt, medium, plot_dir, batch_size, scheduler, workers,
+         parts_dir, partition_size, progress):
+    """Fit the files in this process or on Dask; the catalogue table."""
+    import warnings
+
+    from ..catalog import fit_catalog, fit_files
+    from ..exceptions import MediumAssumedWarning
+
+    model_arg = None if model is None else str(model)
+    use_dask = scheduler is not None or workers is not None or parts_dir is not None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MediumAssumedWarning)
+            if use_dask:
+                table = fit_catalog(paths, model=model_arg, survey=survey, scheduler=scheduler,
+                                    n_workers=workers, partition_size=partition_size,
+                                    output=parts_dir, format=fmt, medium=medium,
+                                    progress=progress, batch_size=batch_size,
+                                    plot_dir=plot_dir)
+            else:
+                table = fit_files(paths, model=model_arg, survey=survey, format=fmt,
+                                  medium=medium, batch_size=batch_size, progress=progress,
+                                  plot_dir=plot_dir)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, RemapError):
+            raise
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    for w in caught:
+        if issubclass(w.category, MediumAssumedWarning):
+            click.echo(f"remap fit: warning: {w.message}", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return table
+
+
 #: Table meta keys -> FITS header keywords (at most 8 characters, so no HIERARCH cards).
 FITS_KEYWORDS = {"model": "MODEL", "model_name": "MODELNAM", "survey": "SURVEY",
                  "remap_version": "REMAPVER", "bin_edges": "EDGES", "flag_bits": "FLAGBITS",
                  "n_ok": "NOK", "n_flagged": "NFLAGGED", "n_error": "NERROR",
-                 "n_parts_reused": "NREUSED"}
+                 "n_parts_reused": "NREUSED", "n_medium_assumed": "NMEDASSU"}
 
 
 def fits_meta(meta):

@@ -61,7 +61,6 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-import tempfile
 
 import astropy.units as u
 import numpy as np
@@ -70,6 +69,7 @@ from astropy.io import registry as io_registry
 from astropy.nddata import StdDevUncertainty
 from astropy.table import Table, vstack
 
+from .._util.fs import mkstemp
 from ..exceptions import RemapError
 from .medium import validate_medium
 from .validation import stddev_of, spectrum_class
@@ -299,7 +299,7 @@ def write_beams(path, spectra_by_beam, overwrite=False, *, survey=None, medium=N
     if medium is not None:
         medium = validate_medium(medium, "medium")
     directory = path.parent if str(path.parent) else pathlib.Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb" if kind == "fits" else "w") as fh:
             if kind == "fits":

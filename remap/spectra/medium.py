@@ -29,12 +29,20 @@ air wavelengths only above 2000 Å) and is applied up to 10 µm
 from __future__ import annotations
 
 import copy
+import warnings
+from collections.abc import Mapping
 
 import astropy.units as u
 import numpy as np
 
-__all__ = ["MEDIA", "VALID_RANGE", "validate_medium", "refractive_index", "vacuum_to_air",
-           "air_to_vacuum", "convert_medium"]
+from ..exceptions import MediumAssumedWarning
+
+__all__ = ["MEDIA", "VALID_RANGE", "MEDIUM_KEY", "validate_medium", "refractive_index",
+           "vacuum_to_air", "air_to_vacuum", "convert_medium", "medium_from_header",
+           "resolve_medium", "apply_medium", "warn_medium_assumed"]
+
+#: The ``meta`` key holding a spectrum's wavelength medium everywhere in remap.
+MEDIUM_KEY = "wavelength_medium"
 
 #: The wavelength media remap knows.
 MEDIA = ("air", "vacuum")
@@ -246,3 +254,190 @@ def convert_medium(spectrum_or_wavelength, from_medium, to_medium):
         return convert(spectrum_or_wavelength)
     raise TypeError("convert_medium expects a specutils.Spectrum or a Quantity of "
                     f"wavelengths; received {type(spectrum_or_wavelength).__name__}")
+
+
+# ------------------------------------------------------------------ medium in metadata
+#: Header keywords that name the medium, with how their values read.
+_AIR_WORDS = ("air", "awav")
+_VACUUM_WORDS = ("vac", "vacuum", "vacuo", "wave")
+
+
+def _medium_word(value):
+    """'air', 'vacuum' or None for a keyword value such as ``'AIR'``, ``'vac'``, ``'Vacuum'``."""
+    if not isinstance(value, str):
+        return None
+    word = value.strip().lower()
+    if word in _AIR_WORDS:
+        return "air"
+    if word in _VACUUM_WORDS:
+        return "vacuum"
+    return None
+
+
+def medium_from_header(header):
+    """The wavelength medium a FITS header (or a table's ``meta``) declares, if any.
+
+    Read, in this order (the first that answers wins; the explicit keywords
+    must agree with each other):
+
+    ``AIRORVAC``
+        ``'air'`` or ``'vac'``/``'vacuum'`` (IRAF, ESO, many pipelines);
+    ``WAVE_MED``, ``WAVEMED``, ``MEDIUM``
+        ``'AIR'`` or ``'VACUUM'``;
+    ``VACUUM``
+        logical: ``T`` = vacuum, ``F`` = air;
+    ``CTYPE1``
+        the FITS WCS spectral type (Greisen et al. 2006): ``'AWAV'`` (and
+        ``'AWAV-*'``) is air, ``'WAVE'`` (and ``'WAVE-*'``) vacuum;
+        ``'LINEAR'``, ``'MULTISPE'`` and others say nothing;
+    ``wavelength_medium``
+        remap's own key (``meta`` of remap's tables).
+
+    Parameters
+    ----------
+    header : `astropy.io.fits.Header` or mapping
+        Keys are matched case-insensitively.
+
+    Returns
+    -------
+    medium : {"air", "vacuum"} or None
+        None when nothing declares the medium.
+
+    Raises
+    ------
+    ValueError
+        Two explicit keywords contradict each other (e.g. ``AIRORVAC = 'air'``
+        with ``VACUUM = T``): the file cannot be trusted either way.
+    """
+    if header is None:
+        return None
+    if not isinstance(header, Mapping) and not hasattr(header, "keys"):
+        raise TypeError(f"header must be a FITS header or a mapping; received "
+                        f"{type(header).__name__}")
+    upper = {}
+    for key in header.keys():
+        if isinstance(key, str) and key.upper() not in upper:
+            upper[key.upper()] = header[key]
+    found = {}
+    for key in ("AIRORVAC", "WAVE_MED", "WAVEMED", "MEDIUM", "WAVELENGTH_MEDIUM"):
+        medium = _medium_word(upper.get(key))
+        if medium is not None:
+            found[key] = medium
+    vac = upper.get("VACUUM")
+    if isinstance(vac, (bool, np.bool_)):
+        found["VACUUM"] = "vacuum" if vac else "air"
+    if len(set(found.values())) > 1:
+        raise ValueError("the header declares contradicting wavelength media: "
+                         + ", ".join(f"{k} -> {v}" for k, v in found.items()))
+    if found:
+        return next(iter(found.values()))
+    ctype = upper.get("CTYPE1")
+    if isinstance(ctype, str):
+        head = ctype.strip().upper().split("-")[0]
+        if head == "AWAV":
+            return "air"
+        if head == "WAVE":
+            return "vacuum"
+    return None
+
+
+def resolve_medium(meta, medium=None, default="air", name="spectrum"):
+    """The wavelength medium of a spectrum: given, declared, or assumed.
+
+    Parameters
+    ----------
+    meta : mapping or None
+        The spectrum's ``meta``; ``meta["wavelength_medium"]`` is its declared
+        medium.
+    medium : {"air", "vacuum"}, optional
+        The medium the caller states (e.g. ``remap.fit(..., medium=)`` or
+        ``remap fit --medium``); it wins over ``meta``.
+    default : {"air", "vacuum"}
+        The medium assumed when neither says (normally the survey's).
+    name : str
+        How to call the spectrum in error messages.
+
+    Returns
+    -------
+    medium : {"air", "vacuum"}
+    assumed : bool
+        True when ``default`` was taken because nothing declared the medium;
+        the caller should then warn once (see :func:`warn_medium_assumed`).
+
+    Raises
+    ------
+    ValueError
+        A medium that is not ``"air"`` or ``"vacuum"``.
+    """
+    default = validate_medium(default, "default")
+    if medium is not None:
+        return validate_medium(medium, "medium"), False
+    declared = (meta or {}).get(MEDIUM_KEY)
+    if declared is not None:
+        return validate_medium(declared, f"{name}.meta[{MEDIUM_KEY!r}]"), False
+    return default, True
+
+
+def apply_medium(spectrum, medium):
+    """Declare the wavelength medium of a spectrum (or of every spectrum of a list).
+
+    Only the metadata changes: ``meta["wavelength_medium"] = medium``; the
+    wavelengths are not converted (that happens where a spectrum meets a survey
+    or model of the other medium, see :meth:`remap.surveys.Survey.split`).
+
+    Parameters
+    ----------
+    spectrum : `specutils.Spectrum` or `specutils.SpectrumList` or list of them
+    medium : {"air", "vacuum"}
+
+    Returns
+    -------
+    spectrum : same type as the input
+        A new object sharing the data arrays, with a new ``meta`` dict.
+
+    Raises
+    ------
+    ValueError
+        ``medium`` is not ``"air"`` or ``"vacuum"``.
+    TypeError
+        Not a spectrum or a list of spectra.
+    """
+    from specutils import Spectrum, SpectrumList
+
+    medium = validate_medium(medium, "medium")
+    if isinstance(spectrum, (SpectrumList, list, tuple)):
+        out = [apply_medium(s, medium) for s in spectrum]
+        return SpectrumList(out) if isinstance(spectrum, SpectrumList) else type(spectrum)(out)
+    if not isinstance(spectrum, Spectrum):
+        raise TypeError(f"apply_medium expects a specutils.Spectrum or a list of them; "
+                        f"received {type(spectrum).__name__}")
+    new = copy.copy(spectrum)
+    new.meta = {**dict(spectrum.meta or {}), MEDIUM_KEY: medium}
+    return new
+
+
+def warn_medium_assumed(names, medium, source="the survey's medium", stacklevel=2):
+    """Warn once that ``names`` declare no medium and ``medium`` was assumed.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The spectra (files) concerned; the warning counts them and names the
+        first few.
+    medium : {"air", "vacuum"}
+        The medium assumed.
+    source : str
+        Where the assumption comes from (e.g. ``"survey 'marvels'"``).
+    stacklevel : int
+        Passed to `warnings.warn`.
+    """
+    names = [str(n) for n in names]
+    if not names:
+        return
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    what = "1 spectrum declares" if len(names) == 1 else f"{len(names)} spectra declare"
+    warnings.warn(f"{what} no wavelength medium ({shown}); assumed {medium} wavelengths "
+                  f"({source}). Vacuum taken as air shifts lines by ~1.4 Å at 5000 Å; pass "
+                  "medium='air'/'vacuum' (remap fit --medium) or set "
+                  f"meta[{MEDIUM_KEY!r}] to state it", MediumAssumedWarning,
+                  stacklevel=stacklevel + 1)
