@@ -3,9 +3,18 @@
 Physics (all cgs; references are to Gray 2005, *The Observation and Analysis
 of Stellar Photospheres*, 3rd ed., chapters 8-9):
 
-* Temperature: the grey Eddington relation T(tau)^4 = 3/4 Teff^4 (tau + 2/3),
-  with tau the continuum optical depth at 5000 Å, on 31 layers
-  log tau = -5 ... +1 (step 0.2).
+* Temperature (:func:`temperature_structure`): the non-grey relation
+  T(tau)^4 = 3/4 Teff^4 [tau + q(tau)] with the Hopf-like function of
+  Krishna Swamy (1966, ApJ 145, 174), ``q = 1.39 - 0.815 e^(-2.54 tau)
+  - 0.025 e^(-30 tau)`` (an empirical fit to the solar limb darkening, the
+  ``Krishna_Swamy`` T-tau relation of MESA), minus a surface line-blanketing
+  term ``beta e^(-tau / 0.1)`` (the cooling of the upper photosphere by line
+  opacity that grey and continuum-only relations lack; ``beta =``
+  :data:`SURFACE_COOLING` is calibrated on the strong-line cores of the solar
+  spectrum together with the line data, see `remap.libraries.calibrate`, and
+  applied in units of T_eff to every star).  The grey Eddington relation
+  (``grey_temperature``) is kept for reference.  tau is the continuum
+  optical depth at 5000 Å, on 31 layers log tau = -5 ... +1 (step 0.2).
 * Continuous opacity per hydrogen nucleus: H- bound-free (polynomial fit to
   Wishart 1979, Gray eq. 8.11-8.12), H- free-free (Bell & Berrington 1987 fit,
   Gray eq. 8.13), H I bound-free and free-free (Kramers cross-sections with
@@ -32,7 +41,8 @@ from scipy.special import expn
 
 from ._atomic import electron_pressure, ionization_fractions
 
-__all__ = ["LOG_TAU", "Atmosphere", "grey_temperature", "continuous_opacity",
+__all__ = ["LOG_TAU", "Atmosphere", "grey_temperature", "temperature_structure",
+           "SURFACE_COOLING", "continuous_opacity",
            "planck_lambda", "build_atmosphere"]
 
 #: log10 of the continuum optical depth at 5000 Å of the atmosphere's layers.
@@ -80,6 +90,38 @@ def grey_temperature(teff, tau):
         In K, the shape of ``tau``.
     """
     return teff * (0.75 * (np.asarray(tau, dtype=float) + 2.0 / 3.0)) ** 0.25
+
+
+#: beta of the surface line-blanketing term of :func:`temperature_structure`.
+SURFACE_COOLING = 0.0
+_COOLING_TAU = 0.1
+
+
+def temperature_structure(teff, tau, surface_cooling=None):
+    """Non-grey T(tau): Krishna Swamy (1966) with a surface line-blanketing term.
+
+    ``T^4 = 3/4 Teff^4 [tau + 1.39 - 0.815 e^(-2.54 tau) - 0.025 e^(-30 tau)
+    - beta e^(-tau / 0.1)]``.
+
+    Parameters
+    ----------
+    teff : float
+        Effective temperature in K.
+    tau : array_like
+        Optical depth at 5000 Å.
+    surface_cooling : float, optional
+        beta (default :data:`SURFACE_COOLING`; 0 gives Krishna Swamy's relation).
+
+    Returns
+    -------
+    temperature : `numpy.ndarray`
+        In K, the shape of ``tau``.
+    """
+    beta = SURFACE_COOLING if surface_cooling is None else float(surface_cooling)
+    tau = np.asarray(tau, dtype=float)
+    q = 1.39 - 0.815 * np.exp(-2.54 * tau) - 0.025 * np.exp(-30.0 * tau)
+    q = q - beta * np.exp(-tau / _COOLING_TAU)
+    return teff * (0.75 * (tau + q)) ** 0.25
 
 
 def planck_lambda(wave_aa, temperature):
@@ -167,7 +209,7 @@ def _wavelength_terms(wave_bytes):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Atmosphere:
-    """A grey LTE model atmosphere on the layers :data:`LOG_TAU`.
+    """An LTE model atmosphere on the layers :data:`LOG_TAU`.
 
     Attributes
     ----------
@@ -262,8 +304,8 @@ def _kappa_mass(atomic, log_phi, pg, weights, mu, temperature, phi=None):
     return kap / (mu * _M_U), pe
 
 
-def build_atmosphere(atomic, teff, logg, log_abundance):
-    """Build the grey hydrostatic LTE atmosphere of one star.
+def build_atmosphere(atomic, teff, logg, log_abundance, surface_cooling=None):
+    """Build the hydrostatic LTE atmosphere of one star (:func:`temperature_structure`).
 
     Parameters
     ----------
@@ -275,6 +317,8 @@ def build_atmosphere(atomic, teff, logg, log_abundance):
         log10 surface gravity, cgs.
     log_abundance : `numpy.ndarray`
         log10 (N_X / N_H) + 12 of every element of ``atomic``, shape ``(n_el,)``.
+    surface_cooling : float, optional
+        beta of :func:`temperature_structure` (default :data:`SURFACE_COOLING`).
 
     Returns
     -------
@@ -287,7 +331,7 @@ def build_atmosphere(atomic, teff, logg, log_abundance):
         library's domain).
     """
     tau = 10.0 ** LOG_TAU
-    temperature = grey_temperature(teff, tau)
+    temperature = temperature_structure(teff, tau, surface_cooling)
     log_u = atomic.log_partition(temperature)
     log_phi = atomic.log_saha(temperature, log_u)
     abund = 10.0 ** (np.asarray(log_abundance, dtype=float) - 12.0)

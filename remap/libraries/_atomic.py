@@ -27,13 +27,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.resources
+import os
 
 import numpy as np
 import numpy.lib.recfunctions as rfn
 from astropy import constants as const
 from astropy import units as u
 
-__all__ = ["AtomicData", "load_atomic_data", "ionization_fractions", "electron_pressure",
+__all__ = ["AtomicData", "load_atomic_data", "load_calibration", "CALIBRATION_COLUMNS", "ionization_fractions", "electron_pressure",
            "THETA_EV", "SAHA_LOG10_CONSTANT", "read_csv"]
 
 #: theta * chi: 5040 K/T times chi in eV gives the log10 Boltzmann factor; THETA_EV = e·1V/(k ln10).
@@ -305,3 +306,85 @@ def load_atomic_data():
                       mass_amu=elements["mass_amu"][idx].astype(float),
                       log_eps_sun=elements["log_eps_sun"][idx].astype(float),
                       chi_ion=chi.astype(float), log_u=log_u, lines=lines)
+
+
+#: Columns of a line-list calibration CSV (one row per line of ``linelist_4800_5800.csv``,
+#: same order): the line's identity, its laboratory and calibrated log gf, the factor on
+#: Unsöld's gamma_6 and how the values were obtained (``fit``: fitted to the reference
+#: spectrum; ``global``: laboratory value plus the global corrections, the line being
+#: unconstrained; ``removed``: its calibrated strength collapsed, the line is dropped).
+CALIBRATION_COLUMNS = ("wavelength_air_AA", "species", "loggf_lab", "loggf", "vdw_enhancement",
+                       "status")
+_STATUSES = ("fit", "global", "removed")
+
+
+def load_calibration(path=None):
+    """Read a line-list calibration (the shipped one when ``path`` is `None`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        A CSV written by `remap.libraries.calibrate.write_calibration`.
+
+    Returns
+    -------
+    calibration : `numpy.ndarray`
+        Structured array with the fields of :data:`CALIBRATION_COLUMNS`, one
+        row per line of :func:`load_atomic_data`'s list, in its order.
+
+    Raises
+    ------
+    ValueError
+        The file does not match the shipped line list (other lines, order or
+        columns) or holds invalid values; the message says what.
+    FileNotFoundError
+        ``path`` does not exist (or the shipped file is missing).
+    """
+    if path is None:
+        return _load_shipped_calibration()
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"line-list calibration {path!r} does not exist")
+    with open(path, "r", encoding="utf-8") as handle:
+        table = np.genfromtxt(handle, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    return _check_calibration(table, path)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_shipped_calibration():
+    table = read_csv("linelist_4800_5800_calibrated.csv")
+    return _check_calibration(table, "the shipped linelist_4800_5800_calibrated.csv")
+
+
+def _check_calibration(table, where):
+    names = table.dtype.names or ()
+    missing = [c for c in CALIBRATION_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {missing}; expected {CALIBRATION_COLUMNS}")
+    lines = load_atomic_data().lines
+    if table.size != lines.size:
+        raise ValueError(f"{where}: {table.size} rows, but the line list has {lines.size} lines "
+                         f"(a calibration has one row per line, in the line list's order)")
+    same = (np.abs(table["wavelength_air_AA"] - lines["wavelength_air_AA"]) < 5e-4) & (
+        np.abs(table["species"] - lines["species"]) < 1e-6)
+    if not same.all():
+        i = int(np.flatnonzero(~same)[0])
+        raise ValueError(f"{where}: row {i} is {table['wavelength_air_AA'][i]} Å species "
+                         f"{table['species'][i]}, the line list has "
+                         f"{lines['wavelength_air_AA'][i]} Å species {lines['species'][i]}")
+    for col in ("loggf", "vdw_enhancement"):
+        if not np.all(np.isfinite(table[col].astype(float))):
+            raise ValueError(f"{where}: column {col} has non-finite values")
+    if np.any(table["vdw_enhancement"] <= 0):
+        raise ValueError(f"{where}: vdw_enhancement must be > 0")
+    bad = ~np.isin(table["status"].astype(str), _STATUSES)
+    if bad.any():
+        raise ValueError(f"{where}: status must be one of {_STATUSES}, got "
+                         f"{table['status'][bad][0]!r}")
+    out = np.empty(table.size, dtype=[("wavelength_air_AA", float), ("species", float),
+                                      ("loggf_lab", float), ("loggf", float),
+                                      ("vdw_enhancement", float), ("status", "U8")])
+    for col in CALIBRATION_COLUMNS:
+        out[col] = table[col]
+    out.setflags(write=False)
+    return out

@@ -104,8 +104,10 @@ widths agree to 0.1 %.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
+import os
 
 import numpy as np
 from astropy import constants as const
@@ -114,13 +116,15 @@ from astropy.table import Table
 from scipy.ndimage import gaussian_filter1d
 from scipy.special import erfcx, voigt_profile, wofz
 
-from ..hookspecs import hookimpl
+from .._util.validators import wavelength_range
+from ..plugins.hookspecs import hookimpl
 from ._atmosphere import LOG_TAU, build_atmosphere
-from ._atomic import THETA_EV, load_atomic_data
+from ._atomic import THETA_EV, load_atomic_data, load_calibration
 from .base import Domain, SyntheticLibrary
 
 __all__ = ["LineListLibrary", "VoigtTable", "voigt_table", "remap_synthetic_libraries",
-           "ALPHA_ELEMENTS", "FLUX_UNIT", "LINELIST_RANGE", "ACCURACIES"]
+           "ALPHA_ELEMENTS", "FLUX_UNIT", "LINELIST_RANGE", "ACCURACIES", "LINELISTS",
+           "CALIBRATION_FILE", "TRUSTED_DOMAIN", "TrustedDomain", "vmicro_relation"]
 
 #: Elements scaled by [alpha/Fe] in addition to [Fe/H].
 ALPHA_ELEMENTS = ("O", "Ne", "Mg", "Si", "S", "Ar", "Ca", "Ti")
@@ -176,6 +180,108 @@ _HOLTSMARK_NORM = 2.0 * (np.pi / 2.5) / np.sin(np.pi / 2.5)         # ∫ dx / (
 _SQRT2 = np.sqrt(2.0)
 _SQRT2PI = np.sqrt(2.0 * np.pi)
 _LN10 = np.log(10.0)
+
+
+#: Values of the ``linelist`` option besides a path to a calibration CSV.
+LINELISTS = ("calibrated", "laboratory")
+
+#: The shipped astrophysical calibration (``remap library calibrate`` writes the same format).
+CALIBRATION_FILE = "linelist_4800_5800_calibrated.csv"
+
+_VMICRO_CLIP = (0.5, 3.0)       # km/s, the relation is clipped to this range
+_VMICRO_BLEND = (3.7, 4.2)      # log g range over which giants' and dwarfs' relations blend
+
+
+def vmicro_relation(teff, logg, feh=0.0):
+    """Microturbulence (km/s) of FGK stars as a function of the labels.
+
+    Dwarfs (log g >= 4.2): Tsantaki et al. 2013 (A&A 555, A150, eq. 2, from
+    HARPS FGK dwarfs), ``6.932e-4 T_eff - 0.348 log g - 1.437``; giants
+    (log g <= 3.7): Adibekyan et al. 2015 (A&A 583, A94), ``2.72 - 0.457 log g
+    + 0.072 [Fe/H]``; linear blend in log g in between (the published
+    relations switch abruptly at log g = 3.95, which would put a step into a
+    library meant to be smooth in its labels).  Clipped to 0.5-3.0 km/s
+    outside the calibrated range (T_eff ~4500-6500 K).  At the solar labels
+    it gives 1.02 km/s.
+
+    Parameters
+    ----------
+    teff, logg, feh : float or array_like
+        Labels (K, cgs dex, dex).
+
+    Returns
+    -------
+    vmicro : float or `numpy.ndarray`
+        km/s.
+    """
+    teff, logg, feh = (np.asarray(v, dtype=float) for v in (teff, logg, feh))
+    dwarf = 6.932e-4 * teff - 0.348 * logg - 1.437
+    giant = 2.72 - 0.457 * logg + 0.072 * feh
+    lo, hi = _VMICRO_BLEND
+    w = np.clip((logg - lo) / (hi - lo), 0.0, 1.0)
+    out = np.clip(w * dwarf + (1.0 - w) * giant, *_VMICRO_CLIP)
+    return float(out) if out.ndim == 0 else out
+
+
+@dataclasses.dataclass(frozen=True)
+class TrustedDomain:
+    """Where the ``linelist`` physics is trusted (see the module docstring).
+
+    Attributes
+    ----------
+    teff_min_dwarf, teff_min_giant, teff_max : float
+        T_eff limits (K); dwarfs are stars with log g >= ``logg_dwarf``.
+    logg_dwarf : float
+    feh_min : float
+        Lowest [Fe/H] (dex).
+    reason : str
+        Why it stops there.
+    """
+
+    teff_min_dwarf: float = 4500.0
+    teff_min_giant: float = 4000.0
+    teff_max: float = 6800.0
+    logg_dwarf: float = 3.5
+    feh_min: float = -2.0
+    reason: str = ("no molecules (TiO, MgH, C2: M and late-K dwarfs), no metal bound-free "
+                   "continuous opacity (hot stars), line data calibrated on the Sun only")
+
+    def contains(self, teff, logg, feh, alpha=0.0):
+        """True where the labels lie inside the trusted domain (array-aware).
+
+        Parameters
+        ----------
+        teff, logg, feh, alpha : float or array_like
+
+        Returns
+        -------
+        inside : bool or `numpy.ndarray` of bool
+        """
+        teff, logg, feh = (np.asarray(v, dtype=float) for v in (teff, logg, feh))
+        tmin = np.where(logg >= self.logg_dwarf, self.teff_min_dwarf, self.teff_min_giant)
+        out = (teff >= tmin) & (teff <= self.teff_max) & (feh >= self.feh_min)
+        return bool(out) if out.ndim == 0 else out
+
+
+#: The trusted domain of the ``linelist`` library (`TrustedDomain`).
+TRUSTED_DOMAIN = TrustedDomain()
+
+
+def _resolve_linelist(linelist):
+    """``(name, calibration or None)`` of the ``linelist`` option (see `LineListLibrary`)."""
+    if isinstance(linelist, os.PathLike) or (isinstance(linelist, str)
+                                             and linelist not in LINELISTS):
+        path = os.fspath(linelist)
+        if not os.path.isfile(path):
+            raise ValueError(f"linelist must be one of {LINELISTS} or the path of a calibration "
+                             f"CSV written by `remap library calibrate`; got {linelist!r}")
+        return path, load_calibration(path)
+    if not isinstance(linelist, str):
+        raise TypeError(f"linelist must be one of {LINELISTS} or a path, got {linelist!r}")
+    if linelist == "laboratory":
+        return linelist, None
+    return linelist, load_calibration(None)
+
 
 
 def _real(value, name, low=None, high=None):
@@ -426,8 +532,9 @@ class LineListLibrary(SyntheticLibrary):
     ----------
     resolution : float
         Resolving power R = lambda / FWHM of the Gaussian instrumental profile.
-    wave_range : `~astropy.units.Quantity`
-        (min, max) wavelength (air), inside 4800-5800 Å.
+    wave_range : `~astropy.units.Quantity` or pair of Quantities
+        (min, max) wavelength (air), inside 4800-5800 Å: ``(5160, 5190) * u.AA``
+        or ``(5160 * u.AA, 519 * u.nm)``.
     vmicro : float or `~astropy.units.Quantity`
         Microturbulence in km/s (default 1).
     sampling : float
@@ -470,8 +577,9 @@ class LineListLibrary(SyntheticLibrary):
     name = "linelist"
     wavelength_medium = "air"
 
-    def __init__(self, resolution=100_000, wave_range=LINELIST_RANGE, vmicro=1.0,
-                 sampling=3.0, normalized=False, accuracy="fast", loggf_offsets=None):
+    def __init__(self, resolution=100_000, wave_range=LINELIST_RANGE, vmicro=None,
+                 sampling=3.0, normalized=False, accuracy="fast", loggf_offsets=None,
+                 linelist="calibrated"):
         self._resolution = _real(resolution, "resolution", 1.0)
         self._sampling = _real(sampling, "sampling", 2.0, 20.0)
         if not 150_000 <= self._resolution * self._sampling <= 2_000_000:
@@ -480,7 +588,8 @@ class LineListLibrary(SyntheticLibrary):
                              f"resolution={resolution}, sampling={sampling}")
         if isinstance(vmicro, u.Quantity):
             vmicro = vmicro.to_value(u.km / u.s)
-        self._vmicro = _real(vmicro, "vmicro (km/s)", 0.0, 10.0)
+        self._vmicro = None if vmicro is None else _real(vmicro, "vmicro (km/s)", 0.0, 10.0)
+        self._linelist, self._calibration = _resolve_linelist(linelist)
         if not isinstance(normalized, (bool, np.bool_)):
             raise TypeError(f"normalized must be True or False, got {normalized!r}")
         self._normalized = bool(normalized)
@@ -493,12 +602,7 @@ class LineListLibrary(SyntheticLibrary):
                 raise ValueError("loggf_offsets must be a 1-D array of finite values (dex), "
                                  "one per line in range (see n_lines)")
         self._loggf_offsets = loggf_offsets
-        if not isinstance(wave_range, u.Quantity):
-            raise TypeError(f"wave_range must be a Quantity with length units, e.g. "
-                            f"(4800, 5800) * u.AA; got {wave_range!r}")
-        wr = np.asarray(wave_range.to_value(u.AA), dtype=float)
-        if wr.shape != (2,) or not np.all(np.isfinite(wr)) or not wr[0] < wr[1]:
-            raise ValueError(f"wave_range must be (min, max) with min < max, got {wave_range}")
+        wr = wavelength_range(wave_range).value
         lo, hi = LINELIST_RANGE.to_value(u.AA)
         if wr[0] < lo or wr[1] > hi:
             raise ValueError(f"wave_range {wr[0]:g}-{wr[1]:g} Å extends beyond the line list, "
@@ -553,8 +657,35 @@ class LineListLibrary(SyntheticLibrary):
 
     @property
     def vmicro(self):
-        """Microturbulence, km/s."""
+        """Fixed microturbulence (km/s), or `None` when it follows :func:`vmicro_relation`."""
         return self._vmicro
+
+    @property
+    def linelist(self):
+        """``"calibrated"``, ``"laboratory"`` or the path of a calibration CSV."""
+        return self._linelist
+
+    #: Labels where the physics of this library is trusted (see the module docstring,
+    #: "Trusted domain"): T_eff >= 4500 K for dwarfs (log g >= 3.5) and >= 4000 K for
+    #: giants, T_eff <= 6800 K, [Fe/H] >= -2.  Outside it (M dwarfs: no TiO/MgH; hot
+    #: stars: no metal bound-free edges) spectra are computed but are not realistic.
+    trusted_domain = TRUSTED_DOMAIN
+
+    def vmicro_at(self, teff, logg, feh=0.0):
+        """Microturbulence (km/s) used at some labels: the fixed value, or the relation.
+
+        Parameters
+        ----------
+        teff, logg, feh : float
+            Labels.
+
+        Returns
+        -------
+        vmicro : float
+        """
+        if self._vmicro is not None:
+            return self._vmicro
+        return float(vmicro_relation(teff, logg, feh))
 
     @property
     def wavelength(self):
@@ -715,6 +846,15 @@ class LineListLibrary(SyntheticLibrary):
         ion = lines["ion"][sel].astype(int)
         chi = lines["excitation_eV"][sel].astype(float)
         loggf = lines["loggf"][sel].astype(float)
+        vdw = np.ones(lam.size)
+        if self._calibration is not None:
+            cal = self._calibration
+            loggf = cal["loggf"][sel].astype(float)
+            vdw = cal["vdw_enhancement"][sel].astype(float)
+            kept = cal["status"][sel] != "removed"
+            sel, lam, el, ion, chi, loggf, vdw = (a[kept] for a in (
+                sel, lam, el, ion, chi, loggf, vdw))
+        self._l_index = sel
         self._l_lam = lam
         self._l_el = el
         self._l_ion = ion
@@ -733,7 +873,7 @@ class LineListLibrary(SyntheticLibrary):
         d_up = np.maximum(d_low - _HC_EV_AA / lam, 0.5)
         d_low = np.maximum(d_low, d_up + 1e-3)
         c6 = 0.3e-30 * (1.0 / d_up**2 - 1.0 / d_low**2)
-        self._l_g6 = 10.0 ** 19.6 * c6 ** 0.4
+        self._l_g6 = 10.0 ** 19.6 * c6 ** 0.4 * vdw
         self._l_grad = _GAMMA_RAD / (lam * 1e-8) ** 2
         self._l_hwhm_per_gamma = lam**2 * 1e-8 / (4.0 * np.pi * _C_CGS)      # Å per s^-1
         # continuum-opacity nodes and each line's interpolation weights
@@ -809,7 +949,16 @@ class LineListLibrary(SyntheticLibrary):
         safe = np.where(s_eff > 0, s_eff, 1.0)
         return s_eff, sums[1] / safe, sums[2] / safe, sums[3] / safe, d_lin, d_sat
 
-    def _residual(self, teff, logg, feh, alpha):
+    def _line_state(self, teff, logg, feh, alpha):
+        """Per-line formation parameters at some labels (shared by synthesis and calibration).
+
+        Returns
+        -------
+        state : dict
+            ``lam, sigma, gamma, strength`` of the metal lines (Å, Å, Å, Å),
+            ``hbeta`` (``(strength, T, N_e)`` or `None`), ``d_lin, d_sat`` at
+            the continuum nodes, ``vmicro`` (km/s).
+        """
         atomic = self._atomic
         log_abund = atomic.log_eps_sun + feh * self._metal_mask + alpha * self._alpha_mask
         atm = build_atmosphere(atomic, teff, logg, log_abund)
@@ -817,21 +966,30 @@ class LineListLibrary(SyntheticLibrary):
         s, t_line, press, ne, d_lin, d_sat = self._line_strengths(atm, feh, alpha, fast)
         nmet = s.size - int(self._has_hbeta)
         lam = self._l_lam[:nmet]
-        vel2 = 2.0 * _K_B * t_line[:nmet] / self._l_mass[:nmet] + (self._vmicro * 1e5) ** 2
+        vmicro = self.vmicro_at(teff, logg, feh)
+        vel2 = 2.0 * _K_B * t_line[:nmet] / self._l_mass[:nmet] + (vmicro * 1e5) ** 2
         sigma = lam * np.sqrt(vel2) / _C_CGS / np.sqrt(2.0)         # Gaussian sigma, Å
         gamma = self._l_hwhm_per_gamma[:nmet] * (self._l_grad[:nmet]
                                                  + self._l_g6[:nmet] * press[:nmet])
-        strength = s[:nmet]
-        if fast:
-            eta = self._eta_fast(lam, sigma, gamma, strength)
+        hbeta = (s[-1], t_line[-1], ne[-1]) if self._has_hbeta else None
+        return {"lam": lam, "sigma": sigma, "gamma": gamma, "strength": s[:nmet],
+                "hbeta": hbeta, "d_lin": d_lin, "d_sat": d_sat, "vmicro": vmicro}
+
+    def _flux_from_eta(self, eta, d_lin, d_sat):
+        """Unconvolved residual flux ``1 - d_lin eta / (1 + eta d_lin / d_sat)`` on the pixels."""
+        dl = np.interp(self._wave, self._nodes, d_lin)
+        ds = np.interp(self._wave, self._nodes, d_sat)
+        return 1.0 - dl * eta / (1.0 + eta * dl / ds)
+
+    def _residual(self, teff, logg, feh, alpha):
+        st = self._line_state(teff, logg, feh, alpha)
+        if self._accuracy == "fast":
+            eta = self._eta_fast(st["lam"], st["sigma"], st["gamma"], st["strength"])
         else:
-            eta = self._eta_reference(lam, sigma, gamma, strength)
-        if self._has_hbeta:
-            self._add_hbeta(eta, s[-1], t_line[-1], ne[-1])
-        wave = self._wave
-        dl = np.interp(wave, self._nodes, d_lin)
-        ds = np.interp(wave, self._nodes, d_sat)
-        resid = 1.0 - dl * eta / (1.0 + eta * dl / ds)
+            eta = self._eta_reference(st["lam"], st["sigma"], st["gamma"], st["strength"])
+        if st["hbeta"] is not None:
+            self._add_hbeta(eta, *st["hbeta"], vmicro=st["vmicro"])
+        resid = self._flux_from_eta(eta, st["d_lin"], st["d_sat"])
         sig_pix = self._sampling / (2.0 * np.sqrt(2.0 * np.log(2.0)))
         return gaussian_filter1d(resid, sig_pix, mode="nearest", truncate=5.0)
 
@@ -1047,7 +1205,7 @@ class LineListLibrary(SyntheticLibrary):
                 out[p0:p1] += np.bincount(pix, weights=vals, minlength=p1 - p0)
             start = stop
 
-    def _add_hbeta(self, eta, strength, temp, ne):
+    def _add_hbeta(self, eta, strength, temp, ne, vmicro):
         lam0 = self._l_lam[-1]
         f0 = _HOLTSMARK_F0 * _E_ESU * ne ** (2.0 / 3.0)
         stark = 3.0 * _A0 * _E_ESU * (lam0 * 1e-8) ** 2 / (2.0 * _HC_CGS) * _STARK_K * f0 * 1e8
@@ -1064,7 +1222,7 @@ class LineListLibrary(SyntheticLibrary):
         else:
             x25 = x ** 2.5
         prof = strength / (_HOLTSMARK_NORM * stark) / (1.0 + x25)
-        vel2 = 2.0 * _K_B * temp / self._l_mass[-1] + (self._vmicro * 1e5) ** 2
+        vel2 = 2.0 * _K_B * temp / self._l_mass[-1] + (vmicro * 1e5) ** 2
         sigma = lam0 * np.sqrt(vel2 / 2.0) / _C_CGS
         dpix = lam0 / (self._sampling * self._resolution)
         prof = gaussian_filter1d(prof, sigma / dpix, mode="constant", truncate=5.0)
@@ -1094,8 +1252,10 @@ class LineListLibrary(SyntheticLibrary):
             flux = u.Quantity(resid * cont, FLUX_UNIT, copy=False)
         labels = np.asarray(rows, dtype=float)
         meta = {"library": self.name, "wavelength_medium": self.wavelength_medium,
-                "resolution": self._resolution, "vmicro": self._vmicro,
+                "resolution": self._resolution, "linelist": self._linelist,
                 "normalized": bool(normalized), "accuracy": self._accuracy}
+        vmic = np.array([self.vmicro_at(r[0], r[1], r[2]) for r in labels])
+        meta["vmicro"] = vmic if batch else float(vmic[0])
         for i, key in enumerate(("teff", "logg", "feh", "alpha")):
             meta[key] = labels[:, i].copy() if batch else float(labels[0, i])
         meta["continuum"] = u.Quantity(cont if batch else cont[0], FLUX_UNIT, copy=False)
