@@ -51,7 +51,6 @@ import contextlib
 import json
 import numbers
 import os
-import tempfile
 from pathlib import Path
 
 import astropy.units as u
@@ -59,7 +58,7 @@ import h5py
 import numpy as np
 from astropy.table import Table
 
-from .._util.fs import atomic_write_text, sha256_of
+from .._util.fs import atomic_write_text, mkstemp, sha256_of
 from ..exceptions import RemapError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "DEFAULT_METADATA_FIELDS",
@@ -304,8 +303,7 @@ class ShardWriter:
 
     def __enter__(self):
         w = self.writer
-        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{shard_name(self.index)}.",
-                                   dir=w.directory)
+        fd, tmp = mkstemp(prefix=f"{_TMP_PREFIX}{shard_name(self.index)}.", dir=w.directory)
         os.close(fd)
         self._tmp = tmp
         f = self._file = h5py.File(tmp, "w")

@@ -17,11 +17,11 @@ import math
 import numbers
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import keras
 
+from .._util.fs import mkstemp
 from .callbacks import (CheckpointError, EpochCheckpoint, StochasticWeightAveraging,
                         latest, load_checkpoint)
 from .schedules import CosineRestarts
@@ -234,7 +234,7 @@ def _write_csv(path, rows):
     """Rewrite the CSV log from checkpointed rows (before appending the resumed epochs)."""
     path = Path(path)
     keys = sorted({k for r in rows for k in r if k != "epoch"})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    fd, tmp = mkstemp(dir=path.parent, prefix=f".{path.name}-")
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             if rows:
