@@ -34,7 +34,8 @@ import numpy.lib.recfunctions as rfn
 from astropy import constants as const
 from astropy import units as u
 
-__all__ = ["AtomicData", "load_atomic_data", "load_calibration", "CALIBRATION_COLUMNS", "ionization_fractions", "electron_pressure",
+__all__ = ["AtomicData", "load_atomic_data", "load_calibration", "CALIBRATION_COLUMNS",
+           "ionization_fractions", "electron_pressure",
            "THETA_EV", "SAHA_LOG10_CONSTANT", "read_csv"]
 
 #: theta * chi: 5040 K/T times chi in eV gives the log10 Boltzmann factor; THETA_EV = e·1V/(k ln10).

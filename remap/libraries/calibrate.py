@@ -78,7 +78,7 @@ _ETA_WINDOW = 1e-4          # profile windows reach where 10 x (lab strength) fa
 _STRONG_ETA = 30.0          # lines with a peak eta above this get their own damping factor
 _MAX_WING_AA = 50.0
 _X_BOUNDS = (-3.0, 1.5)     # dex, bounds of the log gf corrections
-_LOG_E_BOUNDS = (0.0, 0.8)   # Unsöld underestimates gamma_6: factors 1-6  # log10 of the damping factors
+_LOG_E_BOUNDS = (0.0, 0.8)  # log10 of the damping factors (Unsöld underestimates gamma_6)
 _REMOVE_BELOW = -1.0        # dex: a line whose correction falls to this is removed ...
 _REMOVE_DEPTH = 0.01        # ... if the laboratory list predicts it deeper than this
 _MIN_SPECIES_LINES = 10    # a species offset needs this many well-constrained lines
@@ -207,7 +207,7 @@ def read_reference(path):
 
 
 def _merge_duplicates(wave, flux):
-    """Average the fluxes of repeated wavelengths (spliced orders); wavelengths must not decrease."""
+    """Average the fluxes of repeated wavelengths (spliced orders); they must not decrease."""
     if np.any(np.diff(wave) < 0):
         raise ValueError("wavelengths must increase (repeated values are averaged)")
     uniq, inverse, counts = np.unique(wave, return_inverse=True, return_counts=True)
@@ -477,7 +477,6 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
         print(f"{n_act} active lines ({int(free.sum())} free, {n_strong} strong), "
               f"{n_ref} reference pixels, velocity {velocity:+.2f} km/s")
 
-    n_par = n_act + n_strong + 1 + n_c
     lam_lm = 1e-3
     robust = np.ones(n_ref)
     h = 0.02                                                # finite step in log E

@@ -283,7 +283,6 @@ def _resolve_linelist(linelist):
     return linelist, load_calibration(None)
 
 
-
 def _real(value, name, low=None, high=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
