@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["library", "fetch", "parse_range"]
+__all__ = ["library", "fetch", "calibrate", "parse_range"]
 
 
 def parse_range(text, what="value"):
@@ -104,3 +104,42 @@ def fetch(name, teff, logg, feh, alpha, dest, base_url, workers, retries, timeou
                    "(complete files are skipped, partial ones resume).", err=True)
         click.get_current_context().exit(1)
     click.echo(f'Read it with remap.get_library("{name}", directory="{where}").')
+
+
+@library.command("calibrate")
+@click.option("--reference", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Two-column text file: air wavelength (Å) and normalized flux of the "
+                   "reference star (e.g. a solar spectrum).")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True),
+              default="linelist_calibrated.csv", show_default=True,
+              help="Calibration CSV to write; use it with "
+                   "LineListLibrary(linelist=PATH).")
+@click.option("--holdout", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Hold out every k-th window (0: fit all) and report the held-out rms.")
+@click.option("--window", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True, help="Width of the hold-out windows, Å.")
+@click.option("--labels", nargs=3, type=float, default=(5772.0, 4.44, 0.0),
+              show_default=True, help="T_eff, log g, [Fe/H] of the reference.")
+@click.option("--prior-sigma", type=click.FloatRange(min=0, min_open=True), default=0.3,
+              show_default=True, help="Prior width of each line's log gf correction, dex.")
+@click.option("--iterations", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Gauss-Newton iterations.")
+def calibrate(reference, output, holdout, window, labels, prior_sigma, iterations):
+    """Fit the linelist library's log gf and damping to a REFERENCE spectrum.
+
+    Redoes the astrophysical calibration shipped with remap
+    (``remap.libraries.calibrate.calibrate_linelist``; method in its docstring
+    and on the training-data page) and writes the calibration CSV.
+    """
+    from ..libraries.calibrate import calibrate_linelist, read_reference
+
+    try:
+        wave, flux = read_reference(reference)
+        result = calibrate_linelist(wave, flux, labels=tuple(labels) + (0.0,),
+                                    holdout=holdout, window=window, prior_sigma=prior_sigma,
+                                    iterations=iterations)
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    result.write(output)
+    click.echo(result.summary())
+    click.echo(f"wrote {output}; use it with LineListLibrary(linelist={output!r})")
