@@ -561,3 +561,77 @@ def test_save_model_rejects_bad_arguments(trained, tmp_path, change, message):
 def test_load_model_of_a_missing_directory(tmp_path):
     with pytest.raises(ArtifactError, match="no such artifact directory"):
         load_model(tmp_path / "nope")
+
+
+# ------------------------------------------------------------------ templates
+
+def _templates(seed=0, n=4):
+    rng = np.random.default_rng(seed)
+    flux = 1 - 0.3 * rng.random((n, NPIX)) ** 6
+    labels = np.column_stack([np.linspace(4000, 6500, n), np.full(n, 4.5), np.zeros(n)])
+    return {"flux": np.vstack([flux.mean(0), flux]),
+            "labels": np.vstack([np.full((1, 3), np.nan), labels]),
+            "label_names": LABEL_NAMES, "meta": {"library": "toy"}}
+
+
+def test_templates_round_trip_through_save_and_load(trained, tmp_path):
+    path = tmp_path / "with_templates"
+    rec = _templates()
+    save_model(path, trained["models"], _manifest(), templates={"A": rec})
+    model = load_model(path)
+    assert model.has_templates("A") and not model.has_templates("B")
+    t = model.templates("A")
+    np.testing.assert_allclose(t.wave.to_value("AA"), GRID["wave_min"] + 0.1 * np.arange(NPIX))
+    np.testing.assert_array_equal(t.flux, rec["flux"].astype(np.float32))
+    np.testing.assert_array_equal(t.labels[1:], rec["labels"][1:])
+    assert t.label_names == LABEL_NAMES and t.meta == {"library": "toy"}
+    assert not t.flux.flags.writeable
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["beams"]["A"]["templates"] == "templates_A.npz"
+    assert manifest["beams"]["A"]["n_templates"] == 5
+    with pytest.raises(ArtifactError, match="stores no templates for beam 'B'"):
+        model.templates("B")
+
+
+def test_write_templates_adds_them_rehashed_keeping_the_networks(copy):
+    before = (copy / "beam_A.keras").read_bytes()
+    artifact.write_templates(copy, {"A": _templates(1), "B": _templates(2)})
+    assert (copy / "beam_A.keras").read_bytes() == before
+    sums = (copy / "SHA256SUMS").read_text()
+    assert "templates_A.npz" in sums and "templates_B.npz" in sums
+    model = load_model(copy)          # verifies every hash
+    assert model.templates("B").flux.shape == (5, NPIX)
+
+
+def test_tampered_templates_file_is_refused(copy):
+    artifact.write_templates(copy, {"A": _templates(1)})
+    data = bytearray((copy / "templates_A.npz").read_bytes())
+    data[-40] ^= 0xFF
+    (copy / "templates_A.npz").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="'templates_A.npz' does not match its SHA-256"):
+        load_model(copy)
+
+
+def test_templates_with_a_pickled_array_are_refused(copy):
+    artifact.write_templates(copy, {"A": _templates(1)})
+    arrays = dict(np.load(copy / "templates_A.npz"))
+    arrays["meta"] = np.array([{"x": 1}], dtype=object)
+    with open(copy / "templates_A.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    _resum(copy)
+    with pytest.raises(ArtifactError, match="cannot read the templates"):
+        load_model(copy)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r.update(flux=np.ones((2, 7))), r"flux must have shape \(n, 128\)"),
+    (lambda r: r.update(labels=np.ones((5, 2))), r"labels must have shape \(5, 3\)"),
+    (lambda r: r.update(wave=np.arange(128.0)), r"must be on the beam's model grid"),
+    (lambda r: r.update(extra=1), r"unexpected keys \['extra'\]"),
+])
+def test_bad_templates_are_refused_when_written(copy, change, message):
+    rec = _templates()
+    change(rec)
+    with pytest.raises(ArtifactError, match=message):
+        artifact.write_templates(copy, {"A": rec})
+    load_model(copy)   # left as it was

@@ -1,7 +1,12 @@
 """Trained models: the artifact format, its safety checks and the runtime model.
 
-Everything is defined in :mod:`remap.model.artifact` and re-exported here.
+The artifact format is defined in :mod:`remap.model.artifact`, the template
+spectra in :mod:`remap.model.templates`; both are re-exported here.
 """
 
+from . import artifact as _artifact
+from . import templates as _templates
 from .artifact import *  # noqa: F401,F403
-from .artifact import __all__  # noqa: F401
+from .templates import *  # noqa: F401,F403
+
+__all__ = list(_artifact.__all__) + list(_templates.__all__)

@@ -9,6 +9,8 @@ prediction needs::
     beam_B.keras         ...
     embeddings_A.npz     optional: training-set embeddings of beam A + their labels
     embeddings_B.npz
+    templates_A.npz      optional: template spectra of beam A (radial velocities,
+    templates_B.npz      resolution, in-painting; see remap.model.templates)
     SHA256SUMS           SHA-256 of every other file (``sha256sum -c`` format)
 
 ``manifest.json`` records ``format`` (``"remap-model"``) and ``format_version``;
@@ -41,7 +43,7 @@ Loading never executes code stored in the artifact.  :func:`load_model`
 4. loads the networks with ``keras.saving.load_model(..., safe_mode=True,
    compile=False)`` after remap's own layers and every installed plugin are
    loaded (so plugin layers resolve);
-5. reads embeddings with ``numpy.load(..., allow_pickle=False)``.
+5. reads embeddings and templates with ``numpy.load(..., allow_pickle=False)``.
 
 The hashes protect against corruption and accidental edits, not against an
 attacker who can also rewrite ``SHA256SUMS``; steps 3 to 5 are what keep a
@@ -75,7 +77,8 @@ from ..exceptions import RemapError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "SUMS_NAME", "KERAS_MEMBERS",
            "ArtifactError", "Neighbours", "RemapModel", "save_model", "load_model",
-           "verify_files", "compute_embeddings", "model_file", "embeddings_file"]
+           "verify_files", "compute_embeddings", "model_file", "embeddings_file",
+           "templates_file", "Templates", "write_templates"]
 
 #: Format name written to (and required in) every artifact manifest.
 FORMAT_NAME = "remap-model"
@@ -111,6 +114,37 @@ def model_file(beam):
 def embeddings_file(beam):
     """File name of the embeddings of ``beam`` inside an artifact: ``embeddings_<beam>.npz``."""
     return f"embeddings_{beam}.npz"
+
+
+def templates_file(beam):
+    """File name of the templates of ``beam`` inside an artifact: ``templates_<beam>.npz``."""
+    return f"templates_{beam}.npz"
+
+
+class Templates(NamedTuple):
+    """Template spectra of one beam (:meth:`RemapModel.templates`).
+
+    Attributes
+    ----------
+    wave : `~astropy.units.Quantity`, shape (npix,)
+        The beam's model grid (Å).
+    flux : ndarray, shape (n_templates, npix)
+        Continuum-normalized flux, prepared like the training spectra (at the
+        model's resolution, no noise).  Row 0 is the mean training spectrum
+        (the mean of the others), used for in-painting uncovered pixels and as
+        the first radial-velocity template.
+    labels : ndarray, shape (n_templates, n_labels)
+        Their labels (NaN for the mean).
+    label_names : list of str
+    meta : dict
+        How they were made (library, resolution, label grid).
+    """
+
+    wave: object
+    flux: np.ndarray
+    labels: np.ndarray
+    label_names: list
+    meta: dict
 
 
 # --------------------------------------------------------------------------- helpers
@@ -337,6 +371,57 @@ def _normalize_embeddings(record, beam, heads, dims):
     return arrays
 
 
+def _normalize_templates(record, beam, grid):
+    """Check one beam's templates; return the arrays to store in the ``.npz``."""
+    if not isinstance(record, dict):
+        raise ArtifactError(f"templates of beam {beam!r} must be a dict with 'flux', 'labels' "
+                            f"and 'label_names'; received {type(record).__name__}")
+    extra = sorted(set(record) - {"wave", "flux", "labels", "label_names", "meta"})
+    if extra:
+        raise ArtifactError(f"templates of beam {beam!r}: unexpected keys {extra}")
+    for key in ("flux", "labels", "label_names"):
+        if key not in record:
+            raise ArtifactError(f"templates of beam {beam!r} need {key!r}")
+    npix = int(grid["npix"])
+    wave = grid["wave_min"] + np.arange(npix) * grid["sampling"]
+    if record.get("wave") is not None:
+        given = np.asarray(getattr(record["wave"], "value", record["wave"]), dtype=np.float64)
+        if given.shape != wave.shape or not np.allclose(given, wave, rtol=0,
+                                                        atol=1e-6 * grid["sampling"]):
+            raise ArtifactError(f"templates of beam {beam!r} must be on the beam's model grid "
+                                f"({grid['wave_min']:g}-{grid['wave_max']:g} Å, {npix} pixels)")
+    flux = np.asarray(record["flux"], dtype=np.float32)
+    if flux.ndim != 2 or flux.shape[1] != npix or flux.shape[0] < 1:
+        raise ArtifactError(f"templates of beam {beam!r}: flux must have shape (n, {npix}); "
+                            f"received {flux.shape}")
+    if not np.all(np.isfinite(flux)):
+        raise ArtifactError(f"templates of beam {beam!r} contain non-finite flux")
+    names = [str(n) for n in record["label_names"]]
+    labels = np.asarray(record["labels"], dtype=np.float64)
+    if labels.shape != (flux.shape[0], len(names)):
+        raise ArtifactError(f"templates of beam {beam!r}: labels must have shape "
+                            f"({flux.shape[0]}, {len(names)}); received {labels.shape}")
+    meta = _jsonify(dict(record.get("meta") or {}), f"templates of beam {beam!r}: meta")
+    return {"wave": wave, "flux": flux, "labels": labels,
+            "label_names": np.array(names, dtype=str),
+            "meta": np.array(json.dumps(meta, allow_nan=False), dtype=str)}
+
+
+def _templates_arrays_for(templates, grids):
+    """``{beam: arrays}`` of :func:`_normalize_templates` for ``{beam: record}``."""
+    if templates is None:
+        return {}
+    if not isinstance(templates, dict):
+        raise ArtifactError(f"templates must be a dict beam -> dict; received "
+                            f"{type(templates).__name__}")
+    unknown = sorted(set(templates) - set(grids))
+    if unknown:
+        raise ArtifactError(f"templates given for beams {unknown} that have no model "
+                            f"(models: {sorted(grids)})")
+    return {beam: _normalize_templates(rec, beam, grids[beam]) for beam, rec in
+            templates.items()}
+
+
 # --------------------------------------------------------------------------- writing
 
 def _renameat2_exchange(a, b):
@@ -389,7 +474,8 @@ def _save_keras(model, path):
     _fsync_file(path)
 
 
-def save_model(directory, models, manifest, *, embeddings=None, overwrite=False, heads=None):
+def save_model(directory, models, manifest, *, embeddings=None, overwrite=False, heads=None,
+               templates=None):
     """Write trained networks, their embeddings and a manifest as an artifact directory.
 
     Parameters
@@ -435,6 +521,12 @@ def save_model(directory, models, manifest, *, embeddings=None, overwrite=False,
     heads : sequence of `remap.heads.HeadSpec`, optional
         The heads of the networks; by default the registered heads named like
         the networks' PMF outputs.
+    templates : dict of str to dict, optional
+        Per beam, template spectra on the beam's grid (see
+        :func:`remap.model.templates.build_templates`): ``{"flux": (n, npix),
+        "labels": (n, k), "label_names": k names, "meta": {...}}`` (optional
+        ``"wave"``, checked against the grid).  Row 0 is the mean training
+        spectrum.  Stored as ``templates_<beam>.npz``.
 
     Returns
     -------
@@ -551,6 +643,11 @@ def save_model(directory, models, manifest, *, embeddings=None, overwrite=False,
         if beam in embeddings:
             record["embeddings"] = embeddings_file(beam)
         beam_records[beam] = record
+    stored_templates = _templates_arrays_for(
+        templates, {b: r["grid"] for b, r in beam_records.items()})
+    for beam, arrays in stored_templates.items():
+        beam_records[beam]["templates"] = templates_file(beam)
+        beam_records[beam]["n_templates"] = int(arrays["flux"].shape[0])
     stored_embeddings = {beam: _normalize_embeddings(rec, beam, head_names, outputs)
                          for beam, rec in embeddings.items()}
     for beam, arrays in stored_embeddings.items():
@@ -586,29 +683,90 @@ def save_model(directory, models, manifest, *, embeddings=None, overwrite=False,
             _inspect_keras_file(tmp / model_file(beam))
         for beam, arrays in stored_embeddings.items():
             _write_npz(tmp / embeddings_file(beam), arrays)
+        for beam, arrays in stored_templates.items():
+            _write_npz(tmp / templates_file(beam), arrays)
         _write_text(tmp / MANIFEST_NAME, manifest_text)
-        names = sorted(p.name for p in tmp.iterdir())
-        sums = "".join(f"{sha256_of(tmp / n)}  {n}\n" for n in names)
-        _write_text(tmp / SUMS_NAME, sums)
-        _fsync_dir(tmp)
-        os.chmod(tmp, 0o755)
-        if target.exists():
-            if _renameat2_exchange(tmp, target):
-                old = tmp  # after the exchange the temporary name holds the old artifact
-            else:
-                old = Path(tempfile.mkdtemp(prefix=_OLD_PREFIX + target.name + "-",
-                                            dir=target.parent))
-                os.rename(target, old / "artifact")
-                try:
-                    os.rename(tmp, target)
-                except BaseException:
-                    os.rename(old / "artifact", target)
-                    shutil.rmtree(old, ignore_errors=True)
-                    raise
-            shutil.rmtree(old, ignore_errors=True)
+        _seal_and_swap(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _seal_and_swap(tmp, target):
+    """Write ``SHA256SUMS`` for ``tmp`` and move it to ``target`` (replacing it atomically)."""
+    names = sorted(p.name for p in tmp.iterdir())
+    sums = "".join(f"{sha256_of(tmp / n)}  {n}\n" for n in names)
+    _write_text(tmp / SUMS_NAME, sums)
+    _fsync_dir(tmp)
+    os.chmod(tmp, 0o755)
+    if target.exists():
+        if _renameat2_exchange(tmp, target):
+            old = tmp  # after the exchange the temporary name holds the old artifact
         else:
-            os.rename(tmp, target)
-        _fsync_dir(target.parent)
+            old = Path(tempfile.mkdtemp(prefix=_OLD_PREFIX + target.name + "-",
+                                        dir=target.parent))
+            os.rename(target, old / "artifact")
+            try:
+                os.rename(tmp, target)
+            except BaseException:
+                os.rename(old / "artifact", target)
+                shutil.rmtree(old, ignore_errors=True)
+                raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, target)
+    _fsync_dir(target.parent)
+
+
+def write_templates(directory, templates):
+    """Add (or replace) the template spectra of an existing artifact, re-hashing it.
+
+    The artifact is verified first (:func:`verify_files`), copied into a
+    temporary sibling with the new ``templates_<beam>.npz`` files, its
+    manifest's beam records pointing at them and a new ``SHA256SUMS``, and
+    swapped into place atomically (like :func:`save_model` with
+    ``overwrite=True``).  The networks and embeddings are copied byte for byte.
+
+    Parameters
+    ----------
+    directory : str or path
+        An artifact directory.
+    templates : dict of str to dict
+        Per beam, as the ``templates`` argument of :func:`save_model`.
+
+    Returns
+    -------
+    path : `pathlib.Path`
+
+    Raises
+    ------
+    ArtifactError
+        The artifact fails verification, a beam is unknown, or the templates
+        are malformed or not on the beam's grid.
+    """
+    target = Path(directory).absolute()
+    verify_files(target)
+    manifest = _read_manifest(target)
+    grids = {b: r.get("grid", {}) for b, r in manifest["beams"].items()}
+    stored = _templates_arrays_for(templates, grids)
+    if not stored:
+        raise ArtifactError("no templates given")
+    for beam, arrays in stored.items():
+        manifest["beams"][beam]["templates"] = templates_file(beam)
+        manifest["beams"][beam]["n_templates"] = int(arrays["flux"].shape[0])
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX + target.name + "-", dir=target.parent))
+    try:
+        for entry in target.iterdir():
+            if entry.name in (SUMS_NAME, MANIFEST_NAME) or entry.name in {
+                    templates_file(b) for b in stored}:
+                continue
+            shutil.copy2(entry, tmp / entry.name)
+            _fsync_file(tmp / entry.name)
+        for beam, arrays in stored.items():
+            _write_npz(tmp / templates_file(beam), arrays)
+        _write_text(tmp / MANIFEST_NAME, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
+        _seal_and_swap(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -845,6 +1003,35 @@ def _load_embeddings(path, heads):
     return {"embeddings": per_head, "labels": labels, "label_names": [str(n) for n in names]}
 
 
+def _load_templates(path, grid):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"{path.name}: cannot read the templates ({exc})") from None
+    want = {"wave", "flux", "labels", "label_names", "meta"}
+    if set(arrays) != want:
+        raise ArtifactError(f"{path.name}: expected arrays {sorted(want)}; found "
+                            f"{sorted(arrays)}")
+    wave, flux, labels, names = (arrays[k] for k in ("wave", "flux", "labels", "label_names"))
+    npix = grid.get("npix")
+    if wave.ndim != 1 or wave.size != npix or wave.dtype.kind != "f" or flux.ndim != 2 \
+            or flux.shape[1] != npix or flux.dtype != np.float32 or flux.shape[0] < 1 \
+            or labels.shape != (flux.shape[0], names.size) or labels.dtype.kind != "f" \
+            or names.dtype.kind != "U" or arrays["meta"].dtype.kind != "U" \
+            or not np.all(np.isfinite(flux)):
+        raise ArtifactError(f"{path.name}: malformed templates (wave {wave.shape}, flux "
+                            f"{flux.shape} {flux.dtype}, labels {labels.shape}, label_names "
+                            f"{names.shape}; the beam grid has {npix} pixels)")
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except ValueError as exc:
+        raise ArtifactError(f"{path.name}: the templates' meta is not JSON ({exc})") from None
+    return {"wave": wave, "flux": flux, "labels": labels,
+            "label_names": [str(n) for n in names], "meta": meta if isinstance(meta, dict)
+            else {}}
+
+
 def load_model(path):
     """Load an artifact written by :func:`save_model`, verifying it first.
 
@@ -884,6 +1071,12 @@ def load_model(path):
                                     f"{embeddings_file(beam)!r}; manifest says "
                                     f"{record['embeddings']!r}")
             expected.add(embeddings_file(beam))
+        if record.get("templates") is not None:
+            if record["templates"] != templates_file(beam):
+                raise ArtifactError(f"{root}: beam {beam!r} must use templates file "
+                                    f"{templates_file(beam)!r}; manifest says "
+                                    f"{record['templates']!r}")
+            expected.add(templates_file(beam))
     present = {p.name for p in root.iterdir()} - {SUMS_NAME}
     for name in sorted(present - expected):
         raise ArtifactError(f"{root}: unexpected file {name!r}, not part of the artifact "
@@ -894,8 +1087,10 @@ def load_model(path):
     _load_plugins()
     heads = _check_heads(manifest, root)
     head_names = [h.name for h in heads]
-    models, embeddings = {}, {}
+    models, embeddings, templates = {}, {}, {}
     for beam, record in manifest["beams"].items():
+        if record.get("templates") is not None:
+            templates[beam] = _load_templates(root / record["templates"], record.get("grid", {}))
         file = root / record["model"]
         _inspect_keras_file(file)
         model = _keras_load(file)
@@ -912,7 +1107,7 @@ def load_model(path):
         models[beam] = model
         if record.get("embeddings") is not None:
             embeddings[beam] = _load_embeddings(root / record["embeddings"], head_names)
-    return RemapModel(root, manifest, models, heads, embeddings)
+    return RemapModel(root, manifest, models, heads, embeddings, templates=templates)
 
 
 # --------------------------------------------------------------------------- the model
@@ -961,7 +1156,7 @@ class RemapModel:
     models : dict of str to `keras.Model`
     """
 
-    def __init__(self, path, manifest, models, heads, embeddings):
+    def __init__(self, path, manifest, models, heads, embeddings, templates=None):
         self.path = Path(path)
         self.manifest = manifest
         self.models = dict(models)
@@ -971,6 +1166,7 @@ class RemapModel:
         self.survey = manifest["survey"]
         self.fitter = manifest.get("fitter")
         self._embeddings = dict(embeddings)
+        self._templates = dict(templates or {})
         self._trees = {}
         self._predict_fns = {}
 
@@ -1072,6 +1268,41 @@ class RemapModel:
             dims = _output_dims(self.models[beam])
             return {k: np.empty((0, d), np.float32) for k, d in dims.items()}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def has_templates(self, beam):
+        """True when template spectra of ``beam`` are stored."""
+        self._check_beam(beam)
+        return beam in self._templates
+
+    def templates(self, beam):
+        """The stored template spectra of ``beam`` (radial velocities, resolution, in-painting).
+
+        Returns
+        -------
+        templates : `Templates`
+            ``wave`` (Quantity, Å, the model grid), ``flux`` (n, npix) float32
+            normalized (row 0: the mean training spectrum), ``labels`` (n, k),
+            ``label_names``, ``meta`` (arrays are read-only views).
+
+        Raises
+        ------
+        ArtifactError
+            Unknown beam, or no templates stored (add them with
+            :func:`add_templates` or ``remap model add-templates``).
+        """
+        import astropy.units as u
+        self._check_beam(beam)
+        if beam not in self._templates:
+            raise ArtifactError(f"the artifact {str(self.path)!r} stores no templates for beam "
+                                f"{beam!r}; add them with remap.model.add_templates(path) or "
+                                f"'remap model add-templates PATH'")
+        rec = self._templates[beam]
+        flux = rec["flux"].view()
+        flux.flags.writeable = False
+        labels = rec["labels"].view()
+        labels.flags.writeable = False
+        return Templates(rec["wave"] * u.AA, flux, labels, list(rec["label_names"]),
+                         dict(rec["meta"]))
 
     def has_embeddings(self, beam):
         """True when training-set embeddings of ``beam`` are stored."""

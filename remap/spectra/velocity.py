@@ -1,0 +1,689 @@
+"""Radial velocities: Doppler shifts and batch cross-correlation against template spectra.
+
+The inference pipeline's ``rest_frame`` stage
+(:class:`remap.inference.rest_frame.RestFrame`) measures each star's radial
+velocity with :func:`estimate_rv` and moves its wavelengths to the rest frame
+with :func:`to_rest_frame`; the flux is not resampled (every row keeps its own
+wavelength grid until the ``resample`` stage).
+
+How :func:`estimate_rv` works, for a batch of rows (each on its own grid):
+
+1. each row is brought onto a uniform ln λ grid per template beam
+   (:class:`TemplateBank`, one point per template pixel by default; linear
+   interpolation), divided by a cheap pseudo-continuum (the running maximum
+   of the lightly smoothed flux, smoothed; :func:`pseudo_continuum`) and
+   turned into line depth ``1 - f/c``, high-passed (a coverage-weighted
+   boxcar of ~5 Å subtracted, so that broad wings and continuum errors do not
+   correlate) -- the templates get the same treatment;
+2. the cross-correlation function (CCF) with the bank's first template (the
+   mean training spectrum) is computed for all rows at once by FFT over the
+   lags within ``±rv_range`` (`scipy.fft`; this is why remap does not call
+   `specutils.analysis.template_correlate`, which correlates one spectrum
+   with one template at a time over every lag and gives no error), summed
+   over the beams a star covers;
+3. the best template is the one whose correlation at that first lag is
+   highest (one matrix product over the bank);
+4. the CCF with that template is computed again and its peak refined with a
+   Gaussian (a least-squares parabola in ln CCF over the points above half
+   the peak): the shift s (ln λ) gives ``v = c tanh(s)`` (the exact
+   relativistic Doppler formula, λ_obs/λ_rest = sqrt((1+β)/(1-β))), the
+   curvature the error (Zucker 2003, MNRAS 342, 1291:
+   σ_s² = -[N C''/C · C²/(1-C²)]⁻¹ with N the observed pixels in the overlap),
+   and the width the resolution (:func:`remap.spectra.resolution.resolution_from_widths`).
+
+A peak lower than :data:`MIN_PEAK`, less than :data:`MIN_PEAK_RATIO` times
+the highest other CCF maximum, at the edge of the velocity range, or with too
+few pixels, makes the result *uncertain* (`remap.Flag.RV_UNCERTAIN`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+
+import numpy as np
+from scipy import fft as sp_fft
+from scipy.ndimage import maximum_filter1d, uniform_filter1d
+
+from .resampling import linear_weights
+
+__all__ = ["C_KMS", "DEFAULT_RV_RANGE", "MIN_PEAK", "MIN_PEAK_RATIO", "MIN_CCF_PIXELS",
+           "doppler_factor", "to_rest_frame", "to_observed_frame", "pseudo_continuum",
+           "TemplateBank", "RVEstimate", "estimate_rv", "rv_quality"]
+
+#: Speed of light in km/s.
+C_KMS = 299_792.458
+
+#: Default half-width of the searched velocity range, km/s.
+DEFAULT_RV_RANGE = 300.0
+
+#: A normalized CCF peak below this is too weak to trust (`remap.Flag.RV_UNCERTAIN`).
+#: Pure noise gives peaks of ~0.05-0.1, a library spectrum at SNR 50 against the
+#: model's templates above 0.8.
+MIN_PEAK = 0.3
+
+#: The CCF peak must be at least this many times the highest other local maximum
+#: (farther than 3 peak widths); below it the velocity is ambiguous.
+MIN_PEAK_RATIO = 1.5
+
+#: Fewer observed pixels than this inside the templates' ranges: no estimate.
+MIN_CCF_PIXELS = 200
+
+#: Width (Å) of the running maximum of the pseudo-continuum and of the high-pass boxcar.
+_CONT_WINDOW_AA = 10.0
+_HIGHPASS_AA = 5.0
+
+
+# --------------------------------------------------------------------------- Doppler
+
+def _rv_array(rv):
+    rv = np.asarray(rv, dtype=float)
+    if np.any(~np.isfinite(rv)) or np.any(np.abs(rv) >= C_KMS):
+        raise ValueError(f"radial velocities must be finite and below c in magnitude (km/s); "
+                         f"received {rv!r}")
+    return rv
+
+
+def doppler_factor(rv):
+    """λ_observed / λ_rest for a radial velocity (km/s, positive receding).
+
+    The exact relativistic radial Doppler factor ``sqrt((1 + β) / (1 - β))``
+    with β = v/c (at 300 km/s it differs from ``1 + β`` by 5e-7, i.e.
+    0.15 km/s).
+
+    Parameters
+    ----------
+    rv : float or array_like
+        km/s.
+
+    Returns
+    -------
+    factor : float or ndarray
+    """
+    beta = _rv_array(rv) / C_KMS
+    return np.sqrt((1.0 + beta) / (1.0 - beta))
+
+
+def to_rest_frame(wave, rv):
+    """Rest-frame wavelengths of observed ones: ``λ_rest = λ_obs / doppler_factor(rv)``.
+
+    Parameters
+    ----------
+    wave : array_like, shape (npix,) or (n, npix)
+        Observed wavelengths (any unit; a Quantity keeps its unit).
+    rv : float or array_like, shape (n,)
+        km/s, one per row for a 2-D ``wave`` (or a scalar).
+
+    Returns
+    -------
+    wave_rest : same type and shape as ``wave``
+    """
+    factor = np.asarray(doppler_factor(rv))
+    if np.ndim(wave) == 2 and factor.ndim == 1:
+        factor = factor[:, None]
+    return wave / factor
+
+
+def to_observed_frame(wave, rv):
+    """Observed wavelengths of rest-frame ones (the inverse of :func:`to_rest_frame`)."""
+    factor = np.asarray(doppler_factor(rv))
+    if np.ndim(wave) == 2 and factor.ndim == 1:
+        factor = factor[:, None]
+    return wave * factor
+
+
+# --------------------------------------------------------------------------- preparation
+
+def apply_linear(y, idx, w):
+    """Linear interpolation weights applied along the last axis (``np.take``: on 2-D
+    arrays many times faster than fancy indexing)."""
+    a = np.take(y, idx, axis=-1)
+    b = np.take(y, idx + 1, axis=-1)
+    return a + (b - a) * w
+
+
+def _blocks(y, size, fill):
+    """``y`` (n, npix) padded with ``fill`` and reshaped to (n, nblocks, size)."""
+    n, npix = y.shape
+    nb = -(-npix // size)
+    if nb * size != npix:
+        y = np.concatenate([y, np.full((n, nb * size - npix), fill, dtype=y.dtype)], axis=1)
+    return y.reshape(n, nb, size)
+
+
+def _upsample(blocks, size, npix):
+    """Block values (n, nblocks) linearly interpolated back to the pixels."""
+    nb = blocks.shape[1]
+    if nb == 1:
+        return np.repeat(blocks, npix, axis=1)
+    centres = size * (np.arange(nb) + 0.5) - 0.5
+    idx, w = linear_weights(centres, np.arange(npix, dtype=float))
+    return apply_linear(blocks, idx, w)
+
+
+def _smooth_weighted(y, w, width, block=None):
+    """Coverage-weighted smoothing of y over ``width`` pixels (block means, boxcar, linear).
+
+    ``y`` is averaged in blocks of ``width // 8`` pixels with weights ``w``, the
+    block means are smoothed with a two-pass boxcar of 8 blocks (≈ a Gaussian of
+    σ ≈ width / 2.5) and interpolated back: O(n npix), whatever ``width``.
+    """
+    n, npix = y.shape
+    size = max(int(width) // 8, 1) if block is None else int(block)
+    wf = w.astype(y.dtype)
+    num = _blocks(y * wf, size, 0.0).sum(axis=2)
+    den = _blocks(wf, size, 0.0).sum(axis=2)
+    k = max(int(round(width / size)), 1)
+    num = uniform_filter1d(uniform_filter1d(num, k, axis=1, mode="constant"), k, axis=1,
+                           mode="constant")
+    den = uniform_filter1d(uniform_filter1d(den, k, axis=1, mode="constant"), k, axis=1,
+                           mode="constant")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(den > 1e-9, num / np.maximum(den, 1e-300), np.nan)
+    # blocks with no data take their neighbours' value
+    for r in np.flatnonzero(np.isnan(mean).any(axis=1) & ~np.isnan(mean).all(axis=1)):
+        good = ~np.isnan(mean[r])
+        mean[r, ~good] = np.interp(np.flatnonzero(~good), np.flatnonzero(good), mean[r, good])
+    return _upsample(np.nan_to_num(mean, nan=0.0), size, npix)
+
+
+def pseudo_continuum(flux, covered=None, *, window=201):
+    """A cheap upper envelope of each row: block maxima of the smoothed flux, smoothed.
+
+    The flux is smoothed over 3 pixels (against single noise peaks), the
+    maximum taken in blocks of ``window // 4`` pixels and as a running maximum
+    over 4 blocks, and that envelope smoothed over ``window`` pixels.
+
+    Parameters
+    ----------
+    flux : ndarray, shape (n, npix)
+    covered : ndarray of bool, shape (n, npix), optional
+        Pixels that hold data; the others are ignored.
+    window : int
+        Width (pixels) of the running maximum (default 201).
+
+    Returns
+    -------
+    continuum : ndarray, shape (n, npix)
+        Positive where ``covered`` (NaN elsewhere); the flux divided by it is
+        ~1 in the continuum (a few per cent high at low SNR, which the
+        high-pass of the CCF removes).
+    """
+    flux = np.atleast_2d(np.asarray(flux, dtype=float))
+    n, npix = flux.shape
+    covered = np.isfinite(flux) if covered is None else (covered & np.isfinite(flux))
+    f = np.where(covered, flux, -np.inf)
+    sm = f.copy()
+    sm[:, 1:-1] = (f[:, :-2] + f[:, 1:-1] + f[:, 2:]) / 3.0   # -inf next to gaps
+    sm = np.where(np.isfinite(sm), sm, f)
+    size = max(int(window) // 4, 1)
+    bmax = _blocks(sm, size, -np.inf).max(axis=2)
+    env = maximum_filter1d(bmax, 4, axis=1, mode="nearest")
+    has = np.isfinite(env)
+    env_pix = _smooth_weighted(_upsample(np.where(has, env, 0.0), size, npix),
+                               _upsample(has.astype(float), size, npix) > 0.5, window)
+    return np.where(covered & (env_pix > 0), env_pix, np.nan)
+
+
+# --------------------------------------------------------------------------- templates
+
+def _peak_fit(ccf, k_center=None, search=None):
+    """Gaussian fit of the highest CCF peak of each row.
+
+    Parameters
+    ----------
+    ccf : ndarray, shape (n, nlag)
+        Lags ``-K..K`` (index ``K`` is lag 0).
+    k_center, search : ndarray (n,), optional
+        Restrict the peak search to ``|lag - k_center| <= search``.
+
+    Returns
+    -------
+    dict of arrays: ``lag`` (fractional, lag units), ``height``, ``sigma`` (lag
+    units), ``ratio`` (peak / highest other maximum), ``edge`` (bool).
+    """
+    ccf = np.asarray(ccf, dtype=float)
+    n, nlag = ccf.shape
+    big_k = (nlag - 1) // 2
+    lags = np.arange(nlag) - big_k
+    work = ccf.copy()
+    if k_center is not None:
+        outside = np.abs(lags[None, :] - np.asarray(k_center)[:, None]) > np.asarray(
+            search)[:, None]
+        work[outside] = -np.inf
+    kmax = np.argmax(work, axis=1)
+    rows = np.arange(n)
+    peak = ccf[rows, kmax]
+    # half-width: consecutive points above half the peak on the shorter side, 2 to 25
+    counts = []
+    for side in (-1, 1):
+        count = np.zeros(n, dtype=int)
+        alive = np.ones(n, bool)
+        for j in range(1, 26):
+            k = kmax + side * j
+            inside = (k >= 0) & (k < nlag)
+            val = np.where(inside, ccf[rows, np.clip(k, 0, nlag - 1)], -np.inf)
+            alive &= val > 0.5 * peak
+            count += alive
+        counts.append(count)
+    half = np.clip(np.minimum(*counts), 2, 25)
+    hmax = int(half.max())
+    x = np.arange(-hmax, hmax + 1)
+    idx = kmax[:, None] + x[None, :]
+    inside = (idx >= 0) & (idx < nlag)
+    y = np.where(inside, ccf[rows[:, None], np.clip(idx, 0, nlag - 1)], np.nan)
+    w = inside & (np.abs(x)[None, :] <= half[:, None]) & (y > 0.05 * peak[:, None]) \
+        & (y > 0)
+    logy = np.log(np.where(w, y, 1.0))
+    # weighted least squares of log y = c0 + c1 x + c2 x^2 (weights y^2: noise in y)
+    wt = np.where(w, np.maximum(y, 0.0) ** 2, 0.0)
+    xs = x.astype(float)
+    s = [np.einsum("ij,j->i", wt, xs ** p) for p in range(5)]
+    t = [np.einsum("ij,j->i", wt * logy, xs ** p) for p in range(3)]
+    mat = np.stack([np.stack([s[0], s[1], s[2]], -1), np.stack([s[1], s[2], s[3]], -1),
+                    np.stack([s[2], s[3], s[4]], -1)], -2)
+    rhs = np.stack(t, -1)
+    ok = w.sum(axis=1) >= 3
+    coef = np.full((n, 3), np.nan)
+    if ok.any():
+        det = np.linalg.det(mat[ok])
+        good = np.abs(det) > 1e-300
+        sol = np.full((int(ok.sum()), 3), np.nan)
+        if good.any():
+            sol[good] = np.linalg.solve(mat[ok][good], rhs[ok][good][..., None])[..., 0]
+        coef[ok] = sol
+    c1, c2 = coef[:, 1], coef[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = np.where(c2 < 0, -c1 / (2 * c2), np.nan)
+        sigma = np.where(c2 < 0, np.sqrt(-1.0 / (2 * c2)), np.nan)
+        height = np.where(c2 < 0, np.exp(coef[:, 0] - c1 ** 2 / (4 * c2)), np.nan)
+    bad = ~np.isfinite(delta) | (np.abs(delta) > 1.5)
+    # fall back on a 3-point parabola in the CCF itself
+    ym = ccf[rows, np.clip(kmax - 1, 0, nlag - 1)]
+    yp = ccf[rows, np.clip(kmax + 1, 0, nlag - 1)]
+    den = ym - 2 * peak + yp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d3 = np.where(den < 0, 0.5 * (ym - yp) / den, 0.0)
+    delta = np.where(bad, np.clip(d3, -1, 1), delta)
+    height = np.where(bad | ~np.isfinite(height), peak, height)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma = np.where(bad | ~np.isfinite(sigma),
+                         np.sqrt(np.where(den < 0, -peak / den, np.nan)), sigma)
+    edge = np.abs(lags[kmax]) >= big_k
+    # the highest other local maximum beyond 3 peak widths
+    excl = np.maximum(3.0 * np.nan_to_num(sigma, nan=3.0), 3.0)
+    local = np.zeros_like(ccf, dtype=bool)
+    local[:, 1:-1] = (ccf[:, 1:-1] > ccf[:, :-2]) & (ccf[:, 1:-1] >= ccf[:, 2:])
+    far = np.abs(lags[None, :] - lags[kmax][:, None]) > excl[:, None]
+    if k_center is not None:
+        far &= ~outside
+    second = np.max(np.where(local & far, ccf, -np.inf), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(second > 0, height / second, np.inf)
+    return {"lag": lags[kmax] + delta, "height": height, "sigma": sigma, "ratio": ratio,
+            "edge": edge}
+
+
+class TemplateBank:
+    """Template spectra of one beam, prepared for cross-correlation.
+
+    Parameters
+    ----------
+    wave : array_like, shape (npix,)
+        Ascending template wavelengths (Å), e.g. a model beam's grid.
+    flux : array_like, shape (n_templates, npix)
+        Continuum-normalized template flux; the first row is the one
+        :func:`estimate_rv` correlates with first (the mean training spectrum).
+    resolution : float, optional
+        Resolving power of the templates (needed for resolution estimates).
+    rv_range : float
+        Half-width (km/s) of the velocity range searched.
+    oversample : int
+        Points of the ln λ correlation grid per template pixel (default 1:
+        ~6 km/s at 0.1 Å and 5000 Å; the Gaussian fit over the ~5 points of
+        the peak interpolates to < 0.15 km/s at SNR 50, the same as with 2).
+    labels : array_like, shape (n_templates, k), optional
+        The templates' labels (kept for reporting).
+    """
+
+    def __init__(self, wave, flux, *, resolution=None, rv_range=DEFAULT_RV_RANGE,
+                 oversample=1, labels=None):
+        wave = np.asarray(wave, dtype=float)
+        flux = np.atleast_2d(np.asarray(flux, dtype=float))
+        if wave.ndim != 1 or wave.size < 16 or np.any(np.diff(wave) <= 0):
+            raise ValueError("template wavelengths must be a 1-D ascending array of >= 16 "
+                             "values")
+        if flux.shape[1] != wave.size or not np.all(np.isfinite(flux)):
+            raise ValueError(f"template flux must have shape (n, {wave.size}) and be finite; "
+                             f"received {flux.shape}")
+        if not isinstance(rv_range, numbers.Real) or not 0 < rv_range < 0.1 * C_KMS:
+            raise ValueError(f"rv_range must be a velocity in (0, {0.1 * C_KMS:g}) km/s; "
+                             f"received rv_range={rv_range!r}")
+        if not isinstance(oversample, numbers.Integral) or not 1 <= oversample <= 16:
+            raise ValueError(f"oversample must be an integer in [1, 16]; received "
+                             f"{oversample!r}")
+        self.wave = wave
+        self.flux = flux
+        self.labels = None if labels is None else np.asarray(labels, dtype=float)
+        self.resolution = None if resolution is None else float(resolution)
+        self.rv_range = float(rv_range)
+        lnw = np.log(wave)
+        self.template_step = float(np.median(np.diff(lnw)))
+        self.step = self.template_step / int(oversample)
+        self.max_lag = int(math.ceil(math.atanh(self.rv_range / C_KMS) / self.step)) + 4
+        pad = self.max_lag + 2
+        n = int(math.ceil((lnw[-1] - lnw[0]) / self.step)) + 1 + 2 * pad
+        self.nfft = sp_fft.next_fast_len(n, real=True)
+        self.ln0 = lnw[0] - pad * self.step
+        self.grid = self.ln0 + self.step * np.arange(self.nfft)
+        self.highpass = max(int(round(_HIGHPASS_AA / wave.mean() / self.step)), 3)
+        self.cont_window = max(int(round(_CONT_WINDOW_AA / wave.mean() / self.step)), 5)
+        inside = (self.grid >= lnw[0]) & (self.grid <= lnw[-1])
+        self.inside = inside
+        idx, w = linear_weights(lnw, self.grid[inside])
+        on = np.zeros((flux.shape[0], self.nfft))
+        on[:, inside] = apply_linear(flux, idx, w)
+        cov = np.broadcast_to(inside, on.shape)
+        depth = np.where(cov, 1.0 - on, 0.0)
+        depth = np.where(cov, depth - _smooth_weighted(depth, cov, self.highpass), 0.0)
+        self.depth = depth
+        self.depth_sq = depth ** 2
+        self.spectra_f = sp_fft.rfft(depth, axis=-1)
+        norms = np.sqrt(np.sum(depth ** 2, axis=1))
+        self.norms = norms
+        # autocorrelation widths (for resolution estimates)
+        acf = self._lags(self.spectra_f * np.conj(self.spectra_f)) / (norms[:, None] ** 2)
+        fit = _peak_fit(acf)
+        self.acf_sigma = fit["sigma"] * self.step
+
+    @property
+    def n_templates(self):
+        """Number of templates."""
+        return self.flux.shape[0]
+
+    def _lags(self, product_f):
+        """Lags -max_lag..max_lag of an inverse FFT (rows)."""
+        full = sp_fft.irfft(product_f, self.nfft, axis=-1)
+        k = self.max_lag
+        return np.concatenate([full[..., -k:], full[..., :k + 1]], axis=-1)
+
+    def prepare(self, wave, flux, mask=None):
+        """Rows on this bank's ln λ grid as high-passed line depth.
+
+        Parameters
+        ----------
+        wave : ndarray, shape (npix,) or (n, npix)
+            Wavelengths in Å, in the templates' medium and frame.
+        flux : ndarray, shape (n, npix)
+        mask : ndarray of bool, shape (n, npix), optional
+
+        Returns
+        -------
+        depth : ndarray, shape (n, nfft)
+        covered : ndarray of bool, shape (n, nfft)
+        npix : ndarray of int, shape (n,)
+            Observed (unmasked) pixels inside the templates' range.
+        pixel_var : ndarray, shape (n,)
+            Median squared observed pixel size in ln λ (for resolution estimates).
+        """
+        flux = np.atleast_2d(np.asarray(flux, dtype=float))
+        n, npix = flux.shape
+        wave = np.asarray(wave, dtype=float)
+        bad = ~np.isfinite(flux) if mask is None else (np.asarray(mask, bool)
+                                                       | ~np.isfinite(flux))
+        values = np.where(bad, 0.0, flux).astype(np.float32)
+        on = np.zeros((n, self.nfft), np.float32)
+        weight = np.zeros((n, self.nfft), np.float32)
+        npx = np.zeros(n, dtype=np.int64)
+        pix_var = np.zeros(n)
+        t_lo, t_hi = self.wave[0], self.wave[-1]
+        if wave.ndim == 1:
+            groups = [(wave, np.arange(n))]
+        else:
+            keys = {}
+            for r in range(n):
+                keys.setdefault(wave[r].tobytes(), []).append(r)
+            groups = [(wave[rows[0]], np.asarray(rows)) for rows in keys.values()]
+        for wr, rows in groups:
+            lnw = np.log(wr)
+            sel = (self.grid >= lnw[0]) & (self.grid <= lnw[-1])
+            idx, w = linear_weights(lnw, self.grid[sel])
+            w = w.astype(np.float32)
+            in_t = (wr >= t_lo) & (wr <= t_hi)
+            dln = np.diff(lnw)
+            cols = slice(int(np.argmax(sel)), int(np.argmax(sel)) + int(sel.sum()))
+            if rows.size == n:
+                on[:, cols] = apply_linear(values, idx, w)
+                weight[:, cols] = apply_linear((~bad).astype(np.float32), idx, w)
+            else:
+                on[rows, cols] = apply_linear(values[rows], idx, w)
+                weight[rows, cols] = apply_linear((~bad[rows]).astype(np.float32), idx, w)
+            npx[rows] = np.count_nonzero(in_t[None, :] & ~bad[rows], axis=1)
+            pix_var[rows] = float(np.median(dln) ** 2) if dln.size else 0.0
+        covered = weight > 0.999
+        on = np.where(covered, on, 0.0)
+        cont = pseudo_continuum(on, covered, window=self.cont_window)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth = np.where(covered, 1.0 - on / cont, 0.0)
+        depth = np.where(np.isfinite(depth), depth, 0.0)
+        covered &= np.isfinite(cont)
+        depth = np.where(covered, depth - _smooth_weighted(depth, covered, self.highpass),
+                         0.0)
+        return depth, covered, npx, pix_var
+
+
+@dataclasses.dataclass
+class RVEstimate:
+    """Result of :func:`estimate_rv` (one value per row).
+
+    Attributes
+    ----------
+    rv, rv_err : ndarray
+        Radial velocity and its 1-σ error (km/s); NaN where not measured.
+    peak : ndarray
+        Normalized CCF peak height (1 for a perfect match).
+    peak_ratio : ndarray
+        Peak height over the highest other CCF maximum.
+    template : ndarray of int
+        Index of the template used (-1: none).
+    ccf_sigma : ndarray
+        Gaussian σ of the CCF peak (ln λ).
+    acf_sigma : ndarray
+        σ of the chosen template's autocorrelation peak (ln λ).
+    pixel_var : ndarray
+        Squared median observed pixel size (ln λ²).
+    npix : ndarray of int
+        Observed pixels used.
+    uncertain : ndarray of bool
+        Weak or ambiguous peak (see :func:`rv_quality`).
+    reason : list of str
+        Why a row is uncertain ('' otherwise).
+    """
+
+    rv: np.ndarray
+    rv_err: np.ndarray
+    peak: np.ndarray
+    peak_ratio: np.ndarray
+    template: np.ndarray
+    ccf_sigma: np.ndarray
+    acf_sigma: np.ndarray
+    pixel_var: np.ndarray
+    npix: np.ndarray
+    uncertain: np.ndarray
+    reason: list
+
+
+def rv_quality(peak, ratio, edge, npix, *, min_peak=MIN_PEAK, min_ratio=MIN_PEAK_RATIO,
+               min_pixels=MIN_CCF_PIXELS):
+    """The ``RV_UNCERTAIN`` rule: which rows have a weak or ambiguous CCF peak, and why.
+
+    Parameters
+    ----------
+    peak, ratio : ndarray
+        CCF peak height and peak / highest other maximum.
+    edge : ndarray of bool
+        Peak at the edge of the searched range.
+    npix : ndarray of int
+        Observed pixels in the correlation.
+    min_peak, min_ratio, min_pixels
+        Thresholds (defaults :data:`MIN_PEAK`, :data:`MIN_PEAK_RATIO`,
+        :data:`MIN_CCF_PIXELS`).
+
+    Returns
+    -------
+    uncertain : ndarray of bool
+    reasons : list of str
+    """
+    reasons = []
+    flags = np.zeros(len(peak), bool)
+    for i in range(len(peak)):
+        why = []
+        if npix[i] < min_pixels:
+            why.append(f"only {int(npix[i])} pixels overlap the templates")
+        elif not np.isfinite(peak[i]):
+            why.append("no CCF peak")
+        else:
+            if peak[i] < min_peak:
+                why.append(f"CCF peak {peak[i]:.2f} < {min_peak:g}")
+            if ratio[i] < min_ratio:
+                why.append(f"CCF peak only {ratio[i]:.2f}x the next highest (< {min_ratio:g})")
+            if edge[i]:
+                why.append("CCF peak at the edge of the velocity range")
+        flags[i] = bool(why)
+        reasons.append("; ".join(why))
+    return flags, reasons
+
+
+def estimate_rv(wave, flux, banks, *, mask=None, rv=None, search=None, chunk=256):
+    """Radial velocities of rows by cross-correlation with template banks.
+
+    Parameters
+    ----------
+    wave : ndarray, shape (npix,) or (n, npix)
+        Wavelengths (Å) in the templates' medium; one grid per row or shared.
+    flux : ndarray, shape (n, npix)
+        Flux in any unit (not necessarily normalized).
+    banks : sequence of `TemplateBank`
+        One per beam (e.g. the model's beams), all with the same number of
+        templates in the same order (template k has the same labels in every
+        bank); the CCFs of the beams a row covers are summed.
+    mask : ndarray of bool, shape (n, npix), optional
+    rv : float or ndarray, optional
+        Known velocities (km/s): no search over the full range; the peak is
+        looked for within ``search`` km/s of them (to measure its width).
+    search : float, optional
+        Half-width (km/s) of that window (default 5 peak widths' worth, 30 km/s).
+    chunk : int
+        Rows processed at a time (memory).
+
+    Returns
+    -------
+    estimate : `RVEstimate`
+    """
+    flux = np.atleast_2d(np.asarray(flux, dtype=float))
+    n = flux.shape[0]
+    banks = list(banks)
+    if not banks:
+        raise ValueError("estimate_rv needs at least one TemplateBank")
+    nt = banks[0].n_templates
+    if any(b.n_templates != nt for b in banks):
+        raise ValueError("every template bank must hold the same templates (same number)")
+    steps = {round(b.step, 15) for b in banks}
+    step = banks[0].step
+    max_lag = min(b.max_lag for b in banks)
+    if len(steps) > 1:  # one lag axis for all banks: use the coarsest step's lag count
+        raise ValueError("the template banks must share one ln λ step (same sampling and "
+                         "oversampling)")
+    known = None if rv is None else np.broadcast_to(_rv_array(rv), (n,)).astype(float)
+    wave = np.asarray(wave, dtype=float)
+    mask = None if mask is None else np.asarray(mask, dtype=bool)
+    out = {k: np.full(n, np.nan) for k in ("rv", "rv_err", "peak", "ratio", "sigma",
+                                           "acf", "pixvar")}
+    out["template"] = np.full(n, -1, dtype=np.int64)
+    out["npix"] = np.zeros(n, dtype=np.int64)
+    out["edge"] = np.zeros(n, bool)
+    for start in range(0, n, int(chunk)):
+        rows = np.arange(start, min(n, start + int(chunk)))
+        w_rows = wave if wave.ndim == 1 else wave[rows]
+        m_rows = None if mask is None else mask[rows]
+        _estimate_chunk(banks, w_rows, flux[rows], m_rows, None if known is None
+                        else known[rows], search, step, max_lag, out, rows)
+    uncertain, reasons = rv_quality(out["peak"], out["ratio"], out["edge"], out["npix"])
+    return RVEstimate(rv=out["rv"], rv_err=out["rv_err"], peak=out["peak"],
+                      peak_ratio=out["ratio"], template=out["template"],
+                      ccf_sigma=out["sigma"], acf_sigma=out["acf"], pixel_var=out["pixvar"],
+                      npix=out["npix"], uncertain=uncertain, reason=reasons)
+
+
+def _estimate_chunk(banks, wave, flux, mask, known, search, step, max_lag, out, rows):
+    n = flux.shape[0]
+    prepared = [b.prepare(wave, flux, mask) for b in banks]
+    npix = sum(p[2] for p in prepared)
+    pix_var = np.max(np.stack([p[3] for p in prepared]), axis=0)
+    spectra_f = [sp_fft.rfft(p[0], axis=-1) for p in prepared]
+    a_norm2 = sum(np.sum(p[0] ** 2, axis=1) for p in prepared)
+
+    def ccf_with(template_idx):
+        num = 0.0
+        t_norm2 = 0.0
+        for b, p, af in zip(banks, prepared, spectra_f):
+            lags = b._lags(af * np.conj(b.spectra_f[template_idx]))
+            k = b.max_lag
+            num = num + lags[:, k - max_lag:k + max_lag + 1]
+            # the template's power where the row has data
+            t_norm2 = t_norm2 + np.einsum("ij,ij->i", p[1].astype(float),
+                                          b.depth_sq[template_idx])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return num / np.sqrt(a_norm2 * t_norm2)[:, None]
+
+    zero = np.zeros(n, dtype=np.int64)
+    if known is None:
+        fit0 = _peak_fit(ccf_with(zero))
+        lag0 = fit0["lag"]
+        window = None
+    else:
+        lag0 = np.arctanh(known / C_KMS) / step
+        win = 30.0 if search is None else float(search)
+        window = np.full(n, max(math.atanh(win / C_KMS) / step, 3.0))
+    # the best template at that lag: correlation of the shifted row with each template
+    shift = np.where(np.isfinite(lag0), np.rint(lag0), 0).astype(np.int64)
+    score_num = 0.0
+    score_den = 0.0
+    for b, p in zip(banks, prepared):
+        idx = (np.arange(b.nfft)[None, :] + shift[:, None]) % b.nfft
+        a_shift = np.take_along_axis(p[0], idx, axis=1)
+        c_shift = np.take_along_axis(p[1], idx, axis=1).astype(float)
+        score_num = score_num + a_shift @ b.depth.T
+        score_den = score_den + c_shift @ b.depth_sq.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = score_num / np.sqrt(score_den)
+    score = np.where(np.isfinite(score), score, -np.inf)
+    best = np.argmax(score, axis=1)
+    ccf = ccf_with(best)
+    if window is None:
+        fit = _peak_fit(ccf)
+    else:
+        fit = _peak_fit(ccf, k_center=lag0, search=window)
+    s = fit["lag"] * step
+    rv = C_KMS * np.tanh(s)
+    c_pk = np.clip(fit["height"], 1e-6, 1 - 1e-9)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Zucker (2003): sigma_s^2 = sigma_ccf^2 (1 - C^2) / (N C^2) for a Gaussian peak
+        err_lag = fit["sigma"] * np.sqrt((1 - c_pk ** 2) / (np.maximum(npix, 1) * c_pk ** 2))
+    rv_err = C_KMS * err_lag * step / np.cosh(s) ** 2
+    acf = np.stack([b.acf_sigma for b in banks])  # (n_banks, nt)
+    weights = np.stack([p[2] for p in prepared]).astype(float)  # pixels per bank
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acf_row = np.sum(weights * acf[:, best], axis=0) / weights.sum(axis=0)
+    valid = npix >= 1
+    out["rv"][rows] = np.where(valid, rv, np.nan)
+    out["rv_err"][rows] = np.where(valid, rv_err, np.nan)
+    out["peak"][rows] = np.where(valid, fit["height"], np.nan)
+    out["ratio"][rows] = fit["ratio"]
+    out["sigma"][rows] = fit["sigma"] * step
+    out["acf"][rows] = acf_row
+    out["pixvar"][rows] = pix_var
+    out["template"][rows] = np.where(valid, best, -1)
+    out["npix"][rows] = npix
+    out["edge"][rows] = fit["edge"] if window is None else False
