@@ -57,7 +57,9 @@ from .spectra.validation import prepare
 
 __all__ = ["DEFAULT_RESOLUTIONS", "DEFAULT_NOISE_LEVELS", "DEFAULT_DRAWS",
            "MASK_WEIGHT_THRESHOLD", "gaussian_sigma_ln", "downconvolve", "to_medium",
-           "resample", "crop", "add_noise", "sample_seeds", "augment"]
+           "resample", "crop", "add_noise", "sample_seeds", "augment",
+           "DEFAULT_COVERAGE_PROBABILITY", "DEFAULT_COVERAGE_MAX_FRACTION", "COVERAGE_SEED_KEY",
+           "drop_coverage", "drop_coverage_results"]
 
 #: Output resolving powers of the down-convolution (Gilda 2025, §3.3 (i)).
 DEFAULT_RESOLUTIONS = (10_000, 11_000, 12_000)
@@ -67,6 +69,16 @@ DEFAULT_NOISE_LEVELS = tuple(float(x) for x in np.linspace(0.005, 0.02, 5))
 
 #: Noise draws per level (Gilda 2025, §3.3 (iii): "sample thrice").
 DEFAULT_DRAWS = 3
+
+#: Fraction of training spectra that lose part of a beam (partial-coverage augmentation).
+DEFAULT_COVERAGE_PROBABILITY = 0.5
+
+#: Largest fraction of a beam dropped by the partial-coverage augmentation.
+DEFAULT_COVERAGE_MAX_FRACTION = 0.4
+
+#: Beam ``b`` of a label point draws its dropped spans from
+#: ``SeedSequence(label point seed, spawn_key=(COVERAGE_SEED_KEY + b,))``.
+COVERAGE_SEED_KEY = 1000
 
 _MEDIA = ("air", "vacuum")
 
@@ -454,3 +466,120 @@ def augment(spectrum, survey, beam, *, resolutions=DEFAULT_RESOLUTIONS,
     batch.meta.clear()
     batch.meta.update(meta)
     return batch, samples
+
+
+# --------------------------------------------------------------------------- partial coverage
+
+def _check_fraction(value, name, *, high=1.0):
+    if (not isinstance(value, numbers.Real) or isinstance(value, bool)
+            or not math.isfinite(value) or not 0.0 <= value <= high):
+        raise ValueError(f"{name} must be a number in [0, {high:g}]; received: "
+                         f"{name}={value!r}")
+    return float(value)
+
+
+def drop_coverage(flux, mask, fill, *, seed, probability=DEFAULT_COVERAGE_PROBABILITY,
+                  max_fraction=DEFAULT_COVERAGE_MAX_FRACTION):
+    """Partial-coverage augmentation: drop random spans of normalized rows and in-paint them.
+
+    Observed spectra often cover a beam only in part (a spectrograph whose
+    range starts inside the beam, a gap between chips).  At inference the
+    pixels of the model grid a spectrum does not cover are filled with the
+    model's mean training spectrum (row 0 of `remap.model.Templates`); this
+    augmentation shows the network the same thing during training.  Each row,
+    with probability ``probability``, loses a fraction ``f ~ U(0,
+    max_fraction)`` of its pixels, at its blue end, at its red end or as one
+    gap inside (each equally likely; a gap's position uniform); those pixels
+    take the values of ``fill`` and are masked.
+
+    Parameters
+    ----------
+    flux : ndarray, shape (n, npix)
+        Continuum-normalized rows.
+    mask : ndarray of bool, shape (n, npix) or None
+    fill : ndarray, shape (npix,)
+        What dropped pixels become (the mean training spectrum).
+    seed : int, `numpy.random.SeedSequence` or `numpy.random.Generator`
+    probability : float in [0, 1]
+    max_fraction : float in [0, 1)
+
+    Returns
+    -------
+    flux, mask : ndarray
+        New arrays (the inputs are not changed).
+    dropped : ndarray, shape (n,)
+        Fraction of each row's pixels dropped (0 for rows left whole).
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or parameters.
+    """
+    flux = np.array(np.atleast_2d(flux), copy=True)
+    n, npix = flux.shape
+    mask = np.zeros((n, npix), bool) if mask is None else np.array(
+        np.atleast_2d(mask), dtype=bool, copy=True)
+    fill = np.asarray(fill, dtype=flux.dtype if flux.dtype.kind == "f" else float)
+    if mask.shape != (n, npix) or fill.shape != (npix,):
+        raise ValueError(f"mask must have shape {(n, npix)} and fill ({npix},); received "
+                         f"{mask.shape} and {fill.shape}")
+    probability = _check_fraction(probability, "probability")
+    max_fraction = _check_fraction(max_fraction, "max_fraction", high=0.99)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(
+        _as_seed_sequence(seed))
+    # every row draws the same four numbers, so a row's spans do not depend on the others
+    u_apply, u_frac, u_kind, u_pos = rng.random((4, n))
+    dropped = np.zeros(n)
+    for r in range(n):
+        if u_apply[r] >= probability:
+            continue
+        width = int(round(u_frac[r] * max_fraction * npix))
+        if width < 1:
+            continue
+        kind = int(u_kind[r] * 3)
+        if kind == 0:
+            start = 0
+        elif kind == 1:
+            start = npix - width
+        else:
+            start = 1 + int(u_pos[r] * max(npix - width - 1, 0))
+        span = slice(start, min(start + width, npix))
+        flux[r, span] = fill[span]
+        mask[r, span] = True
+        dropped[r] = (span.stop - span.start) / npix
+    return flux, mask, dropped
+
+
+def drop_coverage_results(results, beams, fill, *, probability=DEFAULT_COVERAGE_PROBABILITY,
+                          max_fraction=DEFAULT_COVERAGE_MAX_FRACTION):
+    """:func:`drop_coverage` for the label points of a data-set shard.
+
+    Parameters
+    ----------
+    results : list of tuple
+        ``(flux by beam, mask by beam, samples, label point seed)`` per label
+        point, normalized (as `remap.datasets.build_synthetic` makes them).
+    beams : sequence of str
+        In the build's order: beam ``b`` of a label point draws from
+        ``SeedSequence(seed, spawn_key=(COVERAGE_SEED_KEY + b,))``, so the
+        result does not depend on sharding, workers or resuming.
+    fill : dict of str to ndarray
+        Per beam, the in-painting spectrum (:func:`remap.model.mean_spectra`).
+    probability, max_fraction
+        As for :func:`drop_coverage`.
+
+    Returns
+    -------
+    results : list of tuple
+        The same tuples with new flux and mask arrays.
+    """
+    out = []
+    for flux, mask, samples, lp_seed in results:
+        flux, mask = dict(flux), dict(mask)
+        for b, beam in enumerate(beams):
+            ss = np.random.SeedSequence(int(lp_seed), spawn_key=(COVERAGE_SEED_KEY + b,))
+            f, m, _ = drop_coverage(flux[beam], mask[beam], fill[beam], seed=ss,
+                                    probability=probability, max_fraction=max_fraction)
+            flux[beam], mask[beam] = f.astype(flux[beam].dtype), m
+        out.append((flux, mask, samples, lp_seed))
+    return out

@@ -270,3 +270,80 @@ def test_augment_produces_45_ordered_samples_deterministically():
         augment(spec, survey, "Q", seed=1, fitter=None)
     with pytest.raises(NoOverlapError):
         augment(crop(spec, 4990 * u.AA, 5040 * u.AA), survey, "X", seed=1, fitter=None)
+
+
+# ------------------------------------------------------------------ partial coverage
+
+def test_drop_coverage_is_seeded_deterministic_and_bounded():
+    from remap.augment import drop_coverage
+    rng = np.random.default_rng(3)
+    flux = 1.0 - 0.2 * rng.random((400, 500))
+    fill = np.full(500, 0.93)
+    f1, m1, d1 = drop_coverage(flux, None, fill, seed=11, probability=0.5, max_fraction=0.4)
+    f2, m2, d2 = drop_coverage(flux, None, fill, seed=11, probability=0.5, max_fraction=0.4)
+    np.testing.assert_array_equal(f1, f2)
+    np.testing.assert_array_equal(m1, m2)
+    f3, _, _ = drop_coverage(flux, None, fill, seed=12, probability=0.5, max_fraction=0.4)
+    assert not np.array_equal(f1, f3)
+    assert np.all(flux == 1.0 - 0.2 * np.random.default_rng(3).random((400, 500)))  # input kept
+    # about half the rows, 0-40 % each, in-painted with the fill and masked
+    touched = d1 > 0
+    assert 0.4 < touched.mean() < 0.6
+    assert d1.max() <= 0.4 + 1 / 500
+    np.testing.assert_allclose(m1.mean(axis=1), d1)
+    assert np.all(f1[m1] == 0.93) and np.all(f1[~m1] == flux[~m1])
+    # spans at the blue end, the red end and inside
+    blue = m1[:, 0] & touched
+    red = m1[:, -1] & touched
+    gap = touched & ~blue & ~red
+    assert blue.sum() > 30 and red.sum() > 30 and gap.sum() > 30
+    for r in np.flatnonzero(touched):          # one contiguous span per row
+        assert np.count_nonzero(np.diff(m1[r].astype(int)) != 0) <= 2
+    # probability 0 changes nothing
+    f0, m0, d0 = drop_coverage(flux, None, fill, seed=11, probability=0.0)
+    np.testing.assert_array_equal(f0, flux)
+    assert not m0.any() and not d0.any()
+
+
+def test_drop_coverage_results_do_not_depend_on_the_shard():
+    from remap.augment import drop_coverage_results
+    rng = np.random.default_rng(0)
+    points = [({"A": rng.random((6, 50)), "B": rng.random((6, 40))},
+               {"A": np.zeros((6, 50), bool), "B": np.zeros((6, 40), bool)}, None, 100 + i)
+              for i in range(4)]
+    fill = {"A": np.zeros(50), "B": np.zeros(40)}
+    together = drop_coverage_results(points, ["A", "B"], fill, probability=0.8)
+    alone = drop_coverage_results(points[2:3], ["A", "B"], fill, probability=0.8)
+    np.testing.assert_array_equal(together[2][0]["A"], alone[0][0]["A"])
+    np.testing.assert_array_equal(together[2][1]["B"], alone[0][1]["B"])
+    assert not np.array_equal(together[0][1]["A"], together[1][1]["A"])
+
+
+def test_drop_coverage_checks_its_arguments():
+    from remap.augment import drop_coverage
+    with pytest.raises(ValueError, match="fill"):
+        drop_coverage(np.ones((2, 10)), None, np.ones(9), seed=0)
+    with pytest.raises(ValueError, match="probability must be a number in"):
+        drop_coverage(np.ones((2, 10)), None, np.ones(10), seed=0, probability=1.5)
+    with pytest.raises(ValueError, match="max_fraction"):
+        drop_coverage(np.ones((2, 10)), None, np.ones(10), seed=0, max_fraction=1.0)
+
+
+def test_downconvolve_and_convolve_rows_share_one_kernel():
+    from remap.spectra.resolution import convolve_rows
+    spec = line_spectrum(r_in=60_000, step=0.01)
+    wave = spec.spectral_axis.to_value(u.AA)
+    ref = downconvolve(spec, 11_000).flux.value
+    flux = np.vstack([spec.flux.value, spec.flux.value])
+    out, mask, std = convolve_rows(wave, flux, 11_000, [60_000, 11_000])
+    np.testing.assert_allclose(out[0], ref, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(out[1], flux[1])          # already at R_out: unchanged
+    assert std is None and not mask.any()
+    # per-row grids and a masked pixel (filled, convolved, masked again)
+    m = np.zeros_like(flux, bool)
+    m[0, 4000] = True
+    bad = flux.copy()
+    bad[0, 4000] = 1e6
+    out2, mask2, _ = convolve_rows(np.vstack([wave, wave]), bad, 11_000, 60_000, mask=m)
+    assert mask2[0, 4000] and not mask2[1].any()
+    assert np.max(np.abs(out2[0] - ref)) < 1e-3

@@ -241,7 +241,7 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
                     beams=None, resolutions=None, noise_levels=None, draws=None,
                     fitter="algorithm1", fitter_options=None, config=None, overwrite=False,
                     progress=False, compression="gzip", workers=1, on_shard=None,
-                    blas_threads=1, client=None):
+                    blas_threads=1, client=None, coverage=None):
     """Build (or resume) a synthetic training set: library → augment → normalize → shards.
 
     Parameters
@@ -282,6 +282,13 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
     blas_threads : int or None
         BLAS threads per process while building (:func:`limit_blas_threads`);
         `None` leaves the library default.
+    coverage : dict, optional
+        Partial-coverage augmentation (:func:`remap.augment.drop_coverage`,
+        after normalization; needs a fitter): ``{"probability": p,
+        "max_fraction": f}``.  Dropped pixels are in-painted with the mean of
+        the library's templates (:func:`remap.model.build_templates`), which is
+        what the model's artifact stores and the pipeline fills uncovered
+        pixels with.
     client : `distributed.Client`, optional
         Compute the shards as tasks on this Dask cluster (``workers`` is then
         ignored): each task augments and normalizes one shard's label points
@@ -331,13 +338,22 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
     n_points = len(labels)
     if n_points == 0:
         raise DatasetError("no label points to build")
+    fill = None
+    if coverage is not None:
+        if fitter_obj is None:
+            raise ValueError("the partial-coverage augmentation needs a continuum fitter (it "
+                             "in-paints normalized spectra)")
+        coverage = {k: float(coverage[k]) for k in ("probability", "max_fraction")}
+        from ..model.templates import build_templates, mean_spectra
+        fill = mean_spectra(build_templates(library, survey, beams, fitter=fitter_obj,
+                                            resolution=float(np.median(options["resolutions"]))))
     full_config = {"kind": "synthetic", "library": library.name, "seed": int(seed),
                    "shard_size": int(shard_size), "n_label_points": n_points,
                    "labels_sha256": hashlib.sha256(np.column_stack(
                        [np.asarray(labels[k], dtype="<f8") for k in LIBRARY_LABELS])
                        .tobytes()).hexdigest(),
                    "samples_per_label_point": per_point, **options, "fitter": fitter_record,
-                   **(config or {})}
+                   **({} if coverage is None else {"coverage": coverage}), **(config or {})}
     # augmentation runs per label point without normalization; the continuum is
     # fitted once per shard and beam on the whole batch (the fitters treat each
     # row independently, and the vectorized ones are several times faster per
@@ -392,6 +408,8 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
                 results = list(results)
                 if fitter_obj is not None:
                     results = _normalize_shard(results, survey, beams, fitter_obj)
+            if coverage is not None:
+                results = aug.drop_coverage_results(list(results), beams, fill, **coverage)
             with writer.shard(k, n_rows) as shard:
                 for i, (flux, mask, samples, lp_seed) in zip(points, results):
                     shard.append(

@@ -202,6 +202,13 @@ class BuildConfig:
     fitter_options : dict
     workers : int
         Processes building in parallel (same result for any value).
+    coverage_probability : float
+        Fraction of the training spectra that lose part of each beam (the
+        partial-coverage augmentation, `remap.augment.drop_coverage`; 0 turns
+        it off).  Default 0.5.
+    coverage_max_fraction : float
+        Largest fraction of a beam dropped (at either end or as a gap inside;
+        uniform from 0).  Default 0.4.
     """
 
     library: str = _field("linelist", _str())
@@ -217,6 +224,8 @@ class BuildConfig:
     fitter: str = _field("algorithm1", _str())
     fitter_options: dict = _field(dict, _options())
     workers: int = _field(1, _int(1))
+    coverage_probability: float = _field(0.5, _real(0, 1))
+    coverage_max_fraction: float = _field(0.4, _real(0, 0.99))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -267,6 +267,8 @@ class TrainRunner:
             noise_levels=b.noise_levels, draws=b.draws,
             fitter=None if b.fitter.lower() == "none" else b.fitter,
             fitter_options=dict(b.fitter_options), workers=b.workers, overwrite=True,
+            coverage=None if b.coverage_probability == 0 or b.fitter.lower() == "none" else
+            {"probability": b.coverage_probability, "max_fraction": b.coverage_max_fraction},
             config={"library_options": json.loads(json.dumps(b.library_options)),
                     "labels": "grid" if b.grid else "uniform",
                     "vary_alpha": bool(b.vary_alpha)})
@@ -824,6 +826,33 @@ class TrainRunner:
             self.echo(f"beam {beam}: {which} validation ({entry['n']}): loss "
                       f"{entry['loss'].get('loss', float('nan')):.4f}; " + "; ".join(parts))
 
+    def templates(self, manifest, beams):
+        """Template spectra of the training library for the artifact (None without one).
+
+        Built with `remap.model.build_templates` from the library and fitter the
+        training set records, at each beam's resolution: the radial-velocity
+        templates and the in-painting mean of the fitting pipeline.
+        """
+        from ..model.templates import build_templates
+        from ..plugins import get_continuum_fitter, get_library, get_survey
+
+        lib = manifest.get("library") or {}
+        if not lib.get("name"):
+            self.echo("artifact: the training set records no library; no templates stored")
+            return None
+        try:
+            library = get_library(lib["name"], **_library_options(lib.get("options") or {}))
+            survey = get_survey(manifest["survey"])
+            fit = manifest.get("fitter")
+            fitter = None
+            if isinstance(fit, dict) and fit.get("name"):
+                options = {k: v for k, v in fit.items() if k != "name"}
+                fitter = get_continuum_fitter(fit["name"], **options)
+        except (TypeError, ValueError, RemapError) as exc:
+            self.echo(f"artifact: no templates stored ({exc})")
+            return None
+        return build_templates(library, survey, beams, fitter=fitter)
+
     def write_artifact(self, finals):
         """Save the artifact ``OUT/model`` with the given beams' networks and the others on disk.
 
@@ -852,8 +881,9 @@ class TrainRunner:
         order = [b for b in self.config.beams if b in models]
         models = {b: models[b] for b in order}
         path = self.out / "model"
-        save_model(path, models, self.manifest(metrics, order), embeddings=embeddings or None,
-                   overwrite=True, heads=self.heads)
+        manifest = self.manifest(metrics, order)
+        save_model(path, models, manifest, embeddings=embeddings or None,
+                   overwrite=True, heads=self.heads, templates=self.templates(manifest, order))
         self.echo(f"artifact: {path} (beams {', '.join(order)})")
         keras.backend.clear_session(free_memory=False)
         return path
