@@ -57,6 +57,7 @@ from ..plugins import get_head, get_library, get_survey, list_heads
 from ..simulate import SimulationConfig, build_simulated
 from ..exceptions import RemapError
 from .._util.fs import atomic_path, atomic_write_text
+from .._util.validators import wavelength_range
 from .._util.stats import mad_sigma
 from .config import STAGES, TrainConfig, load_config
 
@@ -161,10 +162,10 @@ def _library_options(options):
     value = out.get("wave_range")
     if isinstance(value, (list, tuple)):
         try:
-            out["wave_range"] = np.asarray(value, dtype=float) * u.AA
-        except (TypeError, ValueError):
-            raise RunnerError(f"library option wave_range must be [min, max] in Å; received "
-                              f"{value!r}") from None
+            out["wave_range"] = wavelength_range(value, "library option wave_range",
+                                                 default_unit=u.AA)
+        except (TypeError, ValueError) as exc:
+            raise RunnerError(f"{exc}; give it as [min, max] in Å") from None
     return out
 
 
