@@ -48,6 +48,14 @@ FAST_TOLERANCE = (1e-3, 1e-2)
 # galloping search: largest number of ``step`` multiplications tried at once
 _MAX_JUMP = 4096
 
+# pixels per bin the compiled kernel keeps as candidates for the next crossings
+_SHORTLIST = 64
+
+#: Counters of the compiled ``fast`` kernel, summed over every fit of the process
+#: (diagnostics for benchmarks): events, bin pixels scanned in full passes, shortlist
+#: pixels solved, full-bin solves.
+KERNEL_STATS = np.zeros(4, dtype=np.int64)
+
 
 def _bins(npix, v):
     """Edges (v + 1) and centres (v) of ``v`` uniform bins of pixel indices 0..npix-1."""
@@ -115,6 +123,61 @@ def _final_basis(npix, v, degree, sigma):
         basis = gaussian_filter1d(basis, sigma, axis=-1, mode="nearest")
     basis.setflags(write=False)
     return basis
+
+
+@functools.lru_cache(maxsize=16)
+def _stage_tables(npix):
+    """The stage bases of `_stage_basis` packed for the compiled kernel (read-only arrays).
+
+    Returns
+    -------
+    tables : dict
+        ``stage_v``, ``edges``, ``centres``, ``w`` and ``base`` (the continuum
+        at pixel ``j`` of stage ``s`` is ``sum_q w[s, q, j] e[base[s, j] + q]``,
+        at most 4 centres weigh on a pixel), ``seg_end`` (end of the run of
+        pixels sharing pixel ``j``'s base), ``touch_lo``/``touch_hi`` (range
+        of the bins a centre weighs on) and ``monotone`` (non-negative basis),
+        as `_kernel.solve_stages` takes them.
+    """
+    width = 4
+    n_stages, vmax = len(BIN_COUNTS), BIN_COUNTS[-1]
+    stage_v = np.array(BIN_COUNTS, dtype=np.int64)
+    edges = np.zeros((n_stages, vmax + 1), dtype=np.int64)
+    centres = np.zeros((n_stages, vmax), dtype=np.int64)
+    w = np.zeros((n_stages, width, npix))
+    seg_end = np.zeros((n_stages, npix), dtype=np.int64)
+    base = np.zeros((n_stages, npix), dtype=np.int64)
+    touch_lo = np.zeros((n_stages, vmax), dtype=np.int64)
+    touch_hi = np.zeros((n_stages, vmax), dtype=np.int64)
+    monotone = np.zeros(n_stages, dtype=bool)
+    pix = np.arange(npix)
+    for s, v in enumerate(BIN_COUNTS):
+        e, c = _bins(npix, v)
+        edges[s, :v + 1], centres[s, :v] = e, c
+        basis = _stage_basis(npix, v)
+        nonzero = basis != 0
+        lo = np.argmax(nonzero, axis=0)
+        hi = v - np.argmax(nonzero[::-1], axis=0)
+        if np.any(hi - lo > width):
+            raise AssertionError("a stage basis weighs more than 4 centres on a pixel")
+        base[s] = np.minimum(lo, max(v - width, 0))
+        for q in range(width):
+            i = base[s] + q
+            inside = i < v
+            w[s, q, inside] = basis[i[inside], pix[inside]]
+        change = np.flatnonzero(np.diff(base[s])) + 1  # first pixels of each run
+        ends = np.append(change, npix)
+        seg_end[s] = ends[np.searchsorted(ends, pix, side="right")]
+        for i in range(v):
+            p = np.flatnonzero(nonzero[i])
+            touch_lo[s, i] = np.searchsorted(e, p[0], side="right") - 1
+            touch_hi[s, i] = np.searchsorted(e, p[-1], side="right")
+        monotone[s] = bool(np.all(basis >= 0))
+    tables = dict(stage_v=stage_v, edges=edges, centres=centres, w=w, base=base, seg_end=seg_end,
+                  touch_lo=touch_lo, touch_hi=touch_hi, monotone=monotone)
+    for arr in tables.values():
+        arr.setflags(write=False)
+    return tables
 
 
 class Algorithm1(ContinuumFitter):
@@ -262,34 +325,50 @@ class Algorithm1(ContinuumFitter):
         remap.continuum.ContinuumError
             ``max_passes`` was exceeded.
         """
-        z, good, _, squeeze = self._as_batch(flux, mask, wavelength,
-                                             min_good=2 * BIN_COUNTS[-1])
-        npix = z.shape[1]
-        scale = np.array([np.median(row[g]) for row, g in zip(z, good)])
-        if np.any(~(scale > 0)):
-            i = int(np.flatnonzero(~(scale > 0))[0])
-            raise ValueError(f"spectrum {i}: the median unmasked flux is {scale[i]!r}; "
-                             "Algorithm 1 needs a positive flux (a continuum above zero)")
-        z = z / scale[:, None]
-        a_eff = {}
-        for v in BIN_COUNTS:
-            edges, _ = _bins(npix, v)
-            n_usable = np.add.reduceat(good, edges[:-1], axis=1, dtype=np.int64)
-            if np.any(n_usable == 0):
-                i, k = np.argwhere(n_usable == 0)[0]
-                raise ValueError(
-                    f"spectrum {i}: pixels {edges[k]}-{edges[k + 1] - 1} (bin {k} of {v}) are "
-                    "all masked; Algorithm 1 needs usable pixels in every bin. Use "
-                    "fitter='clipped' for spectra with wide gaps")
-            a_eff[v] = np.minimum(self.a, n_usable - 1)
+        z, good, scale, a_eff, n_usable, squeeze = self._prepare(flux, mask, wavelength)
         if self.mode == "faithful":
             cont = np.stack([self._fit_faithful(z[i], good[i],
                                                 {v: a[i] for v, a in a_eff.items()})
                              for i in range(z.shape[0])])
         else:
-            cont = self._fit_fast(z, good, a_eff)
+            cont = self._fit_fast(z, good, a_eff, n_usable)
         cont *= scale[:, None]
         return cont[0] if squeeze else cont
+
+    def _prepare(self, flux, mask, wavelength):
+        """Validate and scale a batch: ``(z, good, scale, a_eff, n_usable, squeeze)``.
+
+        ``z`` is the flux divided by each row's median unmasked flux ``scale``;
+        ``a_eff[v]`` and ``n_usable[v]`` (shape (n, v)) are the per-bin ``a``
+        and number of usable pixels of the v-bin stage.
+        """
+        z, good, _, squeeze = self._as_batch(flux, mask, wavelength,
+                                             min_good=2 * BIN_COUNTS[-1])
+        npix = z.shape[1]
+        scale = np.empty(z.shape[0])
+        clean = good.all(axis=1)
+        if clean.any():
+            scale[clean] = np.median(z[clean], axis=1)
+        for i in np.flatnonzero(~clean):
+            scale[i] = np.median(z[i, good[i]])
+        if np.any(~(scale > 0)):
+            i = int(np.flatnonzero(~(scale > 0))[0])
+            raise ValueError(f"spectrum {i}: the median unmasked flux is {scale[i]!r}; "
+                             "Algorithm 1 needs a positive flux (a continuum above zero)")
+        z /= scale[:, None]
+        a_eff, n_usable = {}, {}
+        for v in BIN_COUNTS:
+            edges, _ = _bins(npix, v)
+            n_use = np.add.reduceat(good, edges[:-1], axis=1, dtype=np.int64)
+            if np.any(n_use == 0):
+                i, k = np.argwhere(n_use == 0)[0]
+                raise ValueError(
+                    f"spectrum {i}: pixels {edges[k]}-{edges[k + 1] - 1} (bin {k} of {v}) are "
+                    "all masked; Algorithm 1 needs usable pixels in every bin. Use "
+                    "fitter='clipped' for spectra with wide gaps")
+            n_usable[v] = n_use
+            a_eff[v] = np.minimum(self.a, n_use - 1)
+        return z, good, scale, a_eff, n_usable, squeeze
 
     # -- faithful -------------------------------------------------------------------------
     def _fit_faithful(self, z, good, a_eff):
@@ -333,13 +412,53 @@ class Algorithm1(ContinuumFitter):
         return cont
 
     # -- fast -----------------------------------------------------------------------------
-    def _fit_fast(self, z, good, a_eff):
-        """Synchronous passes with galloping jumps, vectorized over the batch."""
+    def _fit_fast(self, z, good, a_eff, n_usable):
+        """Synchronous passes solved event by event in the compiled kernel (`_kernel`)."""
+        from . import _kernel  # the numba boundary: compiled on first use
+
+        n, npix = z.shape
+        tables = _stage_tables(npix)
+        vmax = BIN_COUNTS[-1]
+        masked = np.where(good, z, -np.inf)
+        start = 10.0 + masked.max(axis=1)
+        zt = masked / self._threshold
+        a_pack = np.zeros((n, len(BIN_COUNTS), vmax), dtype=np.int64)
+        use_pack = np.zeros((n, len(BIN_COUNTS), vmax), dtype=np.int64)
+        for s, v in enumerate(BIN_COUNTS):
+            a_pack[:, s, :v] = a_eff[v]
+            use_pack[:, s, :v] = n_usable[v]
+        e = np.zeros((n, vmax))
+        status = np.zeros(n, dtype=np.int64)
+        stage = np.zeros(n, dtype=np.int64)
+        _kernel.solve_stages(zt, start, a_pack, use_pack, tables["stage_v"], tables["edges"],
+                             tables["centres"], tables["w"], tables["base"], tables["seg_end"],
+                             tables["touch_lo"], tables["touch_hi"], tables["monotone"],
+                             self.step, self.max_passes, _SHORTLIST, e, status, stage,
+                             KERNEL_STATS)
+        if np.any(status):
+            i = int(np.flatnonzero(status)[0])
+            raise ContinuumError(
+                f"Algorithm 1 (fast) did not converge for spectrum {i}: more than "
+                f"{self.max_passes} lowering steps at v={BIN_COUNTS[stage[i]]} bins; is the "
+                "flux positive? Raise max_passes to allow more")
+        return e @ _final_basis(npix, vmax, self.final_degree, self.smoothing_sigma)
+
+    def _fit_gallop(self, z, good, a_eff, dtype=np.float32):
+        """The former ``fast`` implementation, kept as a reference for tests and benchmarks.
+
+        Synchronous passes with galloping jumps, vectorized over the batch in
+        NumPy: a run of passes that leaves every bin's state unchanged at its
+        end is taken in one jump (doubling up to 4,096), a jump that changes a
+        state is halved.  It evaluates the continuum in ``dtype`` (float32 in
+        the released versions up to 0.1) and can miss a state that changes and
+        changes back inside one jump; otherwise it is the process the kernel
+        solves exactly.
+        """
         n, npix = z.shape
         thr = self._threshold
         log_step = np.log(self.step)
         e = np.repeat((10.0 + np.where(good, z, -np.inf).max(axis=1))[:, None], 2, axis=1)
-        zt = (np.where(good, z, -np.inf) / thr).astype(np.float32)  # above C <=> zt > C
+        zt = (np.where(good, z, -np.inf) / thr).astype(dtype)  # above C <=> zt > C
         basis = None
         for v in BIN_COUNTS:
             if basis is not None:  # start from the previous stage's continuum
@@ -349,11 +468,10 @@ class Algorithm1(ContinuumFitter):
             starts = _bins(npix, v)[0][:-1]
             a_v = a_eff[v]
 
-            basis32 = basis.astype(np.float32)
+            basis32 = basis.astype(dtype)
 
             def state(e_rows, rows):
-                # float32 is ample here (a step is 1e-3) and halves the memory traffic
-                cont32 = e_rows.astype(np.float32) @ basis32
+                cont32 = e_rows.astype(dtype) @ basis32
                 above = (zt if rows.size == n else zt[rows]) > cont32
                 return np.add.reduceat(above, starts, axis=1, dtype=np.int32) <= a_v[rows]
 

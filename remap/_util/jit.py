@@ -1,0 +1,34 @@
+"""The numba boundary: compile remap's array kernels, with an on-disk cache where possible.
+
+Importing numba costs about a second, so the kernel modules that import it
+(``remap.continuum._kernel``, ``remap.surveys._spike_kernel``) are imported
+by their callers on first use, like TensorFlow.  :func:`njit` compiles with
+``cache=True`` when numba can find a writable cache directory (next to the
+source, else the user cache directory, e.g. ``~/.cache/numba``; or
+``NUMBA_CACHE_DIR``) and without a cache otherwise, so a read-only install
+still works (it compiles in every new process, a few seconds).
+"""
+
+from __future__ import annotations
+
+import numba
+
+__all__ = ["njit"]
+
+
+def njit(func):
+    """Compile ``func`` in nopython mode, cached on disk when a cache directory is writable.
+
+    Parameters
+    ----------
+    func : callable
+        A function numba can compile in nopython mode.
+
+    Returns
+    -------
+    dispatcher : `numba.core.registry.CPUDispatcher`
+    """
+    try:
+        return numba.njit(cache=True, nogil=True)(func)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(cache=False, nogil=True)(func)

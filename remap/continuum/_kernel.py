@@ -1,0 +1,428 @@
+"""Compiled kernel of `Algorithm1`'s ``fast`` mode: exact event-driven synchronous passes.
+
+The ``fast`` mode lowers every still-floating bin centre of a stage together,
+once per pass, until no bin floats (see `remap.continuum.Algorithm1`).  While
+the set ``F`` of floating centres does not change, ``t`` more passes multiply
+every centre in ``F`` by ``step**t``, so the continuum at pixel ``j`` is
+``A_j step**t + D_j`` (``A_j`` the part of ``C_j`` carried by the centres in
+``F``, ``D_j`` the rest) and pixel ``j`` changes side at a number of passes
+solved from one logarithm:
+
+* below the continuum and ``A_j > 0``: above after the first ``t`` with
+  ``step**t < (z_j - D_j) / A_j``;
+* above it and ``A_j < 0`` (possible in the polynomial stages, whose basis
+  has negative lobes): below from the first ``t`` with ``step**t <= (D_j -
+  z_j) / -A_j``.
+
+A bin changes state (floating while at most ``a`` of its usable pixels lie
+above) at the first ``t`` at which its count of pixels above crosses ``a``:
+the ``(a + 1 - count)``-th earliest crossing when no pixel of the bin can
+cross downwards (always so in the interpolation stages, whose basis is
+non-negative), else the first crossing of the running count over the sorted
+crossings.  The next event of the stage is the earliest such ``t`` over the
+bins; the centres in ``F`` jump straight to it, the bins whose state changes
+are re-evaluated directly, and only the bins whose continuum depends on a
+centre that changed state are solved again.  A stage thus costs a few passes
+over its pixels instead of one per ``step`` multiplication, and the result is
+that of the pass-by-pass process (up to the rounding of ``step**t``).
+
+numba is imported here (about a second); `remap.continuum.algorithm1` imports
+this module on the first ``fast`` fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._util.jit import njit
+
+__all__ = ["solve_stages", "NEVER", "WIDTH"]
+
+#: Event time meaning "never" (no crossing).
+NEVER = np.iinfo(np.int64).max
+
+#: Weights per pixel in the packed stage bases (the centres ``base_j .. base_j + 3``).
+WIDTH = 4
+
+
+@njit
+def _dot(w, base, j, x):
+    b = base[j]
+    return w[0, j] * x[b] + w[1, j] * x[b + 1] + w[2, j] * x[b + 2] + w[3, j] * x[b + 3]
+
+
+@njit
+def _sort_desc(x, n):
+    """Sort ``x[:n]`` in place, largest first (insertion sort: n is a shortlist, <= 100s)."""
+    for p in range(1, n):
+        v = x[p]
+        q = p
+        while q > 0 and x[q - 1] < v:
+            x[q] = x[q - 1]
+            q -= 1
+        x[q] = v
+
+
+@njit
+def _up_time(r, log_s):
+    """Passes until ``step**t < r`` (0 < r <= 1): a pixel below rises above."""
+    return max(np.int64(np.floor(np.log(r) / log_s)) + 1, np.int64(1))
+
+
+@njit
+def _down_time(q, log_s):
+    """Passes until ``step**t <= q`` (0 < q < 1): a pixel above falls below."""
+    return max(np.int64(np.ceil(np.log(q) / log_s)), np.int64(1))
+
+
+@njit
+def _first_crossing(T, count, a_k, ups, nu, downs, nd, log_s):
+    """First pass > ``T`` at which ``count`` crosses ``a_k`` given up/down ratios (sorted here)."""
+    floating = count <= a_k
+    _sort_desc(ups, nu)     # largest ratio = earliest crossing
+    _sort_desc(downs, nd)
+    iu = 0
+    idn = 0
+    c = count
+    while iu < nu or idn < nd:
+        tu = _up_time(ups[iu], log_s) if iu < nu else NEVER
+        td = _down_time(downs[idn], log_s) if idn < nd else NEVER
+        t = min(tu, td)
+        while iu < nu and _up_time(ups[iu], log_s) == t:
+            c += 1
+            iu += 1
+        while idn < nd and _down_time(downs[idn], log_s) == t:
+            c -= 1
+            idn += 1
+        if (c <= a_k) != floating:
+            return T + t
+    return NEVER
+
+
+@njit
+def _solve(k, T, ef, ed, zt, w, base, pix, npx, out_above, a_k, log_s, ups, downs, top):
+    """``(count, tau)`` of bin ``k`` over the pixels ``pix[:npx]`` (the rest: ``out_above``).
+
+    ``tau`` is the absolute pass (> ``T``) at which the bin's floating state
+    (``count <= a_k``) changes if the centres of ``ef`` (floating, their
+    values; zero elsewhere) keep being lowered and those of ``ed`` stay,
+    `NEVER` if it never does.
+    """
+    count = out_above
+    nu = 0
+    nd = 0
+    kmax = a_k + 1
+    ntop = 0
+    for p in range(npx):
+        j = pix[p]
+        z = zt[j]
+        A = _dot(w, base, j, ef)
+        D = _dot(w, base, j, ed)
+        if z > A + D:
+            count += 1
+            if A < 0.0 and z - D < 0.0:
+                downs[nd] = (D - z) / -A
+                nd += 1
+        elif A > 0.0 and z - D > 0.0:
+            r = (z - D) / A
+            ups[nu] = r
+            nu += 1
+            if ntop < kmax or r > top[kmax - 1]:  # the kmax largest ratios, descending
+                q = ntop if ntop < kmax else kmax - 1
+                if ntop < kmax:
+                    ntop += 1
+                while q > 0 and top[q - 1] < r:
+                    top[q] = top[q - 1]
+                    q -= 1
+                top[q] = r
+    if nd == 0:
+        if count > a_k:
+            return count, NEVER
+        need = a_k + 1 - count
+        if ntop < need:
+            return count, NEVER
+        return count, T + _up_time(top[need - 1], log_s)
+    return count, _first_crossing(T, count, a_k, ups, nu, downs, nd, log_s)
+
+
+@njit
+def _sift_down(gap, idx, n, q):
+    """Restore the max-heap order of ``gap[:n]`` (with ``idx``) below position ``q``."""
+    while True:
+        c = 2 * q + 1
+        if c >= n:
+            return
+        if c + 1 < n and gap[c + 1] > gap[c]:
+            c += 1
+        if gap[c] <= gap[q]:
+            return
+        gap[q], gap[c] = gap[c], gap[q]
+        idx[q], idx[c] = idx[c], idx[q]
+        q = c
+
+
+@njit
+def _build(k, e, zt, w, base, seg_end, edges, usable, mono, log_s, gbuf, sl_idx, sl_gap):
+    """Full pass over bin ``k``: its count above and its shortlist of pixels nearest the continuum.
+
+    The shortlist holds the ``L = sl_idx.shape[1]`` usable pixels with the
+    smallest ``|C_j - z_j| / M_j`` (``M_j = sum_i |b_ji| e_i`` bounds how fast
+    ``C_j`` can move: after ``t`` more passes of any centres, ``|dC_j| <= M_j
+    (1 - step**t)``), so no pixel outside it changes side for ``horizon``
+    passes.  Returns ``(count, n_short, above_outside, horizon)``; ``horizon``
+    is -1 when every usable pixel is in the shortlist (no limit).
+    """
+    L = sl_idx.shape[1]
+    j0 = edges[k]
+    j1 = edges[k + 1]
+    j = j0
+    while j < j1:  # runs of pixels weighed by the same centres: signed gaps (C - z) / M
+        stop = min(seg_end[j], j1)
+        b = base[j]
+        e0 = e[b]
+        e1 = e[b + 1]
+        e2 = e[b + 2]
+        e3 = e[b + 3]
+        if mono:  # M = C
+            for p in range(j, stop):
+                c = w[0, p] * e0 + w[1, p] * e1 + w[2, p] * e2 + w[3, p] * e3
+                gbuf[p] = (c - zt[p]) / c   # +inf at masked pixels, < 0 above
+        else:
+            for p in range(j, stop):
+                c = w[0, p] * e0 + w[1, p] * e1 + w[2, p] * e2 + w[3, p] * e3
+                m = (abs(w[0, p]) * e0 + abs(w[1, p]) * e1 + abs(w[2, p]) * e2
+                     + abs(w[3, p]) * e3)
+                gbuf[p] = (c - zt[p]) / m
+        j = stop
+    # count above, and the L smallest |gaps|: a max-heap in sl_gap[k] / sl_idx[k]
+    gap = sl_gap[k]
+    idx = sl_idx[k]
+    n = 0
+    count = 0
+    for p in range(j0, j1):
+        g = gbuf[p]
+        if g < 0.0:
+            count += 1
+            g = -g
+        if n < L:
+            if g == np.inf:
+                continue
+            q = n
+            n += 1
+            while q > 0:  # sift up
+                parent = (q - 1) // 2
+                if gap[parent] >= g:
+                    break
+                gap[q] = gap[parent]
+                idx[q] = idx[parent]
+                q = parent
+            gap[q] = g
+            idx[q] = p
+        elif g < gap[0]:
+            gap[0] = g
+            idx[0] = p
+            _sift_down(gap, idx, n, 0)
+    inside = 0
+    for q in range(n):
+        p = idx[q]
+        inside += zt[p] > _dot(w, base, p, e)
+    if usable <= L:
+        return count, n, count - inside, np.int64(-1)
+    g_l = gap[0]
+    if g_l >= 1.0:
+        return count, n, count - inside, np.int64(NEVER // 4)
+    # largest t with 1 - step**t < g_l, less one pass for rounding
+    horizon = np.int64(np.ceil(np.log1p(-g_l) / log_s)) - 2
+    return count, n, count - inside, max(horizon, np.int64(0))
+
+
+@njit
+def _refresh(k, T, e, z, ws, bs, sg, ed_s, n_use, mono, log_s, gbuf, sl_idx, sl_gap, n_short,
+             out_above, full, valid, stats):
+    """`_build` bin ``k`` at pass ``T`` and store its shortlist state; return its count."""
+    stats[1] += ed_s[k + 1] - ed_s[k]
+    cnt, n_short[k], out_above[k], h = _build(k, e, z, ws, bs, sg, ed_s, n_use, mono, log_s,
+                                              gbuf, sl_idx, sl_gap)
+    full[k] = h == 0
+    valid[k] = NEVER if h < 0 else T + h
+    return cnt
+
+
+@njit
+def solve_stages(zt, start, a_eff, usable, stage_v, edges, centres, w, base, seg_end, touch_lo,
+                 touch_hi, monotone, step, max_passes, shortlist, out_e, status, status_stage,
+                 stats):
+    """Run every stage of Algorithm 1 (fast) for each row; write the last stage's centres.
+
+    Parameters
+    ----------
+    zt : float64 (n, npix)
+        Scaled flux divided by the noise allowance; ``-inf`` at masked pixels
+        (a pixel is above the continuum ``C`` iff ``zt > C``).
+    start : float64 (n,)
+        Start value of the first stage's centres (``10 + max(z)``).
+    a_eff, usable : int64 (n, n_stages, v_max)
+        The per-bin ``a`` of each stage, and the number of usable pixels of each bin.
+    stage_v : int64 (n_stages,)
+        Bins per stage.
+    edges, centres : int64 (n_stages, v_max + 1), (n_stages, v_max)
+        Bin edges and centre pixels per stage.
+    w, base : float64 (n_stages, WIDTH, npix), int64 (n_stages, npix)
+        Packed stage bases: ``C_j = sum_q w[s, q, j] e[base[s, j] + q]``.
+    seg_end : int64 (n_stages, npix)
+        End (exclusive) of the run of pixels with the base of pixel ``j``.
+    touch_lo, touch_hi : int64 (n_stages, v_max)
+        Range of bins holding a pixel that centre ``i`` has a weight at.
+    monotone : bool (n_stages,)
+        The stage basis is non-negative (a bin that stops never floats again).
+    step : float
+        Factor of one lowering.
+    max_passes : int
+        Largest number of lowerings of one centre per stage.
+    shortlist : int
+        Pixels per bin kept as the candidates for the next crossings.
+    out_e : float64 (n, v_max)
+        Output: the centre values of the last stage.
+    status, status_stage : int64 (n,)
+        Output: 0, or 1 if ``max_passes`` was exceeded (or the stage cannot
+        converge), at stage ``status_stage``.
+    stats : int64 (4,)
+        Output, added to: events, full passes over a bin, shortlist solves, full solves.
+    """
+    n, npix = zt.shape
+    n_stages = stage_v.size
+    vmax = out_e.shape[1]
+    pad = vmax + WIDTH
+    log_s = np.log(step)
+    e = np.zeros(pad)
+    ef = np.zeros(pad)
+    ed = np.zeros(pad)
+    e_prev = np.zeros(pad)
+    fl = np.zeros(vmax, dtype=np.bool_)
+    tau = np.empty(vmax, dtype=np.int64)
+    steps = np.empty(vmax, dtype=np.int64)
+    redo = np.zeros(vmax, dtype=np.bool_)
+    changed = np.zeros(vmax, dtype=np.bool_)
+    full = np.zeros(vmax, dtype=np.bool_)
+    valid = np.empty(vmax, dtype=np.int64)
+    n_short = np.empty(vmax, dtype=np.int64)
+    out_above = np.empty(vmax, dtype=np.int64)
+    sl_idx = np.empty((vmax, shortlist), dtype=np.int64)
+    sl_gap = np.empty((vmax, shortlist))
+    gbuf = np.empty(npix)
+    all_pix = np.arange(npix)
+    top = np.empty(a_eff.max() + 2 if a_eff.size else 2)
+    ups = np.empty(npix)
+    downs = np.empty(npix)
+    for row in range(n):
+        z = zt[row]
+        status[row] = 0
+        for s in range(n_stages):
+            v = stage_v[s]
+            if s == 0:
+                for k in range(v):
+                    e[k] = start[row]
+            else:
+                for i in range(pad):
+                    e_prev[i] = e[i]
+                for k in range(v):
+                    e[k] = _dot(w[s - 1], base[s - 1], centres[s, k], e_prev)
+            for i in range(v, pad):
+                e[i] = 0.0
+            a_s = a_eff[row, s]
+            n_use = usable[row, s]
+            ed_s = edges[s]
+            ws = w[s]
+            bs = base[s]
+            sg = seg_end[s]
+            mono = monotone[s]
+            T = np.int64(0)
+            n_float = 0
+            for k in range(v):
+                steps[k] = 0
+                cnt = _refresh(k, T, e, z, ws, bs, sg, ed_s, n_use[k], mono, log_s, gbuf, sl_idx,
+                               sl_gap, n_short, out_above, full, valid, stats)
+                fl[k] = cnt <= a_s[k]
+                if fl[k]:
+                    n_float += 1
+                redo[k] = True
+            while True:
+                for i in range(v):
+                    ef[i] = e[i] if fl[i] else 0.0
+                    ed[i] = 0.0 if fl[i] else e[i]
+                # solve the bins whose flags or shortlist changed
+                for k in range(v):
+                    if not redo[k]:
+                        continue
+                    redo[k] = False
+                    if mono and not fl[k]:
+                        tau[k] = NEVER
+                        continue
+                    if T > valid[k]:
+                        _refresh(k, T, e, z, ws, bs, sg, ed_s, n_use[k], mono, log_s, gbuf, sl_idx,
+                                 sl_gap, n_short, out_above, full, valid, stats)
+                    if full[k]:
+                        stats[3] += 1
+                        j0 = ed_s[k]
+                        _, tau[k] = _solve(k, T, ef, ed, z, ws, bs, all_pix[j0:],
+                                           ed_s[k + 1] - j0, 0, a_s[k], log_s, ups, downs, top)
+                        valid[k] = T
+                    else:
+                        stats[2] += n_short[k]
+                        _, tau[k] = _solve(k, T, ef, ed, z, ws, bs, sl_idx[k], n_short[k],
+                                           out_above[k], a_s[k], log_s, ups, downs, top)
+                        if tau[k] > valid[k]:
+                            tau[k] = valid[k]  # re-examine the bin when its shortlist expires
+                if n_float == 0:
+                    break
+                t_next = NEVER
+                for k in range(v):
+                    if tau[k] < t_next:
+                        t_next = tau[k]
+                if t_next == NEVER:  # floating bins that can never stop
+                    status[row] = 1
+                    status_stage[row] = s
+                    break
+                dt = t_next - T
+                if dt > 0:
+                    factor = np.exp(dt * log_s)
+                    over = False
+                    for k in range(v):
+                        if fl[k]:
+                            e[k] *= factor
+                            steps[k] += dt
+                            if steps[k] > max_passes:
+                                over = True
+                    if over:
+                        status[row] = 1
+                        status_stage[row] = s
+                        break
+                T = t_next
+                stats[0] += 1
+                # the bins due now: their state from a direct count
+                for k in range(v):
+                    changed[k] = False
+                for k in range(v):
+                    if tau[k] != T:
+                        continue
+                    redo[k] = True
+                    if full[k] or T >= valid[k]:
+                        cnt = _refresh(k, T, e, z, ws, bs, sg, ed_s, n_use[k], mono, log_s, gbuf,
+                                       sl_idx, sl_gap, n_short, out_above, full, valid, stats)
+                    else:
+                        cnt = out_above[k]
+                        for q in range(n_short[k]):
+                            j = sl_idx[k, q]
+                            cnt += z[j] > _dot(ws, bs, j, e)
+                    if (cnt <= a_s[k]) != fl[k]:
+                        changed[k] = True
+                for k in range(v):
+                    if changed[k]:
+                        fl[k] = not fl[k]
+                        n_float += 1 if fl[k] else -1
+                        for b in range(touch_lo[s, k], touch_hi[s, k]):
+                            redo[b] = True
+            if status[row] != 0:
+                break
+        for i in range(vmax):
+            out_e[row, i] = e[i]
