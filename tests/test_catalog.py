@@ -6,6 +6,7 @@ loading the model in each worker costs most of this file's run time.
 
 import os
 import signal
+import warnings
 
 import astropy.units as u
 import dask
@@ -15,9 +16,17 @@ from astropy.table import QTable
 from specutils import Spectrum, SpectrumList
 
 import remap
-from remap.catalog import (CatalogError, SpectrumFileError, expand_paths, fit_catalog,
-                           fit_files, local_cluster, read_spectrum_file)
+from remap.catalog import (CatalogError, SpectrumFileError, _part_key, expand_paths,
+                           fit_catalog, fit_files, local_cluster, read_spectrum_file)
+from remap.exceptions import MediumAssumedWarning
 from remap.testing import write_mixed_catalogue
+
+# three of the test files declare no wavelength medium; the warning is checked once
+# (test_fit_files_warns_once_about_assumed_media) and ignored elsewhere
+pytestmark = pytest.mark.filterwarnings("ignore::remap.exceptions.MediumAssumedWarning")
+
+#: The readable files without a declared medium (tabular-fits and a remap-beam ECSV without it).
+NO_MEDIUM = ["red.fits", "star_03_beamA.fits", "velocity.ecsv"]
 
 GOOD = ["star_00.fits", "star_01.ecsv", "star_02.fits", "star_03_beamA.fits"]
 BAD = {"corrupt.fits": "truncated", "empty.fits": "empty (0 bytes)",
@@ -45,8 +54,12 @@ def paths(catalogue):
 
 @pytest.fixture(scope="module")
 def reference(paths):
-    """The single-process result, the yardstick of the distributed runs."""
-    return fit_files(paths, batch_size=3)
+    """The single-process result, the yardstick of the distributed runs (and its warnings)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MediumAssumedWarning)
+        table = fit_files(paths, batch_size=3)
+    table.meta["_warnings"] = [w for w in caught if w.category is MediumAssumedWarning]
+    return table
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +174,36 @@ def test_fit_files_isolates_a_bad_spectrum_in_a_batch(paths, reference):
     assert table["error"][1].startswith("SpectrumError")
     assert list(table["file"]) == ["spectrum[0]", "spectrum[1]", "spectrum[2]"]
     np.testing.assert_allclose(table["teff"][0].value, table["teff"][2].value)
+
+
+def test_fit_files_warns_once_about_assumed_media(reference):
+    caught = reference.meta["_warnings"]
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("3 spectra declare no wavelength medium")
+    assert all(name in message for name in NO_MEDIUM)
+    assert "assumed air wavelengths (the medium of survey 'marvels')" in message
+    assert reference.meta["n_medium_assumed"] == 3
+
+
+def test_fit_files_medium_argument_declares_every_input(paths, reference):
+    good = [p for p in paths if p.name in GOOD]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MediumAssumedWarning)
+        table = fit_files(good, batch_size=4, medium="air")
+    assert table.meta["n_medium_assumed"] == 0
+    expected = reference[[os.path.basename(f) in GOOD for f in reference["file"]]]
+    np.testing.assert_allclose(table["teff"].value, expected["teff"].value, rtol=1e-6)
+    with pytest.raises(ValueError, match="medium must be 'air' or 'vacuum'"):
+        fit_files(good, medium="glass")
+
+
+def test_part_key_depends_on_the_medium(paths):
+    from remap.catalog import _make_items
+
+    items = _make_items(paths[:2])
+    keys = {_part_key(items, "m@1", None, None, medium) for medium in (None, "air", "vacuum")}
+    assert len(keys) == 3
 
 
 def test_fit_files_rejects_bad_batch_size(paths):

@@ -46,8 +46,8 @@ remap's readers (specutils format names):
     mask images.
 
 Multi-order spectra (the last two, and 2-D table columns) are merged by
-:func:`merge_orders`: each order is continuum-normalized with remap's
-continuum fitter, then the orders are resampled onto one log-uniform grid
+:func:`merge_orders`: each order is continuum-normalized (with the
+``clipped`` fitter by default, :data:`ORDER_FITTER`), then the orders are resampled onto one log-uniform grid
 (the median native ``d ln λ``) and averaged with inverse-variance weights
 where they overlap.  The result is dimensionless, with a note in ``meta``.
 
@@ -80,7 +80,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from ..exceptions import SpectrumError, SpectrumFileError
 from .medium import MEDIUM_KEY, medium_from_header, validate_medium
 
-__all__ = ["read_spectrum", "merge_orders", "REMAP_FORMATS", "WAVELENGTH_NAMES", "FLUX_NAMES",
+__all__ = ["read_spectrum", "merge_orders", "ORDER_FITTER", "REMAP_FORMATS", "WAVELENGTH_NAMES", "FLUX_NAMES",
            "UNCERTAINTY_NAMES", "MASK_NAMES", "VACUUM_FORMAT_PREFIXES", "register"]
 
 #: remap's own reader formats, in the order they are tried as fallbacks.
@@ -106,6 +106,13 @@ MASK_NAMES = ("mask", "and_mask", "andmask", "badpix", "bad_pixel", "bad", "pixe
 
 #: specutils formats of surveys that publish vacuum wavelengths.
 VACUUM_FORMAT_PREFIXES = ("SDSS", "APOGEE", "DESI", "MaNGA")
+
+#: Continuum fitter of echelle orders.  An order's blaze falls by half or more
+#: towards its ends; on three such orders (SNR ~2000, 9 lines) the median
+#: |normalized - true| was 0.0004 with ``clipped``, 0.017 with ``chebyshev``
+#: and 0.084 with ``algorithm1`` (made for the flat MARVELS beams), measured
+#: with tests/test_readers.py's ``echelle_orders``.
+ORDER_FITTER = "clipped"
 
 #: Names of the wavelength, uncertainty and mask images of multi-order FITS files.
 _WAVE_EXT = ("WAVE", "WAVELENGTH", "WAVELENGTHS", "LAMBDA", "WAVL", "WL", "LOGLAM")
@@ -146,6 +153,21 @@ def _is_text(path, size=4096):
     except UnicodeDecodeError as exc:
         return exc.start > len(block) - 4  # a character cut at the block's end
     return True
+
+
+def _fits_problem(path):
+    """Why a FITS file cannot be read (truncated, no valid HDU), or None when it opens."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with fits.open(path, memmap=False) as hdul:
+                len(hdul)  # reads every header
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            return f"{type(exc).__name__}: {_first_line(exc)}"
+    for w in caught:
+        if "truncated" in str(w.message):
+            return _first_line(w.message)
+    return None
 
 
 def _path_of(args):
@@ -615,10 +637,9 @@ def _table_spectrum(table, header, roles, name, fitter):
     if medium is not None:
         meta[MEDIUM_KEY] = medium
         notes.append(f"wavelength medium {medium} from the column name {wcol!r}")
-    if wave.ndim == 2 and wave.shape[0] == 1:
-        wave, flux = wave[0], flux.reshape(wave.shape)
-    if wave.ndim == 3 and wave.shape[0] == 1:
-        wave, flux = wave[0], flux[0]
+    if wave.ndim in (2, 3) and wave.shape[0] == 1:
+        wave = wave[0]
+        flux = flux.reshape(wave.shape) if flux.size == wave.size else flux
     if mask is not None and mask.shape != flux.shape:
         mask = mask.reshape(flux.shape) if mask.size == flux.size else None
     if unc is not None:
@@ -921,7 +942,7 @@ def merge_orders(wavelengths, fluxes, uncertainties=None, masks=None, *, fitter=
     masks : bool array or list, optional
         True = bad pixel.
     fitter : str or `remap.continuum.ContinuumFitter`, optional
-        Continuum fitter (default :data:`remap.continuum.DEFAULT_FITTER`).
+        Continuum fitter (default :data:`ORDER_FITTER`, ``"clipped"``).
     name : str
         How to call the spectrum in messages.
 
@@ -939,9 +960,9 @@ def merge_orders(wavelengths, fluxes, uncertainties=None, masks=None, *, fitter=
     """
     from specutils import Spectrum
 
-    from ..continuum import DEFAULT_FITTER, normalize
+    from ..continuum import normalize
 
-    fitter = DEFAULT_FITTER if fitter is None else fitter
+    fitter = ORDER_FITTER if fitter is None else fitter
     n = len(wavelengths)
     if len(fluxes) != n:
         raise SpectrumFileError(f"{name}: {n} wavelength orders but {len(fluxes)} flux orders")
@@ -1029,7 +1050,11 @@ _READERS = {"remap-fits1d": (read_fits1d, identify_fits1d),
 def _registry_loader(reader):
     def load(file_obj, **kwargs):
         if not isinstance(file_obj, (str, os.PathLike)):
-            raise TypeError(f"remap's readers take a path; received {type(file_obj).__name__}")
+            name = getattr(file_obj, "name", None)  # astropy may hand over the open file
+            if not isinstance(name, (str, os.PathLike)) or not os.path.isfile(name):
+                raise TypeError(f"remap's readers take a path; received "
+                                f"{type(file_obj).__name__}")
+            file_obj = name
         spec = reader(str(file_obj), **kwargs)
         spec.meta.setdefault("file", str(file_obj))
         return spec
@@ -1175,7 +1200,7 @@ def read_spectrum(path, format=None, *, medium=None, fitter=None):
         undeclared; :func:`remap.fit` then assumes the survey's and warns.
     fitter : str or `remap.continuum.ContinuumFitter`, optional
         Continuum fitter for normalizing echelle orders before they are
-        merged (default: remap's default fitter).
+        merged (default :data:`ORDER_FITTER`, ``"clipped"``).
 
     Returns
     -------
@@ -1230,6 +1255,9 @@ def read_spectrum(path, format=None, *, medium=None, fitter=None):
             raise SpectrumFileError(f"{path}: the {format} reader failed: "
                                     f"{type(exc).__name__}: {_first_line(exc)}") from None
         return _result(_declare(spectra, path, format, medium))
+    problem = _fits_problem(path) if _is_fits(path) else None
+    if problem is not None:
+        raise SpectrumFileError(f"{path}: a damaged FITS file ({problem})")
     tried = []
     candidates = _identified(path)
     fallbacks = [f for f in REMAP_FORMATS if f not in candidates]
