@@ -1,35 +1,70 @@
-"""End-to-end :func:`remap.fit` throughput on a batch of two-beam spectra.
+"""End-to-end :func:`remap.fit` throughput for each input shape, and streaming memory.
 
 The batch is made of raw simulated MARVELS-like calibration stars
 (:func:`remap.simulate.simulated_stars`: spikes, noise, continuum distortion,
 both beams): a few stars are simulated and copied with fresh noise (seeded) up
 to the batch size, so that simulating them does not dominate the run.  The
-batch is given to :func:`remap.fit` with the default model in two forms:
+same stars are given to :func:`remap.fit` with the default model in four
+shapes:
 
-* ``list``: a list of stars, each a dict ``{"A": Spectrum, "B": Spectrum}``
-  (what reading one file per star gives);
 * ``2-D``: one `specutils.Spectrum` holding every star as a row of a common
-  4850-5750 Å axis (both beams in one spectrum).
+  4850-5750 Å axis (both beams in one spectrum);
+* ``list of dicts``: a list of stars, each ``{"A": Spectrum, "B": Spectrum}``
+  (what reading one two-beam file per star gives);
+* ``SpectrumList per star``: a list of ``SpectrumList([A, B])``;
+* ``list of 1-D spectra``: a list of 1-D spectra covering both beams.
 
-The model is loaded and the networks traced in a warm-up call first.  The
-table gives the seconds spent in each pipeline stage (from
-`remap.FitResult.timings`), their share, the time per star and the overall
-throughput in stars per second.
+For each shape the benchmark prints the throughput end to end (stars/s), the
+time of the two networks alone on the same number of rows (in the blocks the
+``network`` stage uses), their ratio (fit / networks), the time per stage
+(`remap.FitResult.timings`) and whether the results equal those of the 2-D
+input.  Then it streams 1,000 and 50,000 stars (``--quick``: 200 and 2,000)
+through :func:`remap.fit_iter` from a generator, each in a fresh subprocess,
+and prints their peak resident memory and its ratio.
+
+The model is loaded and the networks traced in a warm-up call first.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 
 import astropy.units as u
 import numpy as np
 
-__all__ = ["make_batch", "combined_batch", "run", "main"]
+__all__ = ["make_batch", "combined_batch", "shapes", "run", "network_seconds", "stream_rss",
+           "main"]
 
-#: Rows of the stage table, in pipeline order (``network A``/``network B`` per beam).
-_STAGES = ("split", "spikes", "resample", "continuum", "network A", "network B",
-           "conflation", "neighbours")
+#: Rows of the stage table, in pipeline order (the network stage also per beam).
+_STAGES = ("validate", "split", "spikes", "resample", "continuum", "network A", "network B",
+           "conflation", "flags", "neighbours")
+
+
+def _base_stars(n_unique, seed):
+    from remap.simulate import simulated_stars
+    return [s for s, _ in simulated_stars("calibration", n=n_unique, seed=seed)]
+
+
+def _copy(src, rng, noisy):
+    """A copy of a star (fresh noise if ``noisy``); beam B's first pixel (5280 Å, shared
+    with beam A) is made equal to A's last, so that every input shape holds the same data."""
+    from astropy.nddata import StdDevUncertainty
+    from specutils import Spectrum
+
+    star = {}
+    for beam, spec in src.items():
+        sigma = spec.uncertainty.array.copy()
+        flux = spec.flux.value + (sigma * rng.standard_normal(sigma.shape) if noisy else 0.0)
+        if beam == "B":
+            flux[0], sigma[0] = star["A"].flux.value[-1], star["A"].uncertainty.array[-1]
+        star[beam] = Spectrum(flux=flux * spec.flux.unit, spectral_axis=spec.spectral_axis,
+                              uncertainty=StdDevUncertainty(sigma * spec.flux.unit),
+                              meta=dict(spec.meta))
+    return star
 
 
 def make_batch(n, n_unique=16, seed=0):
@@ -39,26 +74,17 @@ def make_batch(n, n_unique=16, seed=0):
     -------
     stars : list of dict of str to `specutils.Spectrum`
     """
-    from astropy.nddata import StdDevUncertainty
-    from specutils import Spectrum
-
-    from remap.simulate import simulated_stars
-
-    base = [s for s, _ in simulated_stars("calibration", n=min(n, n_unique), seed=seed)]
+    base = _base_stars(min(n, n_unique), seed)
     rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        src = base[i % len(base)]
-        star = {}
-        for beam, spec in src.items():
-            sigma = spec.uncertainty.array
-            flux = spec.flux.value + (sigma * rng.standard_normal(sigma.shape)
-                                      if i >= len(base) else 0.0)
-            star[beam] = Spectrum(flux=flux * spec.flux.unit, spectral_axis=spec.spectral_axis,
-                                  uncertainty=StdDevUncertainty(sigma * spec.flux.unit),
-                                  meta=dict(spec.meta))
-        out.append(star)
-    return out
+    return [_copy(base[i % len(base)], rng, i >= len(base)) for i in range(n)]
+
+
+def _combined_arrays(star):
+    a, b = star["A"], star["B"]
+    wave = np.concatenate([a.spectral_axis.value, b.spectral_axis.value[1:]])
+    flux = np.concatenate([a.flux.value, b.flux.value[1:]])
+    sigma = np.concatenate([a.uncertainty.array, b.uncertainty.array[1:]])
+    return wave, flux, sigma
 
 
 def combined_batch(stars):
@@ -66,16 +92,34 @@ def combined_batch(stars):
     from astropy.nddata import StdDevUncertainty
     from specutils import Spectrum
 
-    a0, b0 = stars[0]["A"], stars[0]["B"]
-    wave = np.concatenate([a0.spectral_axis.value, b0.spectral_axis.value[1:]]) * u.AA
-    flux = np.stack([np.concatenate([s["A"].flux.value, s["B"].flux.value[1:]])
-                     for s in stars])
-    sigma = np.stack([np.concatenate([s["A"].uncertainty.array, s["B"].uncertainty.array[1:]])
-                      for s in stars])
-    unit = a0.flux.unit
-    return Spectrum(flux=flux * unit, spectral_axis=wave,
+    wave = _combined_arrays(stars[0])[0]
+    flux = np.stack([_combined_arrays(s)[1] for s in stars])
+    sigma = np.stack([_combined_arrays(s)[2] for s in stars])
+    unit = stars[0]["A"].flux.unit
+    return Spectrum(flux=flux * unit, spectral_axis=wave * u.AA,
                     uncertainty=StdDevUncertainty(sigma * unit),
-                    meta={"wavelength_medium": a0.meta.get("wavelength_medium")})
+                    meta={"wavelength_medium": stars[0]["A"].meta.get("wavelength_medium")})
+
+
+def _one_d(star):
+    from astropy.nddata import StdDevUncertainty
+    from specutils import Spectrum
+
+    wave, flux, sigma = _combined_arrays(star)
+    unit = star["A"].flux.unit
+    return Spectrum(flux=flux * unit, spectral_axis=wave * u.AA,
+                    uncertainty=StdDevUncertainty(sigma * unit),
+                    meta={"wavelength_medium": star["A"].meta.get("wavelength_medium")})
+
+
+def shapes(stars):
+    """The four input shapes of the same stars: name -> input of :func:`remap.fit`."""
+    from specutils import SpectrumList
+
+    return {"2-D": combined_batch(stars),
+            "list of dicts": stars,
+            "SpectrumList per star": [SpectrumList([s["A"], s["B"]]) for s in stars],
+            "list of 1-D spectra": [_one_d(s) for s in stars]}
 
 
 def run(spectra, model, batch_size=256):
@@ -87,17 +131,75 @@ def run(spectra, model, batch_size=256):
     return time.perf_counter() - start, result.timings, result
 
 
-def _print_table(label, n, wall, timings):
-    print(f"\n{label}: {n} stars in {wall:.2f} s = {n / wall:.0f} stars/s")
+def network_seconds(model, n, repeats=2):
+    """Seconds the beams' networks alone take on ``n`` rows (best of ``repeats``)."""
+    from remap.inference.stages import Network
+
+    stage = Network(model, None)
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for beam in model.beams:
+            stage._predict(beam, np.ones((n, model.grid(beam)["npix"]), np.float32))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _print_table(label, n, wall, timings, net):
+    print(f"\n{label}: {n} stars in {wall:.2f} s = {n / wall:.0f} stars/s; networks alone "
+          f"{net:.2f} s ({n / net:.0f} stars/s); fit/networks = {wall / net:.1f}")
     print(f"  {'stage':<12} {'seconds':>8} {'share':>7} {'ms/star':>8}")
     accounted = 0.0
     for stage in _STAGES:
         sec = timings.get(stage, 0.0)
-        accounted += sec
+        if not stage.startswith("network "):
+            accounted += sec
         print(f"  {stage:<12} {sec:8.3f} {sec / wall:7.1%} {1e3 * sec / n:8.3f}")
+    accounted += timings.get("network", 0.0)
     other = wall - accounted
     print(f"  {'other':<12} {other:8.3f} {other / wall:7.1%} {1e3 * other / n:8.3f}"
-          "   (input parsing, grouping, stacking)")
+          "   (input iteration, result assembly)")
+
+
+def _max_diff(a, b):
+    return max(float(np.nanmax(np.abs(a[h].median.value - b[h].median.value)))
+               for h in a.parameters)
+
+
+# ---------------------------------------------------------------------- streaming RSS
+
+def _stream(n, batch_size):
+    """Child process: stream ``n`` stars through fit_iter; print peak RSS (JSON)."""
+    import resource
+
+    import remap
+
+    model = remap.default_model()
+    base = _base_stars(16, 0)
+    remap.fit(base[:2], model=model)          # warm-up: tracing, caches
+    rng = np.random.default_rng(1)
+
+    def stars():
+        for i in range(n):
+            yield _copy(base[i % len(base)], rng, True)
+
+    start = time.perf_counter()
+    done = flagged = 0
+    for result in remap.fit_iter(stars(), model=model, batch_size=batch_size):
+        done += len(result)
+        flagged += int(np.count_nonzero(result.flags & remap.Flag.BAD_INPUT))
+    wall = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # MiB (Linux: KiB)
+    print(json.dumps({"n": done, "bad": flagged, "seconds": wall, "peak_rss_mib": rss}))
+
+
+def stream_rss(n, batch_size=256):
+    """Peak RSS (MiB) and seconds of streaming ``n`` stars, measured in a subprocess."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run([sys.executable, "-m", "benchmarks.fit", "--stream", str(n),
+                          str(batch_size)], capture_output=True, text=True, env=env,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(quick=False):
@@ -111,17 +213,47 @@ def main(quick=False):
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
     stars = make_batch(n)
+    inputs = shapes(stars)
     t_make = time.perf_counter() - t0
     print(f"remap.fit benchmark: default model ({model.path.name}), {n} two-beam stars, "
-          f"{os.cpu_count()} CPUs; model load {t_load:.1f} s, making the batch {t_make:.1f} s")
+          f"{os.cpu_count()} CPUs; model load {t_load:.1f} s, making the inputs {t_make:.1f} s")
     warm = time.perf_counter()
     remap.fit(stars[:2], model=model)
     print(f"warm-up (2 stars: network tracing, neighbour reference distances): "
           f"{time.perf_counter() - warm:.1f} s")
+    net = network_seconds(model, n)
+    reference = None
+    summary = []
+    for label, spectra in inputs.items():
+        wall, timings, result = run(spectra, model)
+        _print_table(label, n, wall, timings, net)
+        if reference is None:
+            reference = result
+            same = "reference"
+        else:
+            diff = _max_diff(reference, result)
+            same = "identical" if diff == 0 else f"max |Δ median| {diff:.3g}"
+        print(f"  results vs 2-D: {same}; flagged stars: "
+              f"{int(np.count_nonzero(result.flags))} of {n}")
+        summary.append((label, n / wall, wall / net))
+    print("\nsummary:")
+    for label, rate, ratio in summary:
+        print(f"  {label:<24} {rate:7.0f} stars/s   fit/networks {ratio:5.1f}")
 
-    wall, timings, result = run(stars, model)
-    _print_table("list of stars (dict of beam spectra each)", n, wall, timings)
-    flagged = int(np.count_nonzero(result.flags))
-    wall2, timings2, _ = run(combined_batch(stars), model)
-    _print_table("one 2-D spectrum (both beams on one axis)", n, wall2, timings2)
-    print(f"\nflagged stars: {flagged} of {n}")
+    small, large = (200, 2000) if quick else (1000, 50000)
+    print("\nstreaming through remap.fit_iter (generator, batch_size 256, fresh "
+          "subprocess each):")
+    rss = {}
+    for count in (small, large):
+        r = stream_rss(count)
+        rss[count] = r["peak_rss_mib"]
+        print(f"  {r['n']:>6} stars: peak RSS {r['peak_rss_mib']:7.0f} MiB, "
+              f"{r['seconds']:.1f} s ({r['n'] / r['seconds']:.0f} stars/s incl. making them)")
+    print(f"  peak RSS ratio {large} / {small} stars: {rss[large] / rss[small]:.2f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--stream":
+        _stream(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main(quick="--quick" in sys.argv)

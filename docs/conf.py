@@ -9,7 +9,10 @@ warning-free.
 
 import datetime
 import os
+import sys
 from importlib.metadata import PackageNotFoundError, version as dist_version
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
 
 project = "remap"
 author = "remap developers"
@@ -29,6 +32,7 @@ extensions = [
     "sphinx_automodapi.smart_resolver",
     "numpydoc",
     "sphinx_click",
+    "remap_pipeline",       # docs/_ext: the stage table of docs/pipeline.rst
 ]
 
 exclude_patterns = ["_build", "examples/remap_toy_survey/build", "**.egg-info"]

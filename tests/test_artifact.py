@@ -66,7 +66,7 @@ def _tiny(seed, flux, labels=None):
 
 
 def _manifest(**extra):
-    return {"survey": "marvels", "beams": {"A": dict(GRID), "B": dict(GRID)},
+    return {"survey": "toysurvey", "beams": {"A": dict(GRID), "B": dict(GRID)},
             "fitter": remap.get_continuum_fitter("algorithm1"),
             "library": {"name": "toy"}, "training": {"epochs": 3},
             "metrics": {"val_loss": np.float32(1.5), "missing": float("nan")}, **extra}
@@ -115,7 +115,7 @@ def test_round_trip_predictions_and_manifest(trained):
     assert isinstance(loaded, RemapModel)
     assert loaded.beams == ["A", "B"]
     assert [h.name for h in loaded.heads] == ["teff", "logg", "feh"]
-    assert loaded.survey == "marvels"
+    assert loaded.survey == "toysurvey"
     assert loaded.fitter["name"] == "algorithm1"
     assert loaded.fitter["config"] == remap.get_continuum_fitter("algorithm1").get_config()
     assert loaded.continuum_fitter() == remap.get_continuum_fitter("algorithm1")
@@ -186,7 +186,7 @@ def test_tampered_keras_file_is_refused(copy):
 
 
 def test_tampered_manifest_is_refused(copy):
-    text = (copy / "manifest.json").read_text().replace('"marvels"', '"marvelz"')
+    text = (copy / "manifest.json").read_text().replace('"toysurvey"', '"toysurvez"')
     (copy / "manifest.json").write_text(text)
     with pytest.raises(ArtifactError, match=r"'manifest.json' does not match"):
         load_model(copy)
@@ -534,7 +534,8 @@ def test_overwrite_refuses_what_is_not_an_artifact(trained, tmp_path):
      r"takes 128 pixels but the beam grid has 201"),
     (lambda a: a["manifest"].update(beams={"A": {**GRID, "npix": 100}}),
      r"npix=100 does not match the grid"),
-    (lambda a: a["manifest"].update(beams={}), r"takes 128 pixels but the beam grid has 4301"),
+    (lambda a: a["manifest"].update(beams={}, survey="marvels"),
+     r"takes 128 pixels but the beam grid has 4301"),
     (lambda a: a["manifest"].update(beams={"A": GRID, "Z": GRID}),
      r"lists \['Z'\], which have no model"),
     (lambda a: a["manifest"].update(when=object()), r"manifest value at when is a object"),

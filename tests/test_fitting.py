@@ -71,8 +71,9 @@ def test_default_model_is_cached_and_shipped(model):
     assert resolve_model(str(DEFAULT_MODEL_PATH)) is model
     assert set(model.beams) == {"A", "B"}
     steps = pipeline(model)
-    assert [s for s, _ in steps] == ["validate", "split", "spikes", "resample", "continuum",
-                                     "network", "conflation", "flags", "neighbours"]
+    built_in = ["validate", "split", "spikes", "resample", "continuum", "network",
+                "conflation", "flags", "neighbours"]
+    assert [s for s, _ in steps if s in built_in] == built_in
     assert "algorithm1" in dict(steps)["continuum"]
 
 

@@ -112,11 +112,12 @@ class Batch:
             piece=self.piece[rows])
 
     def columns(self, sl: slice, wave: np.ndarray | None = None) -> "Batch":
-        """A batch of some pixels of every row (a beam's range), optionally on ``wave``."""
+        """A copy of some pixels of every row (a beam's range), optionally on ``wave``."""
         new_wave = (self.wave[sl] if self.wave.ndim == 1 else self.wave[:, sl]) \
             if wave is None else wave
-        return dataclasses.replace(self, flux=self.flux[:, sl], sigma=self.sigma[:, sl],
-                                   mask=self.mask[:, sl], wave=new_wave)
+        return dataclasses.replace(self, flux=self.flux[:, sl].copy(),
+                                   sigma=self.sigma[:, sl].copy(), mask=self.mask[:, sl].copy(),
+                                   wave=new_wave)
 
     @classmethod
     def concatenate(cls, batches: list) -> "Batch":

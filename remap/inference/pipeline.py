@@ -135,12 +135,19 @@ def _read(item):
     """A path item read with the catalogue's reader (an error is kept for Validate)."""
     if not isinstance(item.obj, (str, os.PathLike)):
         return item
+    label = f"{item.label} ({os.fspath(item.obj)})" if item.label != str(item.obj) \
+        else item.label
     try:
         obj = read_spectrum_file(item.obj)
     except (OSError, SpectrumError, ValueError) as exc:
-        obj = exc
-    label = f"{item.label} ({os.fspath(item.obj)})" if item.label != str(item.obj) \
-        else item.label
+        text = str(exc)
+        if item.label != str(item.obj):   # name the item by its place in the input
+            text = f"{item.label}: {text}"
+        try:
+            obj = type(exc)(text)
+        except Exception:  # noqa: BLE001 - an exception type with another signature
+            obj = SpectrumError(text)
+        obj.__cause__ = exc
     return Item(item.index, label, obj, item.row)
 
 

@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import astropy.units as u
 import numpy as np
+from astropy.nddata import StdDevUncertainty
 from specutils import SpectrumList
 
 from ..continuum.base import ContinuumError
@@ -149,12 +150,7 @@ class _Rows:
     def __init__(self, spectrum, name):
         self.arrays = _spectrum_arrays(spectrum, name, batch=True)
         self.errors = self.arrays.pop("row_errors")
-        self.key = _grid_key(self.arrays["wave"], self.arrays["medium"])
-
-
-def _grid_key(wave, medium):
-    return (hashlib.sha1(np.ascontiguousarray(wave).tobytes()).hexdigest(), wave.size,
-            medium)
+        self.key = self.arrays["key"]
 
 
 def _fill_masked(flux, bad):
@@ -165,6 +161,44 @@ def _fill_masked(flux, bad):
             good = ~b
             row[b] = np.interp(x[b], x[good], row[good])
     return flux
+
+
+#: Spectral axes converted to Å, by (unit, digest of the raw values): most inputs of a
+#: survey share a handful of axes, and astropy's unit conversion costs more than the rest
+#: of the validation of a spectrum.
+_AXES: dict = {}
+_AXES_MAX = 64
+
+
+def _wavelength(axis):
+    """``wavelength_of(axis)`` as a float array, cached by the axis' unit and values.
+
+    Returns the wavelengths (read-only) and a key that is equal for equal axes.
+    """
+    raw = np.ascontiguousarray(u.Quantity(axis, copy=False).value)
+    key = (getattr(axis, "unit", None), raw.shape,
+           hashlib.sha1(raw.view(np.uint8)).digest() if raw.dtype.kind == "f" else None)
+    wave = _AXES.get(key) if key[2] is not None else None
+    if wave is None:
+        wave = np.array(wavelength_of(axis).value, dtype=float)
+        wave.flags.writeable = False
+        if key[2] is None:
+            key = (None, wave.shape, hashlib.sha1(wave.view(np.uint8)).digest())
+        else:
+            if len(_AXES) >= _AXES_MAX:
+                _AXES.pop(next(iter(_AXES)))
+            _AXES[key] = wave
+    return wave, key
+
+
+def _stddev(uncertainty, shape, unit):
+    """`stddev_of`, without astropy unit arithmetic in the common case (σ in the flux unit)."""
+    if (type(uncertainty) is StdDevUncertainty and uncertainty.unit is unit
+            and np.shape(uncertainty.array) == shape):
+        arr = np.asarray(uncertainty.array, dtype=float)
+        with np.errstate(invalid="ignore"):
+            return np.where(arr >= 0, arr, np.nan)
+    return stddev_of(uncertainty, shape, unit)
 
 
 def _spectrum_arrays(spectrum, name, *, batch=False):
@@ -193,7 +227,7 @@ def _spectrum_arrays(spectrum, name, *, batch=False):
     if flux2.size == 0 or npix == 0:
         raise SpectrumError(f"{name}: the spectrum is empty (flux shape {flux.shape})")
     try:
-        wave = np.array(wavelength_of(spectrum.spectral_axis).value, dtype=float)
+        wave, axis_key = _wavelength(spectrum.spectral_axis)
     except SpectrumError as exc:
         raise SpectrumError(f"{name}: {exc}") from None
     if wave.ndim != 1 or wave.size != npix:
@@ -203,7 +237,7 @@ def _spectrum_arrays(spectrum, name, *, batch=False):
         raise SpectrumError(f"{name}: the spectrum has only {npix} pixels; at least "
                             f"{MIN_PIXELS} are needed")
     try:
-        std = stddev_of(spectrum.uncertainty, flux.shape, unit)
+        std = _stddev(spectrum.uncertainty, flux.shape, unit)
     except SpectrumError as exc:
         raise SpectrumError(f"{name}: {exc}") from None
     if spectrum.mask is None:
@@ -281,7 +315,7 @@ def _spectrum_arrays(spectrum, name, *, batch=False):
                 good = np.isfinite(row) & ~bad[i]
                 row[~good] = row[good].max() if good.any() else 1.0
     return {"wave": wave, "flux": flux2, "sigma": sigma, "mask": bad, "medium": medium,
-            "unit": unit, "notes": notes, "row_errors": errors}
+            "unit": unit, "notes": notes, "row_errors": errors, "key": (axis_key, medium)}
 
 
 class Validate(Stage):
@@ -361,7 +395,7 @@ class Validate(Stage):
             for p, a in enumerate(converted):
                 for code, text in a["notes"][0]:
                     context.note(star, self.name, code, text)
-                key = _grid_key(a["wave"], a["medium"])
+                key = a["key"]
                 groups.setdefault(key, []).append((star, p, a, 0))
                 waves[key] = (a["wave"], a["medium"])
         batches = []
@@ -427,7 +461,9 @@ class Split(Stage):
                     if beam.name not in parts:
                         continue
                     reached[rows] = True
-                    part = batch.take(rows).columns(slice(i0, i1), w[i0:i1])
+                    whole = len(rows) == len(batch)
+                    part = (batch if whole else batch.take(rows)).columns(slice(i0, i1),
+                                                                          w[i0:i1])
                     part.beam, part.medium = beam.name, medium
                     parts[beam.name].append(part)
             for r in np.flatnonzero(~reached):
@@ -603,8 +639,6 @@ class Spikes(Stage):
 
     def _custom(self, batch):
         """A survey with its own ``remove_spikes``: call it on the batch as one spectrum."""
-        from astropy.nddata import StdDevUncertainty
-
         Spectrum = spectrum_class()
         rows = []
         for grp, w in batch.wave_groups():
@@ -646,7 +680,7 @@ class Resample(Stage):
             grid = self.grids[batch.beam]
             step = float(np.median(np.diff(grid)))
             for rows, w in batch.wave_groups():
-                sub = batch.take(rows)
+                sub = batch if len(rows) == len(batch) else batch.take(rows)
                 if w.size == grid.size and np.allclose(w, grid, rtol=0, atol=1e-6 * step):
                     sub.wave, sub.window = grid, (0, grid.size)
                 else:
@@ -1033,10 +1067,10 @@ DEFAULT_STAGES = (Validate, Split, Spikes, Resample, Continuum, Network, Conflat
                   QualityFlags, NearestNeighbours)
 
 
-def stage_options(stages=DEFAULT_STAGES) -> dict:
+def stage_options(stages=None) -> dict:
     """Option name -> the stage class declaring it (each option belongs to one stage)."""
     owner = {}
-    for cls in stages:
+    for cls in DEFAULT_STAGES if stages is None else stages:
         for name in cls.OPTIONS:
             if name in owner:
                 raise TypeError(f"option {name!r} is declared by stages {owner[name].name!r} "
@@ -1090,15 +1124,15 @@ class Pipeline:
         return context
 
 
-def build_pipeline(model, survey, stages=DEFAULT_STAGES, **options) -> Pipeline:
+def build_pipeline(model, survey, stages=None, **options) -> Pipeline:
     """The stages of :func:`remap.fit` for a model, survey and options.
 
     Parameters
     ----------
     model : `remap.model.RemapModel`
     survey : `remap.surveys.Survey`
-    stages : sequence of `Stage` subclasses
-        Default :data:`DEFAULT_STAGES`.
+    stages : sequence of `Stage` subclasses, optional
+        Default: :data:`DEFAULT_STAGES` (looked up when called).
     **options
         Stage options (``k=``, ``fitter_options=``, ``min_coverage=``, ...),
         each passed to the stage that declares it.
@@ -1114,6 +1148,7 @@ def build_pipeline(model, survey, stages=DEFAULT_STAGES, **options) -> Pipeline:
     ValueError
         A bad option value (raised by its stage).
     """
+    stages = DEFAULT_STAGES if stages is None else tuple(stages)
     owner = stage_options(stages)
     unknown = sorted(set(options) - set(owner))
     if unknown:

@@ -74,6 +74,7 @@ import numpy as np
 
 from .._util.fs import sha256_of
 from ..exceptions import RemapError
+from .survey_grids import check_survey_grids
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "SUMS_NAME", "KERAS_MEMBERS",
            "ArtifactError", "Neighbours", "RemapModel", "save_model", "load_model",
@@ -1085,6 +1086,7 @@ def load_model(path):
         raise ArtifactError(f"{root}: file {name!r} named in {MANIFEST_NAME} is missing")
     _check_versions(manifest, root)
     _load_plugins()
+    check_survey_grids(manifest, str(root), ArtifactError)
     heads = _check_heads(manifest, root)
     head_names = [h.name for h in heads]
     models, embeddings, templates = {}, {}, {}

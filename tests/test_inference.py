@@ -1,0 +1,315 @@
+"""remap.inference: stages over array batches, input shapes, streaming, bad input, input rules.
+
+Everything runs on noisy copies of the bundled example star (both beams) with the
+default model, a handful of stars at a time.
+"""
+
+import hashlib
+import json
+import shutil
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.nddata import StdDevUncertainty
+from specutils import Spectrum, SpectrumList
+
+import remap
+import remap.inference.stages as stages_module
+from remap.examples import load_example
+from remap.inference import DEFAULT_STAGES, Batch, Flag, Stage, fit_iter, pipeline
+from remap.inference.result import FitResult
+from remap.model import ArtifactError, load_model
+from remap.model.cache import DEFAULT_MODEL_PATH
+from remap.spectra.io import write_beams
+
+
+@pytest.fixture(scope="module")
+def model():
+    return remap.default_model()
+
+
+def _star(seed):
+    """The example star with fresh 1 % noise; beam B's first pixel (5280 Å) set to A's last."""
+    rng = np.random.default_rng(seed)
+    ex = load_example()
+    out = {}
+    for beam, spec in ex.items():
+        flux = spec.flux.value * (1 + 0.01 * rng.standard_normal(spec.flux.shape))
+        sigma = spec.uncertainty.array.copy()
+        if beam == "B":
+            flux[0], sigma[0] = out["A"].flux.value[-1], out["A"].uncertainty.array[-1]
+        out[beam] = Spectrum(flux=flux * spec.flux.unit, spectral_axis=spec.spectral_axis,
+                             uncertainty=StdDevUncertainty(sigma * spec.flux.unit),
+                             meta={"wavelength_medium": "air"})
+    return out
+
+
+def _one_d(star):
+    a, b = star["A"], star["B"]
+    return Spectrum(flux=np.concatenate([a.flux.value, b.flux.value[1:]]) * a.flux.unit,
+                    spectral_axis=np.concatenate([a.spectral_axis.value,
+                                                  b.spectral_axis.value[1:]]) * u.AA,
+                    uncertainty=StdDevUncertainty(np.concatenate(
+                        [a.uncertainty.array, b.uncertainty.array[1:]]) * a.flux.unit),
+                    meta={"wavelength_medium": "air"})
+
+
+def _two_d(stars):
+    ones = [_one_d(s) for s in stars]
+    return Spectrum(flux=np.stack([s.flux.value for s in ones]) * ones[0].flux.unit,
+                    spectral_axis=ones[0].spectral_axis,
+                    uncertainty=StdDevUncertainty(np.stack([s.uncertainty.array for s in ones])
+                                                  * ones[0].flux.unit),
+                    meta={"wavelength_medium": "air"})
+
+
+def _with(spec, flux=None, sigma=None, mask=None, uncertainty="keep"):
+    unc = spec.uncertainty if uncertainty == "keep" else uncertainty
+    if sigma is not None:
+        unc = StdDevUncertainty(sigma * spec.flux.unit)
+    return Spectrum(flux=spec.flux if flux is None else flux * spec.flux.unit,
+                    spectral_axis=spec.spectral_axis, uncertainty=unc, mask=mask,
+                    meta=dict(spec.meta))
+
+
+def _same(r1, r2):
+    for name in r1.parameters:
+        np.testing.assert_array_equal(r1[name].pmf, r2[name].pmf)
+        np.testing.assert_array_equal(r1[name].median.value, r2[name].median.value)
+    np.testing.assert_array_equal(r1.flags, r2.flags)
+
+
+@pytest.fixture(scope="module")
+def stars():
+    return [_star(s) for s in range(4)]
+
+
+@pytest.fixture(scope="module")
+def reference(model, stars):
+    return remap.fit(stars, model=model)
+
+
+# ----------------------------------------------------------------- stages and batching
+
+def test_pipeline_lists_the_default_stages_in_order(model):
+    steps = pipeline(model)
+    names = [name for name, _ in steps]
+    assert names == [cls.name for cls in DEFAULT_STAGES]
+    built_in = ["validate", "split", "spikes", "resample", "continuum", "network",
+                "conflation", "flags", "neighbours"]
+    assert [n for n in names if n in built_in] == built_in and names[0] == "validate"
+    assert all(isinstance(text, str) and text for _, text in steps)
+    assert "k=3" in dict(pipeline(model, k=3))["neighbours"]
+
+
+def test_input_shapes_run_as_the_same_batches_and_agree(model, stars, reference):
+    """A list of dicts, of SpectrumLists, of 1-D spectra and a 2-D spectrum: same numbers."""
+    inputs = {"SpectrumList": [SpectrumList([s["A"], s["B"]]) for s in stars],
+              "1-D": [_one_d(s) for s in stars], "2-D": _two_d(stars)}
+    for name, value in inputs.items():
+        result = remap.fit(value, model=model)
+        assert result.is_batch and len(result) == len(stars), name
+        _same(result, reference)
+    assert reference.beams_used == [("A", "B")] * len(stars)
+    assert np.all(np.isfinite(reference.teff.median.value))
+
+
+def test_results_do_not_depend_on_the_other_stars_of_a_batch(model, stars, reference):
+    alone = remap.fit(stars[2], model=model)
+    _same(alone, reference[2])
+    small = remap.fit(stars, model=model, batch_size=1)
+    _same(small, reference)
+    assert small.messages == reference.messages
+
+
+def test_fit_iter_yields_chunks_with_the_users_indices(model, stars, reference):
+    parts = list(fit_iter(iter(stars), model=model, batch_size=3))
+    assert [len(p) for p in parts] == [3, 1]
+    assert parts[1].index.tolist() == [3]
+    _same(FitResult.concatenate(parts), reference)
+    assert FitResult.concatenate(parts).index.tolist() == [0, 1, 2, 3]
+
+
+def test_fit_iter_reads_lazily(model, stars):
+    pulled = []
+
+    def source():
+        for i in range(5):
+            pulled.append(i)
+            yield stars[i % len(stars)]
+
+    it = fit_iter(source(), model=model, batch_size=2)
+    first = next(it)
+    assert len(first) == 2 and len(pulled) == 2
+    assert sum(len(r) for r in it) == 3 and len(pulled) == 5
+
+
+def test_fit_iter_streams_a_generator_of_files(model, stars, tmp_path):
+    paths = []
+    for i, star in enumerate(stars[:3]):
+        path = tmp_path / f"star{i}.fits"
+        write_beams(path, {"A": star["A"], "B": star["B"]}, survey="marvels", medium="air")
+        paths.append(path)
+    empty = tmp_path / "empty.fits"
+    empty.write_bytes(b"")
+    files = [paths[0], empty, paths[1], paths[2]]
+    results = list(fit_iter((p for p in files), model=model, batch_size=2))
+    assert [len(r) for r in results] == [2, 2]
+    table = FitResult.concatenate(results).to_table()
+    assert table["flags"][1] == int(Flag.BAD_INPUT)
+    assert "empty.fits" in table["message"][1] and "spectra[1]" in table["message"][1]
+    assert np.isnan(table["teff"][1].value)
+    assert np.all(np.isfinite(table["teff"][[0, 2, 3]].value))
+
+
+# ----------------------------------------------------------------- bad input
+
+def _bad(star):
+    """A star whose beam-A flux is zero or negative everywhere."""
+    return {"A": _with(star["A"], flux=-np.abs(star["A"].flux.value)), "B": star["B"]}
+
+
+def test_a_bad_item_is_a_flagged_nan_row_and_the_rest_is_kept(model, stars, reference):
+    items = [stars[0], stars[1], _bad(stars[2]), None, stars[3]]
+    r = remap.fit(items, model=model)
+    assert len(r) == 5
+    assert r.flags[2] == int(Flag.BAD_INPUT) and r.flags[3] == int(Flag.BAD_INPUT)
+    assert "spectra[2]" in r.messages[2] and "zero or negative" in r.messages[2]
+    assert "spectra[3]" in r.messages[3] and "TypeError" in r.messages[3]
+    assert np.isnan(r.teff.pmf[2]).all() and r.beams_used[2] == ()
+    assert [n.code for n in r.notes[2]] == ["bad_input"]
+    _same(r[0:2], reference[0:2])
+    _same(r[4], reference[3])
+    assert "BAD_INPUT" in r.to_table()["flag_names"][2]
+
+
+def test_errors_raise_names_the_item_in_the_users_input(model, stars):
+    items = [stars[i % 4] for i in range(9)] + [_bad(stars[0])]
+    with pytest.raises(remap.SpectrumError, match=r"^spectra\[9\] \(beam 'A'\): the flux is "
+                                                  r"zero or negative"):
+        remap.fit(items, model=model, batch_size=4, errors="raise")
+    with pytest.raises(TypeError, match=r"spectra\[1\]"):
+        remap.fit([stars[0], 3.5], model=model, errors="raise")
+    with pytest.raises(ValueError, match="errors must be one of"):
+        remap.fit(stars[:1], model=model, errors="ignore")
+    # a single star has nothing else to keep: it raises
+    with pytest.raises(remap.SpectrumError, match="zero or negative"):
+        remap.fit(_bad(stars[0]), model=model)
+
+
+def test_a_bad_row_of_a_two_d_batch_is_flagged(model, stars, reference):
+    batch = _two_d(stars)
+    flux = batch.flux.value.copy()
+    flux[1] = -1.0
+    r = remap.fit(_with(batch, flux=flux), model=model)
+    assert r.flags[1] == int(Flag.BAD_INPUT) and "spectrum[1]" in r.messages[1]
+    _same(r[2:], reference[2:])
+
+
+def test_unknown_and_bad_stage_options(model, stars):
+    with pytest.raises(TypeError, match="unknown option"):
+        remap.fit(stars[0], model=model, bogus=1)
+    with pytest.raises(ValueError, match="min_coverage"):
+        remap.fit(stars[0], model=model, min_coverage=2)
+
+
+# ----------------------------------------------------------------- input rules
+
+def test_zero_and_negative_sigma_pixels_are_masked(model, stars):
+    a = stars[0]["A"]
+    sigma = a.uncertainty.array.copy()
+    sigma[1000:1100] = 0.0
+    sigma[2000:2050] = -1.0
+    zeroed = remap.fit({"A": _with(a, sigma=sigma), "B": stars[0]["B"]}, model=model)
+    mask = np.zeros(a.flux.shape, bool)
+    mask[1000:1100] = mask[2000:2050] = True
+    masked = remap.fit({"A": _with(a, mask=mask), "B": stars[0]["B"]}, model=model)
+    _same(zeroed, masked)
+    assert zeroed.masked_fraction["A"] >= 150 / 4301
+
+
+def test_all_zero_sigma_is_taken_as_no_uncertainty_with_a_note(model, stars):
+    a, b = stars[0]["A"], stars[0]["B"]
+    zero = remap.fit({"A": _with(a, sigma=np.zeros(a.flux.shape)), "B": b}, model=model)
+    none = remap.fit({"A": _with(a, uncertainty=None), "B": b}, model=model)
+    _same(zero, none)
+    assert "sigma_all_zero" in [n.code for n in zero.notes[0]]
+    assert "zero everywhere" in zero.messages[0]
+    assert "sigma_all_zero" not in [n.code for n in none.notes[0]]
+
+
+def test_two_overlapping_spectra_of_one_beam_are_an_error(model, stars):
+    a = stars[0]["A"]
+    half = Spectrum(flux=a.flux[:3000], spectral_axis=a.spectral_axis[:3000],
+                    uncertainty=StdDevUncertainty(a.uncertainty.quantity[:3000]),
+                    meta=dict(a.meta))
+    for star in (SpectrumList([a, half, stars[0]["B"]]),
+                 {"A": a, "A2": half, "B": stars[0]["B"]}):
+        with pytest.raises(remap.SpectrumError, match="both cover beam A"):
+            remap.fit(star, model=model)
+    r = remap.fit([stars[1], SpectrumList([half, a, stars[0]["B"]])], model=model)
+    assert r.flags[1] == int(Flag.BAD_INPUT) and "both cover beam A" in r.messages[1]
+    assert np.isfinite(r.teff.median.value[0])
+
+
+def test_a_manifest_grid_that_disagrees_with_its_survey_is_refused(tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_PATH, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    grid = manifest["beams"]["A"]["grid"]
+    grid["wave_min"] += 0.05
+    grid["wave_max"] += 0.05
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    names = sorted(p.name for p in copy.iterdir() if p.name != "SHA256SUMS")
+    (copy / "SHA256SUMS").write_text("".join(
+        f"{hashlib.sha256((copy / n).read_bytes()).hexdigest()}  {n}\n" for n in names))
+    with pytest.raises(ArtifactError, match="grid of beam 'A'.*disagrees with survey"):
+        load_model(copy)
+
+
+# ----------------------------------------------------------------- extending the pipeline
+
+class _ToyVelocity(Stage):
+    """A toy stage after validate: declares a per-star column and shifts nothing."""
+
+    name = "toy_rv"
+    OPTIONS = {"toy_rv": 1.5}
+    COLUMNS = {"rv": ("km / s", "toy radial velocity")}
+
+    def run(self, batches, context):
+        for b in batches:
+            context.set_value("rv", b.star, self.options["toy_rv"] * (b.star + 1))
+        return batches
+
+
+def test_a_stage_inserted_after_validate_adds_a_column(model, stars, reference, monkeypatch):
+    monkeypatch.setattr(stages_module, "DEFAULT_STAGES",
+                        DEFAULT_STAGES[:1] + (_ToyVelocity,) + DEFAULT_STAGES[1:])
+    assert [s for s, _ in pipeline(model)][:2] == ["validate", "toy_rv"]
+    r = remap.fit(stars[:3], model=model, toy_rv=2.0)
+    assert r.values["rv"].unit == u.km / u.s
+    np.testing.assert_allclose(r.values["rv"].value, [2.0, 4.0, 6.0])
+    table = r.to_table()
+    assert table["rv"].unit == u.km / u.s and table["rv"].info.description
+    assert r[1].values["rv"] == 4.0 * u.km / u.s and r[1].rv == 4.0 * u.km / u.s
+    _same(r, reference[:3])
+    assert "toy_rv" in r.timings
+
+
+# ----------------------------------------------------------------- the batch
+
+def test_batch_rows_with_their_own_grids():
+    wave = np.linspace(5000.0, 5010.0, 20)
+    grids = np.stack([wave, wave + 0.1, wave])
+    b = Batch(flux=np.ones((3, 20)), sigma=np.full((3, 20), np.nan),
+              mask=np.zeros((3, 20), bool), wave=grids, star=np.arange(3),
+              piece=np.zeros(3, np.int64))
+    groups = {tuple(rows) for rows, _ in b.wave_groups()}
+    assert groups == {(0, 2), (1,)}
+    assert not b.has_sigma().any() and b.shared_wave is None
+    joined = Batch.concatenate([b.take([0]), b.take([1, 2])])
+    np.testing.assert_array_equal(joined.wave, grids)
+    with pytest.raises(ValueError, match="wave has shape"):
+        Batch(flux=np.ones((3, 20)), sigma=np.ones((3, 20)), mask=np.zeros((3, 20), bool),
+              wave=wave[:5], star=np.arange(3), piece=np.zeros(3, np.int64))
