@@ -137,13 +137,14 @@ def _normalize_all(inputs, stems, outdir, fmt, medium, survey_obj, fitter_obj, k
     """Normalize every input; (summary rows, failures)."""
     from tqdm import tqdm
 
-    rows, failures = [], []
+    rows, failures, assumed = [], [], []
     bar = tqdm(inputs, desc="normalize", unit="file", disable=len(inputs) < 2 or None,
                file=sys.stderr)
     for path, stem in zip(bar, stems):
         try:
             beams = _normalize_file(path, fmt, survey_obj, fitter_obj,
-                                    remove_spikes=not keep_spikes, medium=medium)
+                                    remove_spikes=not keep_spikes, medium=medium,
+                                    assumed=assumed)
             table = _beams_table(beams, path, survey_obj, fitter_obj, not keep_spikes)
             ecsv = outdir / f"{stem}_normalized.ecsv"
             png = outdir / f"{stem}_normalized.png"
@@ -158,6 +159,17 @@ def _normalize_all(inputs, stems, outdir, fmt, medium, survey_obj, fitter_obj, k
                          "-" if keep_spikes else int(np.count_nonzero(spikes)),
                          float(np.median(u.Quantity(norm.flux).value[good])), ecsv.name))
     bar.close()
+    if assumed:
+        import warnings
+
+        from ..spectra.medium import warn_medium_assumed
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warn_medium_assumed(assumed, survey_obj.wavelength_medium,
+                                f"the medium of survey {survey_obj.name!r}")
+        for w in caught:
+            click.echo(f"remap normalize: warning: {w.message}", err=True)
     return rows, failures
 
 
@@ -182,8 +194,12 @@ def _read_spectra(path, fmt, medium=None):
     return list(result) if isinstance(result, SpectrumList) else [result]
 
 
-def _normalize_file(path, fmt, survey, fitter, *, remove_spikes=True, medium=None):
+def _normalize_file(path, fmt, survey, fitter, *, remove_spikes=True, medium=None,
+                    assumed=None):
     """Read, clean, split and normalize one file.
+
+    ``assumed`` (a list) gets the file's name when it declares no wavelength
+    medium (the survey's is then assumed).
 
     Returns
     -------
@@ -197,6 +213,8 @@ def _normalize_file(path, fmt, survey, fitter, *, remove_spikes=True, medium=Non
 
     parts = {}
     spectra = _read_spectra(path, fmt, medium)
+    if assumed is not None and any("wavelength_medium" not in (s.meta or {}) for s in spectra):
+        assumed.append(path.name)
     for i, raw in enumerate(spectra):
         label = path.name if len(spectra) == 1 else f"{path.name}[{i}]"
         spec = prepare(raw, name=label)
