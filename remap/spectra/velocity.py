@@ -345,10 +345,14 @@ class TemplateBank:
         the peak interpolates to < 0.15 km/s at SNR 50, the same as with 2).
     labels : array_like, shape (n_templates, k), optional
         The templates' labels (kept for reporting).
+    step : float, optional
+        The ln λ step of the correlation grid (instead of the median template
+        step / ``oversample``): banks whose CCFs are summed (several beams)
+        must share one.
     """
 
     def __init__(self, wave, flux, *, resolution=None, rv_range=DEFAULT_RV_RANGE,
-                 oversample=1, labels=None):
+                 oversample=1, labels=None, step=None):
         wave = np.asarray(wave, dtype=float)
         flux = np.atleast_2d(np.asarray(flux, dtype=float))
         if wave.ndim != 1 or wave.size < 16 or np.any(np.diff(wave) <= 0):
@@ -370,7 +374,10 @@ class TemplateBank:
         self.rv_range = float(rv_range)
         lnw = np.log(wave)
         self.template_step = float(np.median(np.diff(lnw)))
-        self.step = self.template_step / int(oversample)
+        self.step = self.template_step / int(oversample) if step is None else float(step)
+        if not 0 < self.step <= 4 * self.template_step:
+            raise ValueError(f"step must be positive and at most 4 template pixels; received "
+                             f"step={step!r}")
         self.max_lag = int(math.ceil(math.atanh(self.rv_range / C_KMS) / self.step)) + 4
         pad = self.max_lag + 2
         n = int(math.ceil((lnw[-1] - lnw[0]) / self.step)) + 1 + 2 * pad
