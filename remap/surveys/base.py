@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import ndtri
 
+from .._util.stats import MAD_TO_SIGMA
 from .._util.validators import wavelength_range
 from ..exceptions import NoOverlapError
 from ..spectra.medium import convert_medium, validate_medium
@@ -189,6 +190,78 @@ def _rank_filter_rows(filter_fn, data, size, **kwargs):
     return out.reshape(data.shape)
 
 
+def _spike_kernel():
+    """The compiled spike kernels (the numba boundary: imported and compiled on first use)."""
+    from . import _spike_kernel
+    return _spike_kernel
+
+
+def _spike_sigma(flux, stddev, mask, window, *, reference=False):
+    """Per-pixel noise of ``find_spikes`` for a 2-D batch: ``stddev`` or a running estimate.
+
+    Without ``stddev`` the noise is the running median (``window`` pixels) of
+    the absolute second-difference residual ``r = f_i - (f_{i-1} + f_{i+1}) /
+    2`` (masked pixels and the ends replaced by the row's median), times
+    1.4826 / sqrt(1.5) (the variance of ``r`` is 1.5 sigma^2).  Non-finite or
+    non-positive values are replaced by the median of the row's positive
+    ones, and every value is at least 1e-12 times the row's largest absolute
+    flux.  Each row is treated on its own.  ``reference=True`` computes the
+    running median with SciPy instead of the compiled kernel (same values).
+    """
+    if stddev is None:
+        resid = np.zeros_like(flux)
+        resid[:, 1:-1] = flux[:, 1:-1] - 0.5 * (flux[:, :-2] + flux[:, 2:])
+        absr = np.where(mask, np.nan, np.abs(resid))
+        absr[:, [0, -1]] = np.nan
+        with warnings.catch_warnings():  # a row with every pixel masked: no estimate
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fill = np.nanmedian(absr, axis=-1, keepdims=True)
+        fill = np.where(np.isfinite(fill), fill, 0.0)
+        absr = np.where(np.isfinite(absr), absr, fill)
+        if reference:
+            med = _rank_filter_rows(ndimage.median_filter, absr, window, mode="nearest")
+        else:
+            med = np.empty_like(absr)
+            _spike_kernel().running_rank_rows(absr, window, window // 2, med)
+        sigma = MAD_TO_SIGMA * med / np.sqrt(1.5)
+    else:
+        sigma = np.array(stddev, dtype=float)
+    ok = np.isfinite(sigma) & (sigma > 0)
+    floor = 1e-12 * np.maximum(np.max(np.abs(flux), axis=1), 1e-300)
+    for i in np.flatnonzero(~ok.all(axis=1)):
+        positive = sigma[i, ok[i]]
+        sigma[i, ~ok[i]] = np.median(positive) if positive.size else floor[i]
+    return np.maximum(sigma, floor[:, None])
+
+
+def _spike_flags(flux, sigma, *, max_width, nsigma, grow_nsigma, window, percentile,
+                 reference=False):
+    """The spike flags of ``find_spikes`` for a 2-D batch, from the final noise ``sigma``.
+
+    ``reference=True`` evaluates the SciPy formulation (grey opening, running
+    percentile, binary propagation) instead of the compiled kernel, which
+    gives the same flags (see `remap.surveys._spike_kernel`).
+    """
+    q = float(ndtri(percentile / 100.0))
+    if reference:
+        opening = ndimage.grey_opening(flux, size=(1, max_width + 1), mode="nearest")
+        level = _rank_filter_rows(ndimage.percentile_filter, flux, window,
+                                  percentile=percentile, mode="nearest")
+        level = level - q * sigma
+        excess = (flux - np.maximum(opening, level)) / sigma
+        structure = np.zeros((3, 3), bool)
+        structure[1, :] = True
+        return ndimage.binary_propagation(excess > nsigma, structure=structure,
+                                          mask=excess > grow_nsigma)
+    # the rank scipy.ndimage.percentile_filter takes for this window and percentile
+    rank = int(float(window) * percentile / 100.0)
+    spikes = np.zeros(flux.shape, dtype=bool)
+    _spike_kernel().spike_rows(np.ascontiguousarray(flux), np.ascontiguousarray(sigma),
+                               int(max_width), int(window), rank, q, float(nsigma),
+                               float(grow_nsigma), spikes)
+    return spikes
+
+
 def find_spikes(flux, wavelength=None, *, stddev=None, mask=None, max_width=6, nsigma=5.0,
                 grow_nsigma=2.0, window=101, percentile=85.0, known_spikes=None,
                 known_width=0.6 * u.AA):
@@ -278,40 +351,16 @@ def find_spikes(flux, wavelength=None, *, stddev=None, mask=None, max_width=6, n
     if mask.shape != flux.shape:
         raise ValueError(f"mask shape {mask.shape} differs from flux shape {flux.shape}")
 
-    if stddev is None:
-        # running robust noise: MAD of the second-difference residual
-        # r = f_i - (f_{i-1} + f_{i+1}) / 2, whose variance is 1.5 sigma^2
-        resid = np.zeros_like(flux)
-        resid[..., 1:-1] = flux[..., 1:-1] - 0.5 * (flux[..., :-2] + flux[..., 2:])
-        absr = np.where(mask, np.nan, np.abs(resid))
-        absr[..., [0, -1]] = np.nan
-        with warnings.catch_warnings():  # a row with every pixel masked: no estimate
-            warnings.simplefilter("ignore", RuntimeWarning)
-            fill = np.nanmedian(absr, axis=-1, keepdims=True)
-        fill = np.where(np.isfinite(fill), fill, 0.0)
-        absr = np.where(np.isfinite(absr), absr, fill)
-        med = _rank_filter_rows(ndimage.median_filter, absr, window, mode="nearest")
-        sigma = 1.482602218505602 * med / np.sqrt(1.5)
-    else:
-        sigma = np.asarray(stddev, dtype=float)
-        if sigma.shape != flux.shape:
-            raise ValueError(f"stddev shape {sigma.shape} differs from flux shape {flux.shape}")
-    positive = sigma[np.isfinite(sigma) & (sigma > 0)]
-    floor = 1e-12 * max(float(np.max(np.abs(flux))), 1e-300)
-    sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma,
-                     np.median(positive) if positive.size else floor)
-    sigma = np.maximum(sigma, floor)
-
-    opening = ndimage.grey_opening(flux, size=_row_structure(flux.ndim, max_width + 1),
-                                   mode="nearest")
-    level = _rank_filter_rows(ndimage.percentile_filter, flux, window, percentile=percentile,
-                              mode="nearest")
-    level = level - ndtri(percentile / 100.0) * sigma
-    excess = (flux - np.maximum(opening, level)) / sigma
-    core = excess > nsigma
-    structure = np.zeros((3,) * flux.ndim, bool)
-    structure[(1,) * (flux.ndim - 1) + (slice(None),)] = True
-    spikes = ndimage.binary_propagation(core, structure=structure, mask=excess > grow_nsigma)
+    if stddev is not None:
+        stddev = np.asarray(stddev, dtype=float)
+        if stddev.shape != flux.shape:
+            raise ValueError(f"stddev shape {stddev.shape} differs from flux shape {flux.shape}")
+    flux2 = np.ascontiguousarray(np.atleast_2d(flux))
+    sigma = _spike_sigma(flux2, None if stddev is None else np.atleast_2d(stddev),
+                         np.atleast_2d(mask), window)
+    spikes = _spike_flags(flux2, sigma, max_width=max_width, nsigma=nsigma,
+                          grow_nsigma=grow_nsigma, window=window,
+                          percentile=percentile).reshape(flux.shape)
 
     if known_spikes is not None and np.size(known_spikes):
         if wavelength is None:

@@ -1,0 +1,175 @@
+"""Compiled kernels of :func:`remap.surveys.base.find_spikes` (numba).
+
+They give the same flags as the SciPy formulation they replace (a grey opening,
+a running percentile, a running median and a binary propagation, all along
+rows with ``mode="nearest"``), in one pass per row:
+
+* the opening is an erosion over ``[i - m//2, i - m//2 + m - 1]`` followed by a
+  dilation over ``[i - (m-1)//2, i + m//2]`` (SciPy's windows for a flat
+  element of ``m`` pixels, even ``m`` included), with indices clamped at the
+  ends;
+* the running percentile is needed only where a pixel can be flagged at all,
+  i.e. where ``(flux - opening) / sigma`` exceeds ``grow_nsigma`` (the
+  baseline is the larger of the opening and the lowered percentile, so the
+  excess never exceeds that).  There the test "excess > threshold" is a
+  non-increasing function ``P`` of the percentile value ``x`` (every
+  floating-point step of ``(f - max(o, x - q s)) / s > t`` is monotone), so
+  ``P(x_(r))`` holds for the window's ``r``-th smallest value exactly when
+  ``P`` holds for at least ``r + 1`` of the window's values: a count, no sort;
+* the running median of the noise estimate keeps the window sorted while it
+  slides (remove the outgoing value, insert the incoming one);
+* the propagation keeps every run of pixels above ``grow_nsigma`` that holds
+  a pixel above ``nsigma``.
+
+numba is imported here (about a second); `remap.surveys.base` imports this
+module on the first call of :func:`~remap.surveys.base.find_spikes`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._util.jit import njit
+
+__all__ = ["spike_rows", "running_rank_rows"]
+
+
+@njit
+def _window_extreme(x, m, lo, take_max, out):
+    """``out[i]`` = min (or max) of ``x`` over ``[i + lo, i + lo + m - 1]``, indices clamped."""
+    n = x.size
+    for i in range(n):
+        a = i + lo
+        b = a + m
+        if a >= 0 and b <= n:
+            v = x[a]
+            for p in range(a + 1, b):
+                v = max(v, x[p]) if take_max else min(v, x[p])
+        else:
+            v = x[min(max(a, 0), n - 1)]
+            for p in range(a + 1, b):
+                y = x[min(max(p, 0), n - 1)]
+                v = max(v, y) if take_max else min(v, y)
+        out[i] = v
+
+
+@njit
+def _opening(f, m, ero, out):
+    """Grey opening of the row ``f`` with a flat element of ``m`` pixels (SciPy's windows)."""
+    _window_extreme(f, m, -(m // 2), False, ero)
+    _window_extreme(ero, m, -((m - 1) // 2), True, out)
+
+
+@njit
+def spike_rows(flux, sigma, max_width, window, rank, q, nsigma, grow_nsigma, out):
+    """Flag the spikes of each row of ``flux`` (see the module docstring).
+
+    Parameters
+    ----------
+    flux, sigma : float64 (n, npix)
+        Finite flux and positive noise.
+    max_width, window, rank : int
+        Widest spike; width of the running percentile and its rank (0-based,
+        as `scipy.ndimage.percentile_filter` computes it).
+    q : float
+        ``ndtri(percentile / 100)``: the percentile is lowered by ``q * sigma``.
+    nsigma, grow_nsigma : float
+        Detection and growth thresholds.
+    out : bool (n, npix)
+        Output: True at spike pixels.
+    """
+    n, npix = flux.shape
+    m = max_width + 1
+    ero = np.empty(npix)
+    opening = np.empty(npix)
+    core = np.zeros(npix, dtype=np.bool_)
+    grow = np.zeros(npix, dtype=np.bool_)
+    lo = -(window // 2)
+    for row in range(n):
+        f = flux[row]
+        s = sigma[row]
+        _opening(f, m, ero, opening)
+        for i in range(npix):
+            core[i] = False
+            grow[i] = False
+            out[row, i] = False
+            fi = f[i]
+            si = s[i]
+            oi = opening[i]
+            if not (fi - oi) / si > grow_nsigma:
+                continue
+            qs = q * si
+            n_grow = 0
+            n_core = 0
+            a = i + lo
+            if a >= 0 and a + window <= npix:
+                for p in range(a, a + window):
+                    ex = (fi - max(oi, f[p] - qs)) / si
+                    n_grow += ex > grow_nsigma
+                    n_core += ex > nsigma
+            else:
+                for p in range(a, a + window):
+                    ex = (fi - max(oi, f[min(max(p, 0), npix - 1)] - qs)) / si
+                    n_grow += ex > grow_nsigma
+                    n_core += ex > nsigma
+            grow[i] = n_grow > rank
+            core[i] = n_core > rank
+        i = 0
+        while i < npix:  # runs of the grow mask that hold a core pixel
+            if not grow[i]:
+                i += 1
+                continue
+            j = i
+            hit = False
+            while j < npix and grow[j]:
+                hit = hit or core[j]
+                j += 1
+            if hit:
+                for p in range(i, j):
+                    out[row, p] = True
+            i = j
+
+
+@njit
+def running_rank_rows(x, window, rank, out):
+    """Running ``rank``-th smallest value over ``window`` pixels along each row (mode nearest).
+
+    The window of output ``i`` is ``[i - window//2, i - window//2 + window - 1]``
+    with indices clamped at the ends, as `scipy.ndimage.rank_filter`; the
+    values must not be NaN.
+    """
+    n, npix = x.shape
+    buf = np.empty(window)
+    lo = -(window // 2)
+    hi = lo + window - 1
+    for row in range(n):
+        r = x[row]
+        for o in range(window):
+            buf[o] = r[min(max(o + lo, 0), npix - 1)]
+        buf.sort()
+        out[row, 0] = buf[rank]
+        for i in range(1, npix):
+            old = r[min(max(i - 1 + lo, 0), npix - 1)]
+            new = r[min(i + hi, npix - 1)]
+            if old != new:
+                # position of one instance of ``old`` (binary search), then slide the values
+                # between it and the place of ``new``
+                a = 0
+                b = window
+                while a < b:
+                    c = (a + b) // 2
+                    if buf[c] < old:
+                        a = c + 1
+                    else:
+                        b = c
+                p = a
+                if new > old:
+                    while p + 1 < window and buf[p + 1] < new:
+                        buf[p] = buf[p + 1]
+                        p += 1
+                else:
+                    while p > 0 and buf[p - 1] > new:
+                        buf[p] = buf[p - 1]
+                        p -= 1
+                buf[p] = new
+            out[row, i] = buf[rank]
