@@ -441,7 +441,13 @@ class Algorithm1(ContinuumFitter):
                 f"Algorithm 1 (fast) did not converge for spectrum {i}: more than "
                 f"{self.max_passes} lowering steps at v={BIN_COUNTS[stage[i]]} bins; is the "
                 "flux positive? Raise max_passes to allow more")
-        return e @ _final_basis(npix, vmax, self.final_degree, self.smoothing_sigma)
+        # the final fit, summed centre by centre: a fixed order, so that a row's result
+        # does not depend on the batch (a BLAS product may block rows differently)
+        final = _final_basis(npix, vmax, self.final_degree, self.smoothing_sigma)
+        cont = e[:, :1] * final[0]
+        for i in range(1, vmax):
+            cont += e[:, i:i + 1] * final[i]
+        return cont
 
     def _fit_gallop(self, z, good, a_eff, dtype=np.float32):
         """The former ``fast`` implementation, kept as a reference for tests and benchmarks.
