@@ -14,6 +14,7 @@ import remap
 from remap.exceptions import NoOverlapError, SpectrumError
 from remap.spectra.medium import air_to_vacuum
 from remap.surveys import MARVELS, Beam, Survey, find_spikes
+from remap.surveys.base import _spike_flags, _spike_sigma
 
 STEP = 0.1
 
@@ -332,3 +333,56 @@ def test_remove_spikes_is_deterministic(marvels):
     a, b = marvels.remove_spikes(spec), marvels.remove_spikes(spec)
     np.testing.assert_array_equal(a.flux.value, b.flux.value)
     np.testing.assert_array_equal(a.mask, b.mask)
+
+
+# ------------------------------------------------------- compiled spike kernel vs SciPy
+
+
+def spike_cases():
+    """Seeded line spectra with injected spikes, masks, bad sigmas and tiny spectra."""
+    rng = np.random.default_rng(404)
+    wave, clean, cont, noisy, sigma = line_spectrum(rng, nspec=3, lo=4850, hi=5150, snr=80)
+    flux, _ = inject(rng, clean, cont, noisy, sigma, amplitudes=(4, 6, 12, 40), per_amp=3)
+    std = np.full(flux.shape, sigma) * (1 + 0.2 * rng.random(flux.shape))
+    mask = rng.random(flux.shape) < 0.05
+    mask[1, 500:900] = True
+    bad_std = std.copy()
+    bad_std[0, 100:130] = 0.0
+    bad_std[2, 7] = np.nan
+    tiny = 1 + 0.01 * rng.standard_normal((2, 30))
+    tiny[0, 11] += 1.0
+    return {"stddev": (flux, std, None), "noise-estimate": (flux, None, None),
+            "masked": (flux, None, mask), "bad-stddev": (flux, bad_std, mask),
+            "tiny": (tiny, None, None), "tiny-stddev": (tiny, np.full(tiny.shape, 0.01), None)}
+
+
+@pytest.mark.parametrize("case", list(spike_cases()))
+@pytest.mark.parametrize("options", [
+    {"max_width": 6, "nsigma": 5.0, "grow_nsigma": 2.0, "window": 101, "percentile": 85.0},
+    {"max_width": 5, "nsigma": 4.0, "grow_nsigma": 1.0, "window": 100, "percentile": 70.0},
+    {"max_width": 1, "nsigma": 3.0, "grow_nsigma": 3.0, "window": 9, "percentile": 99.5}],
+    ids=["default", "even-sizes", "narrow"])
+def test_spike_kernel_equals_scipy_formulation(case, options):
+    flux, std, mask = spike_cases()[case]
+    mask = np.zeros(flux.shape, bool) if mask is None else mask
+    sigma = _spike_sigma(flux, std, mask, options["window"])
+    np.testing.assert_array_equal(
+        sigma, _spike_sigma(flux, std, mask, options["window"], reference=True))
+    flags = _spike_flags(flux, sigma, **options)
+    np.testing.assert_array_equal(flags, _spike_flags(flux, sigma, reference=True, **options))
+    if case == "stddev" and options["window"] == 101:
+        assert flags.sum() > 20  # the injected spikes are there to be found
+
+
+def test_find_spikes_rows_do_not_depend_on_their_batch():
+    flux, std, mask = spike_cases()["bad-stddev"]
+    flux = flux.copy()
+    flux[2] *= 1e6  # a row of another scale does not move the others' noise floor
+    std = std.copy()
+    std[2] *= 1e6
+    whole = find_spikes(flux, stddev=std, mask=mask)
+    for i in range(flux.shape[0]):
+        np.testing.assert_array_equal(find_spikes(flux[i], stddev=std[i], mask=mask[i]),
+                                      whole[i])
+    no_std = find_spikes(flux, mask=mask)
+    np.testing.assert_array_equal(find_spikes(flux[[2, 0]], mask=mask[[2, 0]]), no_std[[2, 0]])
