@@ -212,3 +212,73 @@ def test_registration_is_idempotent():
     assert registry.get_reader("remap-beam", Spectrum).__module__ == "remap.spectra.io"
     assert registry.get_reader("remap-beam", SpectrumList).__module__ == "remap.spectra.io"
     assert registry.get_writer("remap-beam", Spectrum).__module__ == "remap.spectra.io"
+
+
+# --------------------------------------------------------------- remap._util.fs helpers
+def test_mkstemp_and_mkdtemp_honour_the_umask(tmp_path):
+    from remap._util.fs import current_umask, mkdtemp, mkstemp
+
+    old = os.umask(0o022)
+    try:
+        assert current_umask() == 0o022
+        fd, path = mkstemp(dir=tmp_path)
+        os.close(fd)
+        assert os.stat(path).st_mode & 0o777 == 0o644
+        assert os.stat(mkdtemp(dir=tmp_path)).st_mode & 0o777 == 0o755
+        os.umask(0o077)
+        fd, path = mkstemp(dir=tmp_path)
+        os.close(fd)
+        assert os.stat(path).st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_beam_files_get_the_umask(tmp_path, beams):
+    old = os.umask(0o002)
+    try:
+        write_beams(tmp_path / "s.fits", beams)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "s.fits").stat().st_mode & 0o777 == 0o664
+
+
+def test_check_output(tmp_path):
+    from remap._util.fs import check_output
+    from remap.exceptions import OutputError
+
+    src = tmp_path / "in.fits"
+    src.write_bytes(b"x")
+    (tmp_path / "hard.fits").hardlink_to(src)
+    check_output(tmp_path / "new.ecsv", [src])  # fine
+    for alias in (src, tmp_path / "hard.fits", tmp_path / "." / "in.fits"):
+        with pytest.raises(OutputError, match="is also an input"):
+            check_output(alias, [src], overwrite=True)
+    with pytest.raises(OutputError, match="exists; remove it or pass --overwrite"):
+        check_output(tmp_path / "hard.fits", [])
+    check_output(tmp_path / "hard.fits", [], overwrite=True)
+    with pytest.raises(OutputError, match="is a directory"):
+        check_output(tmp_path, [], overwrite=True)
+
+
+def test_output_lock_is_exclusive_and_released(tmp_path):
+    import subprocess
+    import sys
+
+    from remap._util.fs import output_lock
+    from remap.exceptions import OutputError
+
+    out = tmp_path / "r.ecsv"
+    probe = ("import sys\nfrom remap._util.fs import output_lock\n"
+             "from remap.exceptions import OutputError\n"
+             "try:\n    with output_lock(sys.argv[1]):\n        print('got it')\n"
+             "except OutputError as exc:\n    print(exc)\n")
+    with output_lock(out) as lock_path:
+        assert lock_path == str(tmp_path / ".r.ecsv.lock")
+        other = subprocess.run([sys.executable, "-c", probe, str(out)], capture_output=True,
+                               text=True, timeout=120)
+        assert "is being written by another remap run" in other.stdout
+        assert lock_path in other.stdout
+    again = subprocess.run([sys.executable, "-c", probe, str(out)], capture_output=True,
+                           text=True, timeout=120)
+    assert again.stdout.strip() == "got it"
+    assert issubclass(OutputError, OSError)

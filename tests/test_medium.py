@@ -112,3 +112,81 @@ def test_convert_medium_spectrum_keeps_flux_mask_uncertainty():
     assert spec.meta["wavelength_medium"] == "vacuum"  # input untouched
     back = convert_medium(air, "air", "vacuum")
     assert np.max(np.abs(back.spectral_axis - wave)) < 1e-6 * u.AA
+
+
+# ------------------------------------------------------------- the medium in metadata
+def test_medium_from_header_keywords():
+    from astropy.io import fits
+
+    from remap.spectra.medium import medium_from_header
+
+    cases = [({"AIRORVAC": "air"}, "air"), ({"airorvac": "VAC"}, "vacuum"),
+             ({"VACUUM": True}, "vacuum"), ({"VACUUM": False}, "air"),
+             ({"WAVE_MED": "vacuum"}, "vacuum"), ({"WAVEMED": "Air"}, "air"),
+             ({"CTYPE1": "AWAV-LOG"}, "air"), ({"CTYPE1": "WAVE-TAB"}, "vacuum"),
+             ({"CTYPE1": "LINEAR"}, None), ({"VACUUM": "maybe"}, None), ({}, None),
+             ({"wavelength_medium": "vacuum"}, "vacuum"),
+             # the explicit keyword wins over CTYPE1
+             ({"AIRORVAC": "air", "CTYPE1": "WAVE"}, "air")]
+    for header, expected in cases:
+        assert medium_from_header(header) == expected, header
+        if all(len(k) <= 8 for k in header):
+            assert medium_from_header(fits.Header(header)) == expected, header
+    assert medium_from_header(None) is None
+    with pytest.raises(ValueError, match="contradicting wavelength media: AIRORVAC -> air, "
+                                         "VACUUM -> vacuum"):
+        medium_from_header({"AIRORVAC": "air", "VACUUM": True})
+    with pytest.raises(TypeError, match="header must be"):
+        medium_from_header(["AIRORVAC"])
+
+
+def test_resolve_medium():
+    from remap.spectra.medium import resolve_medium
+
+    assert resolve_medium({}) == ("air", True)
+    assert resolve_medium(None, default="vacuum") == ("vacuum", True)
+    assert resolve_medium({"wavelength_medium": "Vacuum"}) == ("vacuum", False)
+    assert resolve_medium({"wavelength_medium": "vacuum"}, "air") == ("air", False)
+    with pytest.raises(ValueError, match=r"star.meta\['wavelength_medium'\] must be"):
+        resolve_medium({"wavelength_medium": "glass"}, name="star")
+    with pytest.raises(ValueError, match="default must be 'air' or 'vacuum'"):
+        resolve_medium({}, default="water")
+
+
+def test_apply_medium_sets_meta_only():
+    from specutils import SpectrumList
+
+    from remap.spectra.medium import apply_medium
+
+    spec = Spectrum(flux=np.ones(10) * u.Jy, spectral_axis=np.arange(5000, 5010) * u.AA,
+                    meta={"object": "HD 190406"})
+    out = apply_medium(spec, "VACUUM")
+    assert out.meta == {"object": "HD 190406", "wavelength_medium": "vacuum"}
+    assert spec.meta == {"object": "HD 190406"}  # the input is left alone
+    assert_quantity_allclose(out.spectral_axis, spec.spectral_axis, rtol=0)
+    both = apply_medium(SpectrumList([spec, spec]), "air")
+    assert isinstance(both, SpectrumList)
+    assert [s.meta["wavelength_medium"] for s in both] == ["air", "air"]
+    with pytest.raises(ValueError, match="medium must be 'air' or 'vacuum'"):
+        apply_medium(spec, "glass")
+    with pytest.raises(TypeError, match="specutils.Spectrum"):
+        apply_medium(np.ones(3), "air")
+
+
+def test_warn_medium_assumed_once_for_many():
+    import warnings
+
+    from remap import MediumAssumedWarning
+    from remap.spectra.medium import warn_medium_assumed
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_medium_assumed([f"s{i}.fits" for i in range(5)], "air", "survey 'marvels'")
+        warn_medium_assumed([], "air")
+    assert len(caught) == 1 and caught[0].category is MediumAssumedWarning
+    message = str(caught[0].message)
+    assert message.startswith("5 spectra declare no wavelength medium (s0.fits, s1.fits, "
+                              "s2.fits and 2 more); assumed air wavelengths (survey 'marvels')")
+    assert "--medium" in message
+    with pytest.warns(MediumAssumedWarning, match=r"^1 spectrum declares"):
+        warn_medium_assumed(["x.fits"], "vacuum")
