@@ -163,9 +163,10 @@ def _fill_masked(flux, bad):
     return flux
 
 
-#: Spectral axes converted to Å, by (unit, digest of the raw values): most inputs of a
-#: survey share a handful of axes, and astropy's unit conversion costs more than the rest
-#: of the validation of a spectrum.
+#: Spectral axes converted to Å: (unit, size, first, last value) -> list of (raw values,
+#: wavelengths).  Most inputs of a survey share a handful of axes, and astropy's unit
+#: conversion costs more than the rest of the validation of a spectrum; a hit is checked
+#: value by value (``np.array_equal``), so equal keys never mix different axes.
 _AXES: dict = {}
 _AXES_MAX = 64
 
@@ -173,22 +174,25 @@ _AXES_MAX = 64
 def _wavelength(axis):
     """``wavelength_of(axis)`` as a float array, cached by the axis' unit and values.
 
-    Returns the wavelengths (read-only) and a key that is equal for equal axes.
+    Returns the wavelengths (read-only, the same object for equal axes) and a
+    grouping key (equal for equal axes).
     """
-    raw = np.ascontiguousarray(u.Quantity(axis, copy=False).value)
-    key = (getattr(axis, "unit", None), raw.shape,
-           hashlib.sha1(raw.view(np.uint8)).digest() if raw.dtype.kind == "f" else None)
-    wave = _AXES.get(key) if key[2] is not None else None
-    if wave is None:
-        wave = np.array(wavelength_of(axis).value, dtype=float)
-        wave.flags.writeable = False
-        if key[2] is None:
-            key = (None, wave.shape, hashlib.sha1(wave.view(np.uint8)).digest())
-        else:
-            if len(_AXES) >= _AXES_MAX:
-                _AXES.pop(next(iter(_AXES)))
-            _AXES[key] = wave
-    return wave, key
+    raw = u.Quantity(axis, copy=False).value
+    cacheable = isinstance(raw, np.ndarray) and raw.ndim == 1 and raw.size > 0 \
+        and raw.dtype.kind == "f"
+    if cacheable:
+        key = (getattr(axis, "unit", None), raw.size, float(raw[0]), float(raw[-1]))
+        for known, wave in _AXES.get(key, ()):
+            if np.array_equal(known, raw):
+                return wave, id(wave)
+    wave = np.array(wavelength_of(axis).value, dtype=float)
+    wave.flags.writeable = False
+    if cacheable:
+        if len(_AXES) >= _AXES_MAX:
+            _AXES.pop(next(iter(_AXES)))
+        _AXES.setdefault(key, []).append((raw.copy(), wave))
+        return wave, id(wave)
+    return wave, hashlib.sha1(np.ascontiguousarray(wave).view(np.uint8)).digest()
 
 
 def _stddev(uncertainty, shape, unit):
