@@ -47,9 +47,10 @@ remap's readers (specutils format names):
 
 Multi-order spectra (the last two, and 2-D table columns) are merged by
 :func:`merge_orders`: each order is continuum-normalized (with the
-``clipped`` fitter by default, :data:`ORDER_FITTER`), then the orders are resampled onto one log-uniform grid
-(the median native ``d ln λ``) and averaged with inverse-variance weights
-where they overlap.  The result is dimensionless, with a note in ``meta``.
+``clipped`` fitter by default, :data:`ORDER_FITTER`), then the orders are
+resampled onto one log-uniform grid (the median native ``d ln λ``) and
+averaged with inverse-variance weights where they overlap.  The result is
+dimensionless, with a note in ``meta``.
 
 Every spectrum returned has ``meta["file"]``, ``meta["reader"]`` (the
 format that read it), ``meta["reader_notes"]`` (a list of what was assumed or
@@ -80,8 +81,8 @@ from astropy.utils.exceptions import AstropyUserWarning
 from ..exceptions import SpectrumError, SpectrumFileError
 from .medium import MEDIUM_KEY, medium_from_header, validate_medium
 
-__all__ = ["read_spectrum", "merge_orders", "ORDER_FITTER", "REMAP_FORMATS", "WAVELENGTH_NAMES", "FLUX_NAMES",
-           "UNCERTAINTY_NAMES", "MASK_NAMES", "VACUUM_FORMAT_PREFIXES", "register"]
+__all__ = ["read_spectrum", "merge_orders", "ORDER_FITTER", "REMAP_FORMATS", "WAVELENGTH_NAMES",
+           "FLUX_NAMES", "UNCERTAINTY_NAMES", "MASK_NAMES", "VACUUM_FORMAT_PREFIXES", "register"]
 
 #: remap's own reader formats, in the order they are tried as fallbacks.
 REMAP_FORMATS = ("remap-fits1d", "remap-table", "remap-multispec", "remap-echelle")
