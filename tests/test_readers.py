@@ -201,6 +201,14 @@ def test_headerless_text_and_sdss_mask(tmp_path):
     Table({"loglam": np.log10(wave), "flux": flux, "and_mask": and_mask}).write(sdss)
     spec = read_spectrum(sdss)
     assert spec.mask.sum() == 1 and spec.mask[5]
+    assert "wavelength_medium" not in spec.meta
+
+    # an SDSS file (TELESCOP) read by remap: SDSS wavelengths are in vacuum
+    sdss_hdu = fits.HDUList([fits.PrimaryHDU(header=fits.Header({"TELESCOP": "SDSS 2.5-M"})),
+                             fits.table_to_hdu(Table({"loglam": np.log10(wave), "flux": flux}))])
+    sdss_hdu.writeto(tmp_path / "spec-like.fits")
+    spec = read_spectrum(tmp_path / "spec-like.fits", format="remap-table")
+    assert spec.meta["wavelength_medium"] == "vacuum"
 
 
 def test_vector_columns_of_one_row(tmp_path):

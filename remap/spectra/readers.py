@@ -127,7 +127,9 @@ _FLUX_EXT = ("FLUX", "SCI", "SPEC", "SPECTRUM", "DATA")
 _ANGSTROM = {"a", "aa", "angstrom", "angstroms", "angs", "ang", "å", "0.1 nm"}
 
 #: Registry priorities (specutils: wcs1d-fits 5, tabular-fits 6, remap-beam 10).
-_PRIORITY = {"remap-multispec": 11, "remap-echelle": 9, "remap-fits1d": 8, "remap-table": 7}
+#: remap's readers rank above those they fix (iraf 0, wcs1d-fits 5, tabular-fits 6) and below
+#: specutils' survey loaders (10, 20), whose files they must not take.
+_PRIORITY = {"remap-multispec": 9, "remap-echelle": 8.5, "remap-fits1d": 8, "remap-table": 7}
 
 _NOTES = "reader_notes"
 
@@ -558,17 +560,23 @@ def identify_table(origin, *args, strict=True, **kwargs):
         candidates = _tables_of(path, head=True)
     except Exception:  # noqa: BLE001 - not this format
         return False
-    for table, _ in candidates:
+    for table, header in candidates:
         roles = _roles(table)
         if roles is None:
             continue
         if not strict or roles["headerless"]:
             return True
+        if _is_sdss(header):
+            return False  # specutils' SDSS loaders read these (in vacuum)
         for col in (roles["wave"][0], roles["flux"]):
             unit = table[col].unit
             if unit is None or isinstance(unit, u.UnrecognizedUnit):
                 return True
     return False
+
+
+def _is_sdss(header):
+    return str((header or {}).get("TELESCOP", "")).upper().startswith("SDSS")
 
 
 def read_table(path, **kwargs):
@@ -619,6 +627,8 @@ def _table_spectrum(table, header, roles, name, fitter):
     if log10:
         notes.append(f"column {wcol!r} is log10(wavelength / Å)")
         wave, unit = 10.0 ** wave, u.AA
+        if medium is None and _is_sdss(header) and medium_from_header(header) is None:
+            medium = "vacuum"  # SDSS publishes vacuum wavelengths as loglam
     else:
         unit = _spectral_unit(table[wcol].unit, notes, f"column {wcol!r}")
     flux = _column_values(table, roles["flux"])
