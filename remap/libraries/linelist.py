@@ -1,17 +1,33 @@
 """``linelist``: remap's built-in, offline LTE line-list spectrum synthesizer.
 
 It computes spectra over 4800-5800 Å (air wavelengths) at a resolving power
-of ~100,000 from 3,405 atomic lines (linemake, Placco et al. 2021; see
-``remap/data/linelist/ATTRIBUTION.rst``) for any continuous labels
+of ~100,000 from the atomic lines of the linemake compilation (Placco et al.
+2021; see ``remap/data/linelist/ATTRIBUTION.rst``) for any continuous labels
 3000 <= T_eff <= 7000 K, 1.0 <= log g <= 5.5, -2 <= [Fe/H] <= +1 and
--0.2 <= [alpha/Fe] <= +1.2.  It does not reproduce PHOENIX; it makes line
-strengths respond to the labels the way stellar lines do, so that learning
-labels from its spectra is a problem with the real degeneracies.
+-0.2 <= [alpha/Fe] <= +1.2.  By default (``linelist="calibrated"``) the line
+data are *astrophysical*: log gf values and van der Waals enhancements fitted
+to a real solar spectrum (:mod:`remap.libraries.calibrate`), so that the
+library reproduces a real solar-type star rather than only responding to the
+labels the way stellar lines do.  ``linelist="laboratory"`` gives the
+laboratory values.
+
+Trusted domain
+--------------
+The physics stops at :data:`TRUSTED_DOMAIN` (``LineListLibrary.trusted_domain``):
+T_eff >= 4500 K for dwarfs (log g >= 3.5), >= 4000 K for giants,
+T_eff <= 6800 K and [Fe/H] >= -2.  There are no molecules (TiO, MgH, C2 and
+CN shape M- and late-K-dwarf spectra in 4800-5800 Å), no metal bound-free
+continuous opacity (matters in hot stars) and the line data are calibrated on
+the Sun only; spectra outside the trusted domain are computed but not
+realistic, and inference on such stars should be flagged.
 
 Physics and simplifications
 ---------------------------
 Atmosphere (:mod:`remap.libraries._atmosphere`)
-    Grey Eddington T(tau); hydrostatic gas pressure with H-, H I, Rayleigh and
+    Non-grey T(tau) of Krishna Swamy (1966) (an empirical solar relation; the
+    grey Eddington relation put the surface too hot, 0.84 T_eff, so that
+    strong-line cores saturated at ~40 % depth where the Sun's reach 90 %);
+    hydrostatic gas pressure with H-, H I, Rayleigh and
     Thomson continuous opacity (Gray 2005, ch. 8); electron pressure from a
     Saha balance (stages 0-2) of 26 elements.  Metals (Z > 2) scale with
     [Fe/H]; O, Ne, Mg, Si, S, Ar, Ca and Ti additionally with [alpha/Fe].
@@ -32,7 +48,13 @@ Line formation
     Doppler width and a Lorentz width from classical radiation damping and
     Unsöld's van der Waals approximation
     ``log gamma_6 = 19.6 + 0.4 log C6 + log P_g - 0.7 log T`` (Gray 2005,
-    eq. 11.29-11.30), P_g and T averaged with the line's own depth weights.
+    eq. 11.29-11.30), P_g and T averaged with the line's own depth weights,
+    times an enhancement factor (the calibrated list: fitted per strong line
+    and globally, 1.0-6.3; Unsöld's approximation is known to underestimate
+    gamma_6 by factors ~1.5-3, Anstee & O'Mara 1995; the laboratory list: 1).
+    Microturbulence: a fixed value, or (default, ``vmicro=None``) the
+    label-dependent :func:`vmicro_relation` (Tsantaki et al. 2013 for dwarfs,
+    Adibekyan et al. 2015 for giants).
     Beyond 8 Gaussian widths the Voigt profile is replaced by its asymptotic
     expansion ``L(x) [1 + sigma^2 (3x^2 - gamma^2)/(x^2 + gamma^2)^2]``, which
     is accurate to < 0.5 % there and far cheaper.  The residual flux is
@@ -42,12 +64,16 @@ Line formation
     log g.  Metal-line Stark broadening is neglected.
 H beta
     Same level populations (n = 2, 10.2 eV), but a quasi-static linear Stark
-    profile: ``phi(x) ~ 1 / (1 + |x|^(5/2))`` (Holtsmark's asymptotic
-    ``|x|^(-5/2)`` wings), ``x = delta lambda / (C F0)`` with the Holtsmark
-    normal field ``F0 = 2.603 e N_e^(2/3)``, ``C = 3 a0 e lambda^2 / (2 h c) * k``
-    and k = 10 (the displacement, in units of 3/2 e a0 F, of the strongest
-    Hbeta Stark components), convolved with the thermal Doppler profile.  Its
-    strength grows steeply from cool to A-type stars (n = 2 population
+    profile summed over the layers (each with its own electron density: the
+    wings form deeper than the core): ``phi_k(x) ~ 1 / (1 + |x|^(5/2))``
+    (Holtsmark's asymptotic ``|x|^(-5/2)`` wings), ``x = delta lambda / (C F0_k)``
+    with the Holtsmark normal field ``F0 = 2.603 e N_e^(2/3)`` and
+    ``C = 3 a0 e lambda^2 / (2 h c) * k``, convolved with the thermal Doppler
+    profile.  k is empirical: k = 80 (with the calibrated H beta log gf) fits
+    the solar H beta wings best at R 11,000 and puts the chi^2 minimum of the
+    4850-4875 Å window at the solar T_eff (k = 10, the displacement of the
+    strongest Stark components, gave wings too concentrated to the core).
+    Its strength grows steeply from cool to A-type stars (n = 2 population
     against the H- continuum).
 Continuum and instrument
     The un-normalized flux is the blackbody surface flux
@@ -149,7 +175,7 @@ _CORE_SIGMAS = 8.0          # exact Voigt within this many Gaussian sigmas
 _MAX_WING_AA = 50.0
 _MAX_HBETA_WING_AA = 200.0
 _LINE_MARGIN_AA = 60.0      # lines this far outside the range still contribute wings
-_STARK_K = 10.0
+_STARK_K = 80.0          # empirical H beta Stark scale, fitted to the Sun (see docstring)
 _HOLTSMARK_F0 = 2.603       # F0 = 2.603 e N_e^(2/3) (Holtsmark normal field strength)
 _LINE_LAYERS = LOG_TAU >= -4.0 - 1e-9
 
@@ -534,8 +560,10 @@ class LineListLibrary(SyntheticLibrary):
     wave_range : `~astropy.units.Quantity` or pair of Quantities
         (min, max) wavelength (air), inside 4800-5800 Å: ``(5160, 5190) * u.AA``
         or ``(5160 * u.AA, 519 * u.nm)``.
-    vmicro : float or `~astropy.units.Quantity`
-        Microturbulence in km/s (default 1).
+    vmicro : float or `~astropy.units.Quantity`, optional
+        Microturbulence in km/s; `None` (default): the label-dependent
+        :func:`vmicro_relation` (1.02 km/s at the solar labels).  A number
+        fixes it, e.g. to draw it as a nuisance parameter in augmentation.
     sampling : float
         Pixels per resolution element (default 3).  ``resolution * sampling``
         must lie between 150,000 and 2,000,000 so that the pixels resolve the
@@ -557,6 +585,13 @@ class LineListLibrary(SyntheticLibrary):
         Offsets (dex) added to the log gf of every line in range, in the
         library's line order (`n_lines` values): a fixed "wrong" line list,
         as used by `remap.simulate` to open a synthetic gap.
+    linelist : {"calibrated", "laboratory"} or path
+        ``"calibrated"`` (default): the astrophysical log gf and van der Waals
+        enhancements shipped in ``linelist_4800_5800_calibrated.csv`` (fitted
+        to a real solar spectrum by `remap.libraries.calibrate`; lines whose
+        fitted strength collapsed are dropped); ``"laboratory"``: the
+        linemake values with Unsöld damping; or the path of a CSV written by
+        ``remap library calibrate``.
 
     Raises
     ------
@@ -942,11 +977,14 @@ class LineListLibrary(SyntheticLibrary):
             ws = s * w[:, None]
             s_eff = ws.sum(axis=0)
             safe = np.where(s_eff > 0, s_eff, 1.0)
+            hb = (ws[:, -1], atm.pe[layers] / (_K_B * t)) if self._has_hbeta else None
             return (s_eff, (t @ ws) / safe, ((atm.pg[layers] * t ** -0.7) @ ws) / safe,
-                    ((atm.pe[layers] / (_K_B * t)) @ ws) / safe, d_lin, d_sat)
+                    ((atm.pe[layers] / (_K_B * t)) @ ws) / safe, d_lin, d_sat, hb)
         s_eff = sums[0]
         safe = np.where(s_eff > 0, s_eff, 1.0)
-        return s_eff, sums[1] / safe, sums[2] / safe, sums[3] / safe, d_lin, d_sat
+        hb = ((s[:, -1].astype(float) * w, atm.pe[layers] / (_K_B * t)) if self._has_hbeta
+              else None)
+        return s_eff, sums[1] / safe, sums[2] / safe, sums[3] / safe, d_lin, d_sat, hb
 
     def _line_state(self, teff, logg, feh, alpha):
         """Per-line formation parameters at some labels (shared by synthesis and calibration).
@@ -955,14 +993,15 @@ class LineListLibrary(SyntheticLibrary):
         -------
         state : dict
             ``lam, sigma, gamma, strength`` of the metal lines (Å, Å, Å, Å),
-            ``hbeta`` (``(strength, T, N_e)`` or `None`), ``d_lin, d_sat`` at
+            ``hbeta`` (``(strength, T, (layer strengths, layer N_e))`` or `None`),
+            ``d_lin, d_sat`` at
             the continuum nodes, ``vmicro`` (km/s).
         """
         atomic = self._atomic
         log_abund = atomic.log_eps_sun + feh * self._metal_mask + alpha * self._alpha_mask
         atm = build_atmosphere(atomic, teff, logg, log_abund)
         fast = self._accuracy == "fast"
-        s, t_line, press, ne, d_lin, d_sat = self._line_strengths(atm, feh, alpha, fast)
+        s, t_line, press, ne, d_lin, d_sat, hb = self._line_strengths(atm, feh, alpha, fast)
         nmet = s.size - int(self._has_hbeta)
         lam = self._l_lam[:nmet]
         vmicro = self.vmicro_at(teff, logg, feh)
@@ -970,7 +1009,7 @@ class LineListLibrary(SyntheticLibrary):
         sigma = lam * np.sqrt(vel2) / _C_CGS / np.sqrt(2.0)         # Gaussian sigma, Å
         gamma = self._l_hwhm_per_gamma[:nmet] * (self._l_grad[:nmet]
                                                  + self._l_g6[:nmet] * press[:nmet])
-        hbeta = (s[-1], t_line[-1], ne[-1]) if self._has_hbeta else None
+        hbeta = (s[-1], t_line[-1], hb) if self._has_hbeta else None
         return {"lam": lam, "sigma": sigma, "gamma": gamma, "strength": s[:nmet],
                 "hbeta": hbeta, "d_lin": d_lin, "d_sat": d_sat, "vmicro": vmicro}
 
@@ -1204,23 +1243,36 @@ class LineListLibrary(SyntheticLibrary):
                 out[p0:p1] += np.bincount(pix, weights=vals, minlength=p1 - p0)
             start = stop
 
-    def _add_hbeta(self, eta, strength, temp, ne, vmicro):
+    def _add_hbeta(self, eta, strength, temp, layers, vmicro):
+        """Add H beta: a sum over the layers of Holtsmark-like Stark profiles, then Doppler.
+
+        Each layer k contributes its share ``w_k S_k`` of the line strength with
+        the Stark scale of its own electron density (the wings form deeper, at
+        higher N_e, than the core), ``phi_k(x) ~ 1 / (1 + |x / C F0_k|^(5/2))``.
+        """
         lam0 = self._l_lam[-1]
+        ws, ne = layers
+        keep = ws > 1e-3 * ws.max()
+        ws, ne = ws[keep], ne[keep]
         f0 = _HOLTSMARK_F0 * _E_ESU * ne ** (2.0 / 3.0)
         stark = 3.0 * _A0 * _E_ESU * (lam0 * 1e-8) ** 2 / (2.0 * _HC_CGS) * _STARK_K * f0 * 1e8
-        half = stark * (strength / (_HOLTSMARK_NORM * stark * _ETA_EDGE)) ** 0.4
-        half = min(max(half, 5.0 * stark), _MAX_HBETA_WING_AA)
+        half = float(np.max(stark * (np.maximum(ws, 1e-300)
+                                     / (_HOLTSMARK_NORM * stark * _ETA_EDGE)) ** 0.4))
+        half = min(max(half, 5.0 * float(stark.max())), _MAX_HBETA_WING_AA)
         wave = self._wave
         lo, hi = np.searchsorted(wave, [lam0 - half, lam0 + half])
         if hi <= lo:
             return
-        x = np.abs(wave[lo:hi] - lam0) / stark
-        if self._accuracy == "fast":
-            x25 = np.sqrt(x)                      # |x|^2.5 as x^2 sqrt(x): same value, no pow
-            x25 *= x * x
-        else:
-            x25 = x ** 2.5
-        prof = strength / (_HOLTSMARK_NORM * stark) / (1.0 + x25)
+        dist = np.abs(wave[lo:hi] - lam0)
+        prof = np.zeros(hi - lo)
+        for wk, sk in zip(ws, stark):
+            x = dist / sk
+            if self._accuracy == "fast":
+                x25 = np.sqrt(x)                  # |x|^2.5 as x^2 sqrt(x): same value, no pow
+                x25 *= x * x
+            else:
+                x25 = x ** 2.5
+            prof += wk / (_HOLTSMARK_NORM * sk) / (1.0 + x25)
         vel2 = 2.0 * _K_B * temp / self._l_mass[-1] + (vmicro * 1e5) ** 2
         sigma = lam0 * np.sqrt(vel2 / 2.0) / _C_CGS
         dpix = lam0 / (self._sampling * self._resolution)
