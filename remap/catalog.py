@@ -51,13 +51,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import RemapError, SpectrumFileError
+from .exceptions import RemapError, SpectrumFileError  # noqa: F401  (re-exported)
 from .spectra.medium import apply_medium, resolve_medium, validate_medium, warn_medium_assumed
 from .spectra.readers import read_spectrum
 from .model.cache import DEFAULT_MODEL_PATH, cached_model
 
-__all__ = ["read_spectrum_file", "fit_files", "fit_catalog", "SpectrumFileError",
-           "CatalogError", "ModelPreloader", "local_cluster", "expand_paths"]
+# read_spectrum_file and SpectrumFileError stay importable from here; they are documented
+# where they live (remap.read_spectrum, remap.SpectrumFileError)
+__all__ = ["fit_files", "fit_catalog", "CatalogError", "ModelPreloader", "local_cluster",
+           "expand_paths"]
 
 log = logging.getLogger(__name__)
 
