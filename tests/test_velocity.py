@@ -1,0 +1,170 @@
+"""Radial velocities: Doppler shifts, the batch cross-correlation and the rest_frame stage."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import astropy.units as u  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from astropy.nddata import StdDevUncertainty  # noqa: E402
+from specutils import Spectrum  # noqa: E402
+
+import remap  # noqa: E402
+from remap.inference.rest_frame import combine_rows  # noqa: E402
+from remap.libraries.linelist import LineListLibrary  # noqa: E402
+from remap.spectra.resampling import spline  # noqa: E402
+from remap.spectra.resolution import downconvolve  # noqa: E402
+from remap.spectra.velocity import (C_KMS, TemplateBank, doppler_factor,  # noqa: E402
+                                    estimate_rv, rv_quality, to_observed_frame, to_rest_frame)
+
+FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
+GRID = 4850.0 + 0.1 * np.arange(4301)          # a model grid (beam A)
+LINES = np.random.default_rng(7).uniform(4800, 5330, 900)
+DEPTHS = np.random.default_rng(8).uniform(0.02, 0.6, 900) ** 1.5
+
+
+def lines(wave, resolution, depth_scale=1.0, rv=0.0):
+    """A normalized spectrum of Gaussian lines of FWHM λ/R (plus a small intrinsic width)."""
+    centres = to_observed_frame(LINES, rv)
+    flux = np.ones_like(wave)
+    for c, d in zip(centres, DEPTHS * depth_scale):
+        sigma = np.hypot(c / resolution / FWHM, 0.02)
+        near = np.abs(wave - c) < 8 * sigma
+        flux[near] *= 1.0 - d * np.exp(-0.5 * ((wave[near] - c) / sigma) ** 2)
+    return flux
+
+
+@pytest.fixture(scope="module")
+def bank():
+    templates = np.vstack([lines(GRID, 11_000, s) for s in (0.6, 1.0, 1.5)])
+    return TemplateBank(GRID, np.vstack([templates.mean(0), templates]), resolution=11_000)
+
+
+def test_doppler_shift_round_trip_and_exact_formula():
+    wave = np.linspace(4800.0, 5800.0, 1001)
+    for v in (-300.0, -0.1, 0.0, 42.0, 300.0):
+        back = to_rest_frame(to_observed_frame(wave, v), v)
+        np.testing.assert_allclose(back, wave, rtol=1e-15)
+    beta = 300.0 / C_KMS
+    assert doppler_factor(300.0) == pytest.approx(np.sqrt((1 + beta) / (1 - beta)), rel=1e-15)
+    assert abs(doppler_factor(300.0) - (1 + beta)) > 4e-7      # the first order is not used
+    rows = to_rest_frame(np.vstack([wave, wave]), np.array([10.0, -10.0]))
+    assert rows[0, 0] < wave[0] < rows[1, 0]
+    q = to_rest_frame(wave * u.AA, 5.0)
+    assert q.unit == u.AA
+    with pytest.raises(ValueError, match="below c"):
+        doppler_factor(4e5)
+
+
+@pytest.mark.parametrize("rv", [-300.0, -123.4, -0.7, 0.0, 57.8, 300.0])
+def test_rv_recovered_at_snr_50(bank, rv):
+    wave = np.arange(4830.0, 5300.0, 0.1)
+    rng = np.random.default_rng(int(abs(rv) * 10))
+    flux = lines(wave, 11_000, 1.1, rv=rv) * (1 + 2e-4 * (wave - 5000)) * 3e4
+    flux = flux + rng.normal(0, 3e4 / 50, wave.size)
+    est = estimate_rv(wave, flux[None], [bank])
+    assert abs(est.rv[0] - rv) < 0.5
+    assert 0 < est.rv_err[0] < 0.5
+    assert not est.uncertain[0] and est.peak[0] > 0.8 and est.template[0] >= 0
+
+
+def test_rv_of_rows_on_their_own_grids_and_masks(bank):
+    rvs = np.array([-40.0, 12.5, 250.0])
+    waves = np.stack([np.arange(4830.0, 5300.0, 0.1) + off for off in (0.0, 0.03, 0.07)])
+    flux = np.stack([lines(w, 11_000, rv=v) for w, v in zip(waves, rvs)])
+    mask = np.zeros_like(flux, bool)
+    mask[1, 1000:1200] = True
+    flux[1, 1000:1200] = 0.0                    # masked garbage is ignored
+    est = estimate_rv(waves, flux, [bank], mask=mask)
+    np.testing.assert_allclose(est.rv, rvs, atol=0.3)
+
+
+def test_pure_noise_is_rv_uncertain(bank):
+    wave = np.arange(4830.0, 5300.0, 0.1)
+    noise = 1.0 + np.random.default_rng(1).normal(0, 0.02, (3, wave.size))
+    est = estimate_rv(wave, noise, [bank])
+    assert est.uncertain.all()
+    assert all("CCF peak" in r for r in est.reason)
+
+
+def test_rv_quality_rule():
+    flags, why = rv_quality(np.array([0.9, 0.1, 0.9, 0.9]), np.array([5.0, 5.0, 1.1, 5.0]),
+                            np.array([False, False, False, True]), np.full(4, 3000))
+    assert flags.tolist() == [False, True, True, True]
+    assert why[0] == "" and "0.10 < 0.3" in why[1] and "1.10x" in why[2] and "edge" in why[3]
+    flags, why = rv_quality(np.array([0.9]), np.array([9.0]), np.array([False]),
+                            np.array([12]))
+    assert flags[0] and "only 12 pixels" in why[0]
+
+
+def test_combine_rows_weights_sure_rows():
+    star = np.array([0, 0, 1, 2])
+    rv, err, unc = combine_rows(star, np.array([10.0, 20.0, 5.0, np.nan]),
+                                np.array([1.0, 1.0, 0.5, np.nan]),
+                                np.array([False, True, True, False]), 3)
+    assert rv[0] == 10.0 and err[0] == 1.0 and not unc[0]      # the uncertain row left out
+    assert rv[1] == 5.0 and unc[1]
+    assert np.isnan(rv[2]) and unc[2]
+
+
+# ------------------------------------------------------------------ the pipeline stage
+
+@pytest.fixture(scope="module")
+def library():
+    return LineListLibrary(resolution=100_000, linelist="laboratory", vmicro=1.0,
+                           wave_range=(4810, 5790) * u.AA)
+
+
+def observed(library, rv, seed=0, snr=50.0):
+    spec = downconvolve(library.spectrum(teff=5800, logg=4.4, feh=0.0), 11_000)
+    wave = spec.spectral_axis.to_value(u.AA)
+    grid = np.arange(4830.0, 5770.0, 0.1)
+    flux = spline(to_observed_frame(wave, rv), spec.flux.value, grid)
+    cont = spline(to_observed_frame(wave, rv), np.asarray(spec.meta["continuum"]), grid)
+    sigma = cont / snr
+    flux = flux + sigma * np.random.default_rng(seed).standard_normal(grid.size)
+    unit = spec.flux.unit
+    return Spectrum(flux=flux * unit, spectral_axis=grid * u.AA,
+                    uncertainty=StdDevUncertainty(sigma * unit),
+                    meta={"wavelength_medium": "air", "resolution": 11_000})
+
+
+def test_fit_measures_the_rv_and_reports_it(library):
+    spectra = [observed(library, v, seed=i) for i, v in enumerate((0.0, -87.0, 215.0))]
+    result = remap.fit(spectra)
+    rv = result.values["rv"]
+    assert rv.unit == u.km / u.s
+    np.testing.assert_allclose(rv.value, [0.0, -87.0, 215.0], atol=0.5)
+    assert np.all(result.values["rv_err"].value < 0.5)
+    assert not np.any(result.flags & remap.Flag.RV_UNCERTAIN)
+    table = result.to_table()
+    assert table["rv"].unit == u.km / u.s and "rv_err" in table.colnames
+    stages = [name for name, _ in remap.inference.pipeline()]
+    assert stages[:4] == ["validate", "rest_frame", "resolution", "split"]
+
+
+def test_given_rv_and_rv_0_skip_the_measurement(library):
+    spec = observed(library, 60.0)
+    measured = remap.fit(spec)
+    given = remap.fit(spec, rv=60.0 * u.km / u.s)
+    assert given.values["rv"] == 60.0 * u.km / u.s and np.isnan(given.values["rv_err"])
+    assert abs(measured.teff.median - given.teff.median) < 5 * u.K
+    skipped = remap.fit(spec, rv=0)
+    assert skipped.values["rv"] == 0 * u.km / u.s and np.isnan(skipped.values["rv_err"])
+    assert abs(skipped.teff.median - given.teff.median) > 100 * u.K   # uncorrected: wrong
+    per_star = remap.fit([spec, observed(library, 0.0)], rv=[60.0, 0.0])
+    np.testing.assert_array_equal(per_star.values["rv"].value, [60.0, 0.0])
+    with pytest.raises(ValueError, match="rv must be a velocity"):
+        remap.fit(spec, rv=3 * u.K)
+    with pytest.raises(ValueError, match="below the speed of light"):
+        remap.fit(spec, rv=np.inf)
+
+
+def test_noise_spectrum_gets_rv_uncertain():
+    grid = np.arange(4830.0, 5770.0, 0.1)
+    flux = 1.0 + np.random.default_rng(2).normal(0, 0.02, grid.size)
+    result = remap.fit(Spectrum(flux=flux * u.one, spectral_axis=grid * u.AA,
+                                meta={"wavelength_medium": "air", "resolution": 11_000}))
+    assert "RV_UNCERTAIN" in result.flag_names()
+    assert "radial velocity uncertain" in result.messages[0]
