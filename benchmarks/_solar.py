@@ -60,7 +60,7 @@ def load_solar_reference(path=None):
     return wave[keep], flux[keep]
 
 
-def observed_sun(*, snr=100.0, seed=0, wave_range=(4950.0, 5800.0), resolution=None,
+def observed_sun(*, snr=100.0, seed=0, wave_range=(4840.0, 5760.0), resolution=None,
                  rv=0.0, path=None, declare_resolution=True):
     """The solar reference as a `specutils.Spectrum` an observer could hand to ``remap.fit``.
 
