@@ -91,8 +91,9 @@ class SimulationConfig:
     ----------
     loggf_sigma : float
         σ of the fixed per-line log gf errors (dex).
-    vmicro : float
-        Microturbulence of the simulated stars (km/s; the library default is 1).
+    vmicro : float or "relation"
+        Microturbulence of the simulated stars (km/s), or ``"relation"`` for
+        the line-list library's label-dependent microturbulence.
     resolution_range : (float, float)
         Range of the resolving power across the detector.
     wavelength_rms_px : float
@@ -126,6 +127,8 @@ class SimulationConfig:
         for name in ("loggf_sigma", "vmicro", "wavelength_rms_px", "rv_sigma",
                      "continuum_amplitude"):
             value = getattr(self, name)
+            if name == "vmicro" and value == "relation":
+                continue
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0; received {value!r}")
         if not 0 <= self.spike_fraction <= 1:
@@ -170,9 +173,10 @@ def perturbed_library(seed, config=None, **options):
     """
     config = SimulationConfig() if config is None else config
 
-    n_lines = LineListLibrary(vmicro=config.vmicro, **options).n_lines
+    vmicro = None if config.vmicro == "relation" else config.vmicro
+    n_lines = LineListLibrary(vmicro=vmicro, **options).n_lines
     offsets = np.random.default_rng(int(seed)).normal(0.0, config.loggf_sigma, n_lines)
-    return LineListLibrary(vmicro=config.vmicro, loggf_offsets=offsets, **options)
+    return LineListLibrary(vmicro=vmicro, loggf_offsets=offsets, **options)
 
 
 def _variable_resolution(wave, flux, r_in, r_lo, r_hi, grid):

@@ -33,6 +33,20 @@ def test_perturbed_library_has_fixed_per_line_loggf_errors():
     assert not np.array_equal(other.loggf_offsets, lib.loggf_offsets)
 
 
+def test_simulation_without_loggf_errors_and_with_the_vmicro_relation():
+    """loggf_sigma = 0 and vmicro = "relation": the library's own line data and microturbulence."""
+    config = SimulationConfig(loggf_sigma=0.0, vmicro="relation")
+    lib = perturbed_library(3, config, wave_range=RANGE)
+    assert np.all(lib.loggf_offsets == 0.0)
+    assert lib.vmicro is None                      # label-dependent relation
+    base = LineListLibrary(wave_range=RANGE)
+    a = lib.spectrum(teff=5500, logg=4.4, feh=0.0, normalized=True).flux.value
+    b = base.spectrum(teff=5500, logg=4.4, feh=0.0, normalized=True).flux.value
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="vmicro"):
+        SimulationConfig(vmicro="fixed")
+
+
 def test_simulate_star_noise_spikes_and_determinism():
     lib = perturbed_library(0)
     survey = get_survey("marvels")
