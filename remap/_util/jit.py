@@ -19,6 +19,9 @@ __all__ = ["njit"]
 def njit(func):
     """Compile ``func`` in nopython mode, cached on disk when a cache directory is writable.
 
+    Floating-point division follows IEEE 754 as in NumPy (``error_model="numpy"``:
+    ``x / 0.0`` is ``inf`` or ``nan``, not an exception), which the kernels rely on.
+
     Parameters
     ----------
     func : callable
@@ -29,6 +32,6 @@ def njit(func):
     dispatcher : `numba.core.registry.CPUDispatcher`
     """
     try:
-        return numba.njit(cache=True, nogil=True)(func)
+        return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(cache=False, nogil=True)(func)
+        return numba.njit(cache=False, nogil=True, error_model="numpy")(func)

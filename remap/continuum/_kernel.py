@@ -44,6 +44,14 @@ NEVER = np.iinfo(np.int64).max
 #: Weights per pixel in the packed stage bases (the centres ``base_j .. base_j + 3``).
 WIDTH = 4
 
+# distance histogram of `_build`: float64 bits >> 50 (exponent and two mantissa bits,
+# 4 buckets per octave) from 2**-30 (bucket 0 holds everything below) to 1 (the last
+# bucket: distances >= 1, never crossed)
+_ABS = np.int64(0x7FFFFFFFFFFFFFFF)
+_SHIFT = 50
+_KEY0 = (1023 - 30) << 2
+N_BUCKETS = (1023 << 2) - _KEY0 + 1
+
 
 @njit
 def _dot(w, base, j, x):
@@ -146,110 +154,99 @@ def _solve(k, T, ef, ed, zt, w, base, pix, npx, out_above, a_k, log_s, ups, down
 
 
 @njit
-def _sift_down(gap, idx, n, q):
-    """Restore the max-heap order of ``gap[:n]`` (with ``idx``) below position ``q``."""
-    while True:
-        c = 2 * q + 1
-        if c >= n:
-            return
-        if c + 1 < n and gap[c + 1] > gap[c]:
-            c += 1
-        if gap[c] <= gap[q]:
-            return
-        gap[q], gap[c] = gap[c], gap[q]
-        idx[q], idx[c] = idx[c], idx[q]
-        q = c
-
-
-@njit
-def _build(k, e, zt, w, base, seg_end, edges, usable, mono, log_s, gbuf, sl_idx, sl_gap):
+def _build(k, e, zt, w, base, seg_end, edges, mono, log_s, gbuf, hist, idx):
     """Full pass over bin ``k``: its count above and its shortlist of pixels nearest the continuum.
 
-    The shortlist holds the ``L = sl_idx.shape[1]`` usable pixels with the
-    smallest ``|C_j - z_j| / M_j`` (``M_j = sum_i |b_ji| e_i`` bounds how fast
-    ``C_j`` can move: after ``t`` more passes of any centres, ``|dC_j| <= M_j
-    (1 - step**t)``), so no pixel outside it changes side for ``horizon``
-    passes.  Returns ``(count, n_short, above_outside, horizon)``; ``horizon``
-    is -1 when every usable pixel is in the shortlist (no limit).
+    The shortlist ``idx`` (at most ``L = idx.size`` pixels) holds the usable
+    pixels nearest to changing side: the centres only fall, so after ``t`` more passes of any
+    centres ``C_j`` has fallen by at most ``P_j (1 - step**t)`` and risen by at
+    most ``N_j (1 - step**t)`` (``P_j``, ``N_j``: the sums of the positive and
+    of the negative terms ``|b_ji| e_i``), and the pixels kept are those with
+    the smallest ``(C_j - z_j) / P_j`` (below) or ``(z_j - C_j) / N_j``
+    (above), up to the largest edge of the distance histogram ``hist`` that
+    leaves at most ``L`` pixels below it.  No pixel outside the shortlist
+    changes side for ``horizon`` passes.  Returns ``(count, n_short,
+    above_outside, horizon)``; ``horizon`` is -1 when every pixel that can
+    change side is in the shortlist (no limit).
     """
-    L = sl_idx.shape[1]
+    L = idx.size
     j0 = edges[k]
     j1 = edges[k + 1]
     j = j0
-    while j < j1:  # runs of pixels weighed by the same centres: signed gaps (C - z) / M
+    while j < j1:  # runs of pixels weighed by the same centres: signed distances
         stop = min(seg_end[j], j1)
         b = base[j]
         e0 = e[b]
         e1 = e[b + 1]
         e2 = e[b + 2]
         e3 = e[b + 3]
-        if mono:  # M = C
+        if mono:  # C only falls, by at most C (1 - step**t): a pixel above stays above
             for p in range(j, stop):
                 c = w[0, p] * e0 + w[1, p] * e1 + w[2, p] * e2 + w[3, p] * e3
-                gbuf[p] = (c - zt[p]) / c   # +inf at masked pixels, < 0 above
-        else:
+                d = c - zt[p]
+                gbuf[p] = d / c if d >= 0.0 else -np.inf   # +inf at masked pixels
+        else:  # C falls by at most P (1 - step**t) and rises by at most N (1 - step**t)
             for p in range(j, stop):
-                c = w[0, p] * e0 + w[1, p] * e1 + w[2, p] * e2 + w[3, p] * e3
-                m = (abs(w[0, p]) * e0 + abs(w[1, p]) * e1 + abs(w[2, p]) * e2
-                     + abs(w[3, p]) * e3)
-                gbuf[p] = (c - zt[p]) / m
+                t0 = w[0, p] * e0
+                t1 = w[1, p] * e1
+                t2 = w[2, p] * e2
+                t3 = w[3, p] * e3
+                c = t0 + t1 + t2 + t3
+                pos = max(t0, 0.0) + max(t1, 0.0) + max(t2, 0.0) + max(t3, 0.0)
+                d = c - zt[p]
+                gbuf[p] = d / pos if d >= 0.0 else d / (pos - c)  # pos - c = N >= 0
         j = stop
-    # count above, and the L smallest |gaps|: a max-heap in sl_gap[k] / sl_idx[k]
-    gap = sl_gap[k]
-    idx = sl_idx[k]
-    n = 0
+    # count above, and keep the pixels nearest to changing side: a histogram of the
+    # distances on a log scale (their float bits: 4 buckets per octave) gives the largest
+    # bucket edge below which at most L pixels lie; a distance >= 1 is never crossed
+    bits = gbuf.view(np.int64)
+    for q in range(hist.size):
+        hist[q] = 0
     count = 0
     for p in range(j0, j1):
-        g = gbuf[p]
-        if g < 0.0:
-            count += 1
-            g = -g
-        if n < L:
-            if g == np.inf:
-                continue
-            q = n
-            n += 1
-            while q > 0:  # sift up
-                parent = (q - 1) // 2
-                if gap[parent] >= g:
-                    break
-                gap[q] = gap[parent]
-                idx[q] = idx[parent]
-                q = parent
-            gap[q] = g
+        v = bits[p]
+        count += v < 0
+        key = ((v & _ABS) >> _SHIFT) - _KEY0
+        hist[min(max(key, 0), hist.size - 1)] += 1
+    cut = 0
+    n = 0
+    while cut < hist.size - 1 and n + hist[cut] <= L:
+        n += hist[cut]
+        cut += 1
+    unlimited = cut == hist.size - 1
+    # bits of the bucket edge (none kept if the lowest bucket alone holds more than L)
+    limit = (cut + _KEY0) << _SHIFT if cut > 0 else np.int64(0)
+    q = 0
+    for p in range(j0, j1):
+        if (bits[p] & _ABS) < limit:
             idx[q] = p
-        elif g < gap[0]:
-            gap[0] = g
-            idx[0] = p
-            _sift_down(gap, idx, n, 0)
+            q += 1
     inside = 0
     for q in range(n):
         p = idx[q]
         inside += zt[p] > _dot(w, base, p, e)
-    if usable <= L:
+    if unlimited:
         return count, n, count - inside, np.int64(-1)
-    g_l = gap[0]
-    if g_l >= 1.0:
-        return count, n, count - inside, np.int64(NEVER // 4)
+    g_l = np.array([limit]).view(np.float64)[0]  # 0.0 for limit 0
     # largest t with 1 - step**t < g_l, less one pass for rounding
     horizon = np.int64(np.ceil(np.log1p(-g_l) / log_s)) - 2
     return count, n, count - inside, max(horizon, np.int64(0))
 
 
 @njit
-def _refresh(k, T, e, z, ws, bs, sg, ed_s, n_use, mono, log_s, gbuf, sl_idx, sl_gap, n_short,
-             out_above, full, valid, stats):
+def _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, log_s, gbuf, hist, sl_idx, n_short,
+             out_above, full, valid, stats_s):
     """`_build` bin ``k`` at pass ``T`` and store its shortlist state; return its count."""
-    stats[1] += ed_s[k + 1] - ed_s[k]
-    cnt, n_short[k], out_above[k], h = _build(k, e, z, ws, bs, sg, ed_s, n_use, mono, log_s,
-                                              gbuf, sl_idx, sl_gap)
+    stats_s[1] += ed_s[k + 1] - ed_s[k]
+    cnt, n_short[k], out_above[k], h = _build(k, e, z, ws, bs, sg, ed_s, mono, log_s,
+                                              gbuf, hist, sl_idx[k])
     full[k] = h == 0
     valid[k] = NEVER if h < 0 else T + h
     return cnt
 
 
 @njit
-def solve_stages(zt, start, a_eff, usable, stage_v, edges, centres, w, base, seg_end, touch_lo,
+def solve_stages(zt, start, a_eff, stage_v, edges, centres, w, base, seg_end, touch_lo,
                  touch_hi, monotone, step, max_passes, shortlist, out_e, status, status_stage,
                  stats):
     """Run every stage of Algorithm 1 (fast) for each row; write the last stage's centres.
@@ -261,8 +258,8 @@ def solve_stages(zt, start, a_eff, usable, stage_v, edges, centres, w, base, seg
         (a pixel is above the continuum ``C`` iff ``zt > C``).
     start : float64 (n,)
         Start value of the first stage's centres (``10 + max(z)``).
-    a_eff, usable : int64 (n, n_stages, v_max)
-        The per-bin ``a`` of each stage, and the number of usable pixels of each bin.
+    a_eff : int64 (n, n_stages, v_max)
+        The per-bin ``a`` of each stage.
     stage_v : int64 (n_stages,)
         Bins per stage.
     edges, centres : int64 (n_stages, v_max + 1), (n_stages, v_max)
@@ -286,8 +283,9 @@ def solve_stages(zt, start, a_eff, usable, stage_v, edges, centres, w, base, seg
     status, status_stage : int64 (n,)
         Output: 0, or 1 if ``max_passes`` was exceeded (or the stage cannot
         converge), at stage ``status_stage``.
-    stats : int64 (4,)
-        Output, added to: events, full passes over a bin, shortlist solves, full solves.
+    stats : int64 (n_stages, 4)
+        Output, added to per stage: events, pixels scanned in full passes over a bin,
+        pixels solved from shortlists, full-bin solves.
     """
     n, npix = zt.shape
     n_stages = stage_v.size
@@ -308,7 +306,7 @@ def solve_stages(zt, start, a_eff, usable, stage_v, edges, centres, w, base, seg
     n_short = np.empty(vmax, dtype=np.int64)
     out_above = np.empty(vmax, dtype=np.int64)
     sl_idx = np.empty((vmax, shortlist), dtype=np.int64)
-    sl_gap = np.empty((vmax, shortlist))
+    hist = np.zeros(N_BUCKETS, dtype=np.int64)
     gbuf = np.empty(npix)
     all_pix = np.arange(npix)
     top = np.empty(a_eff.max() + 2 if a_eff.size else 2)
@@ -330,7 +328,6 @@ def solve_stages(zt, start, a_eff, usable, stage_v, edges, centres, w, base, seg
             for i in range(v, pad):
                 e[i] = 0.0
             a_s = a_eff[row, s]
-            n_use = usable[row, s]
             ed_s = edges[s]
             ws = w[s]
             bs = base[s]
@@ -340,8 +337,8 @@ def solve_stages(zt, start, a_eff, usable, stage_v, edges, centres, w, base, seg
             n_float = 0
             for k in range(v):
                 steps[k] = 0
-                cnt = _refresh(k, T, e, z, ws, bs, sg, ed_s, n_use[k], mono, log_s, gbuf, sl_idx,
-                               sl_gap, n_short, out_above, full, valid, stats)
+                cnt = _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, log_s, gbuf, hist,
+                               sl_idx, n_short, out_above, full, valid, stats[s])
                 fl[k] = cnt <= a_s[k]
                 if fl[k]:
                     n_float += 1
@@ -359,16 +356,16 @@ def solve_stages(zt, start, a_eff, usable, stage_v, edges, centres, w, base, seg
                         tau[k] = NEVER
                         continue
                     if T > valid[k]:
-                        _refresh(k, T, e, z, ws, bs, sg, ed_s, n_use[k], mono, log_s, gbuf, sl_idx,
-                                 sl_gap, n_short, out_above, full, valid, stats)
+                        _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, log_s, gbuf, hist,
+                                 sl_idx, n_short, out_above, full, valid, stats[s])
                     if full[k]:
-                        stats[3] += 1
+                        stats[s, 3] += 1
                         j0 = ed_s[k]
                         _, tau[k] = _solve(k, T, ef, ed, z, ws, bs, all_pix[j0:],
                                            ed_s[k + 1] - j0, 0, a_s[k], log_s, ups, downs, top)
                         valid[k] = T
                     else:
-                        stats[2] += n_short[k]
+                        stats[s, 2] += n_short[k]
                         _, tau[k] = _solve(k, T, ef, ed, z, ws, bs, sl_idx[k], n_short[k],
                                            out_above[k], a_s[k], log_s, ups, downs, top)
                         if tau[k] > valid[k]:
@@ -398,7 +395,7 @@ def solve_stages(zt, start, a_eff, usable, stage_v, edges, centres, w, base, seg
                         status_stage[row] = s
                         break
                 T = t_next
-                stats[0] += 1
+                stats[s, 0] += 1
                 # the bins due now: their state from a direct count
                 for k in range(v):
                     changed[k] = False
@@ -407,8 +404,8 @@ def solve_stages(zt, start, a_eff, usable, stage_v, edges, centres, w, base, seg
                         continue
                     redo[k] = True
                     if full[k] or T >= valid[k]:
-                        cnt = _refresh(k, T, e, z, ws, bs, sg, ed_s, n_use[k], mono, log_s, gbuf,
-                                       sl_idx, sl_gap, n_short, out_above, full, valid, stats)
+                        cnt = _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, log_s, gbuf,
+                                       hist, sl_idx, n_short, out_above, full, valid, stats[s])
                     else:
                         cnt = out_above[k]
                         for q in range(n_short[k]):

@@ -49,12 +49,12 @@ FAST_TOLERANCE = (1e-3, 1e-2)
 _MAX_JUMP = 4096
 
 # pixels per bin the compiled kernel keeps as candidates for the next crossings
-_SHORTLIST = 64
+_SHORTLIST = 128
 
 #: Counters of the compiled ``fast`` kernel, summed over every fit of the process
 #: (diagnostics for benchmarks): events, bin pixels scanned in full passes, shortlist
 #: pixels solved, full-bin solves.
-KERNEL_STATS = np.zeros(4, dtype=np.int64)
+KERNEL_STATS = np.zeros((len(BIN_COUNTS), 4), dtype=np.int64)
 
 
 def _bins(npix, v):
@@ -325,22 +325,21 @@ class Algorithm1(ContinuumFitter):
         remap.continuum.ContinuumError
             ``max_passes`` was exceeded.
         """
-        z, good, scale, a_eff, n_usable, squeeze = self._prepare(flux, mask, wavelength)
+        z, good, scale, a_eff, squeeze = self._prepare(flux, mask, wavelength)
         if self.mode == "faithful":
             cont = np.stack([self._fit_faithful(z[i], good[i],
                                                 {v: a[i] for v, a in a_eff.items()})
                              for i in range(z.shape[0])])
         else:
-            cont = self._fit_fast(z, good, a_eff, n_usable)
+            cont = self._fit_fast(z, good, a_eff)
         cont *= scale[:, None]
         return cont[0] if squeeze else cont
 
     def _prepare(self, flux, mask, wavelength):
-        """Validate and scale a batch: ``(z, good, scale, a_eff, n_usable, squeeze)``.
+        """Validate and scale a batch: ``(z, good, scale, a_eff, squeeze)``.
 
         ``z`` is the flux divided by each row's median unmasked flux ``scale``;
-        ``a_eff[v]`` and ``n_usable[v]`` (shape (n, v)) are the per-bin ``a``
-        and number of usable pixels of the v-bin stage.
+        ``a_eff[v]`` (shape (n, v)) is the per-bin ``a`` of the v-bin stage.
         """
         z, good, _, squeeze = self._as_batch(flux, mask, wavelength,
                                              min_good=2 * BIN_COUNTS[-1])
@@ -356,7 +355,7 @@ class Algorithm1(ContinuumFitter):
             raise ValueError(f"spectrum {i}: the median unmasked flux is {scale[i]!r}; "
                              "Algorithm 1 needs a positive flux (a continuum above zero)")
         z /= scale[:, None]
-        a_eff, n_usable = {}, {}
+        a_eff = {}
         for v in BIN_COUNTS:
             edges, _ = _bins(npix, v)
             n_use = np.add.reduceat(good, edges[:-1], axis=1, dtype=np.int64)
@@ -366,9 +365,8 @@ class Algorithm1(ContinuumFitter):
                     f"spectrum {i}: pixels {edges[k]}-{edges[k + 1] - 1} (bin {k} of {v}) are "
                     "all masked; Algorithm 1 needs usable pixels in every bin. Use "
                     "fitter='clipped' for spectra with wide gaps")
-            n_usable[v] = n_use
             a_eff[v] = np.minimum(self.a, n_use - 1)
-        return z, good, scale, a_eff, n_usable, squeeze
+        return z, good, scale, a_eff, squeeze
 
     # -- faithful -------------------------------------------------------------------------
     def _fit_faithful(self, z, good, a_eff):
@@ -412,7 +410,7 @@ class Algorithm1(ContinuumFitter):
         return cont
 
     # -- fast -----------------------------------------------------------------------------
-    def _fit_fast(self, z, good, a_eff, n_usable):
+    def _fit_fast(self, z, good, a_eff):
         """Synchronous passes solved event by event in the compiled kernel (`_kernel`)."""
         from . import _kernel  # the numba boundary: compiled on first use
 
@@ -423,14 +421,12 @@ class Algorithm1(ContinuumFitter):
         start = 10.0 + masked.max(axis=1)
         zt = masked / self._threshold
         a_pack = np.zeros((n, len(BIN_COUNTS), vmax), dtype=np.int64)
-        use_pack = np.zeros((n, len(BIN_COUNTS), vmax), dtype=np.int64)
         for s, v in enumerate(BIN_COUNTS):
             a_pack[:, s, :v] = a_eff[v]
-            use_pack[:, s, :v] = n_usable[v]
         e = np.zeros((n, vmax))
         status = np.zeros(n, dtype=np.int64)
         stage = np.zeros(n, dtype=np.int64)
-        _kernel.solve_stages(zt, start, a_pack, use_pack, tables["stage_v"], tables["edges"],
+        _kernel.solve_stages(zt, start, a_pack, tables["stage_v"], tables["edges"],
                              tables["centres"], tables["w"], tables["base"], tables["seg_end"],
                              tables["touch_lo"], tables["touch_hi"], tables["monotone"],
                              self.step, self.max_passes, _SHORTLIST, e, status, stage,
