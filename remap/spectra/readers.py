@@ -126,9 +126,8 @@ _FLUX_EXT = ("FLUX", "SCI", "SPEC", "SPECTRUM", "DATA")
 #: Spellings of Ångström that astropy does not parse (or parses as Ampere).
 _ANGSTROM = {"a", "aa", "angstrom", "angstroms", "angs", "ang", "å", "0.1 nm"}
 
-#: Registry priorities (specutils: wcs1d-fits 5, tabular-fits 6, remap-beam 10).
-#: remap's readers rank above those they fix (iraf 0, wcs1d-fits 5, tabular-fits 6) and below
-#: specutils' survey loaders (10, 20), whose files they must not take.
+#: Registry priorities.  remap's readers rank above those they fix (iraf 0, wcs1d-fits 5,
+#: tabular-fits 6) and below specutils' survey loaders (10, 20), whose files they must not take.
 _PRIORITY = {"remap-multispec": 9, "remap-echelle": 8.5, "remap-fits1d": 8, "remap-table": 7}
 
 _NOTES = "reader_notes"
@@ -184,10 +183,12 @@ def _spectral_unit(text, notes, what):
     """A spectral unit from a header/column unit string; Å (with a note) when there is none."""
     if isinstance(text, u.UnitBase) and not isinstance(text, u.UnrecognizedUnit):
         unit = text
+        if unit == u.A:  # FITS 'A' is the ampere; on a wavelength it means Ångström
+            return u.AA
     else:
         raw = "" if text is None else str(text).strip()
         if not raw:
-            notes.append(f"{what} has no unit: taken as Å")
+            notes.append(f"{what}: no unit, taken as Å")
             return u.AA
         if raw.lower() in _ANGSTROM:
             return u.AA
@@ -425,7 +426,7 @@ def read_fits1d(path, **kwargs):
             elif ext in _MASK_EXT and mask is None:
                 mask = data.astype(bool)
     wave = _dispersion(header, flux.size, notes, name)
-    unit = _spectral_unit(header.get("CUNIT1") or _wat_units(header), notes, f"{name}: CUNIT1")
+    unit = _spectral_unit(header.get("CUNIT1") or _wat_units(header), notes, "CUNIT1")
     flux_unit = _flux_unit(header.get("BUNIT"), notes)
     if sigma is not None:
         notes.append("IRAF bands: band 1 is the flux, the 'sigma' band the uncertainty")
