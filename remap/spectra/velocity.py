@@ -623,8 +623,19 @@ def estimate_rv(wave, flux, banks, *, mask=None, rv=None, search=None, chunk=256
                       npix=out["npix"], uncertain=uncertain, reason=reasons)
 
 
+def _overlaps(bank, wave):
+    """Whether any row of ``wave`` reaches into the bank's template range."""
+    lo = np.min(wave[..., 0])
+    hi = np.max(wave[..., -1])
+    return hi > bank.wave[0] and lo < bank.wave[-1]
+
+
 def _estimate_chunk(banks, wave, flux, mask, known, search, step, max_lag, out, rows):
     n = flux.shape[0]
+    banks = [b for b in banks if _overlaps(b, wave)]
+    if not banks:
+        out["npix"][rows] = 0
+        return
     prepared = [b.prepare(wave, flux, mask) for b in banks]
     npix = sum(p[2] for p in prepared)
     pix_var = np.max(np.stack([p[3] for p in prepared]), axis=0)
