@@ -36,7 +36,7 @@ import numpy as np
 
 from .._util.jit import njit
 
-__all__ = ["solve_stages", "NEVER", "WIDTH"]
+__all__ = ["solve_stages", "combine", "NEVER", "WIDTH"]
 
 #: Event time meaning "never" (no crossing).
 NEVER = np.iinfo(np.int64).max
@@ -423,3 +423,17 @@ def solve_stages(zt, start, a_eff, stage_v, edges, centres, w, base, seg_end, to
                 break
         for i in range(vmax):
             out_e[row, i] = e[i]
+
+
+@njit
+def combine(e, basis, out):
+    """``out[r] = sum_i e[r, i] * basis[i]``, summed in the order of ``i`` for every row."""
+    n, v = e.shape
+    npix = basis.shape[1]
+    for r in range(n):
+        for p in range(npix):
+            out[r, p] = e[r, 0] * basis[0, p]
+        for i in range(1, v):
+            c = e[r, i]
+            for p in range(npix):
+                out[r, p] += c * basis[i, p]

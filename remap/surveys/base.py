@@ -293,6 +293,13 @@ def find_spikes(flux, wavelength=None, *, stddev=None, mask=None, max_width=6, n
     flagged: it cannot mislead a continuum fit, which is what the removal is
     for (Gilda 2025 §3.3).
 
+    Each row of a batch is treated on its own (its noise fill and floor
+    included).  The work is done by compiled kernels (numba; see
+    ``remap.surveys._spike_kernel``) that give the same flags as the
+    SciPy formulation above (``scipy.ndimage`` grey opening, percentile and
+    median filters and binary propagation, all with ``mode="nearest"``); the
+    running percentile is evaluated only where a pixel can be flagged at all.
+
     Parameters
     ----------
     flux : array_like
@@ -300,7 +307,10 @@ def find_spikes(flux, wavelength=None, *, stddev=None, mask=None, max_width=6, n
     wavelength : `~astropy.units.Quantity`, optional
         Spectral axis (1-D); needed only with ``known_spikes``.
     stddev : array_like, optional
-        Per-pixel standard deviations, shape of ``flux``.
+        Per-pixel standard deviations, shape of ``flux``.  Non-finite or
+        non-positive values are replaced by the median of the row's positive
+        ones, and no value is taken below 1e-12 times the row's largest
+        absolute flux.
     mask : array_like of bool, optional
         Pixels already bad (ignored when estimating the noise; not reported).
     max_width : int
