@@ -200,7 +200,7 @@ def train_network(train, config, *, epochs_per_cycle, n_cycles, batch_size=64, s
     import remap
     from remap.labels import LabelEncoder
     from remap.nn.model import build_model, compile_model
-    from remap.train.loop import train_stage
+    from remap.train.loop import StageSchedule, train_stage
 
     heads = [remap.get_head(n) for n in remap.list_heads()]
     keras.utils.set_random_seed(seed)
@@ -211,9 +211,9 @@ def train_network(train, config, *, epochs_per_cycle, n_cycles, batch_size=64, s
                      drop_remainder=True)
     steps = len(train) // batch_size
     start = time.perf_counter()
-    history = train_stage(model, ds, None, lr_max=lr_max, lr_min=lr_min,
-                          epochs_per_cycle=epochs_per_cycle, n_cycles=n_cycles,
-                          steps_per_epoch=steps, swa=n_cycles > 1, seed=seed, verbose=0)
+    schedule = StageSchedule(lr_max=lr_max, lr_min=lr_min, epochs_per_cycle=epochs_per_cycle,
+                             n_cycles=n_cycles, steps_per_epoch=steps, swa=n_cycles > 1)
+    history = train_stage(model, ds, None, schedule, seed=seed, verbose=0)
     seconds = time.perf_counter() - start
     return model, seconds, history
 

@@ -322,7 +322,7 @@ def train_remap(dataset, heads, settings, *, epochs_per_cycle, n_cycles, indices
 
     from remap.labels import LabelEncoder
     from remap.nn.model import build_model, compile_model
-    from remap.train.loop import train_stage
+    from remap.train.loop import StageSchedule, train_stage
 
     batch_size = int(batch_size or settings["batch_size"])
     keras.utils.set_random_seed(seed)
@@ -338,9 +338,11 @@ def train_remap(dataset, heads, settings, *, epochs_per_cycle, n_cycles, indices
                        drop_remainder=True, indices=indices)
     steps = n // batch_size
     start = time.perf_counter()
-    train_stage(model, ds, None, lr_max=settings["lr_max"], lr_min=settings["lr_min"],
-                epochs_per_cycle=epochs_per_cycle, n_cycles=n_cycles, steps_per_epoch=steps,
-                swa=swa and n_cycles > 1, bn_steps=min(steps, 50), seed=seed, verbose=0)
+    schedule = StageSchedule(lr_max=settings["lr_max"], lr_min=settings["lr_min"],
+                             epochs_per_cycle=epochs_per_cycle, n_cycles=n_cycles,
+                             steps_per_epoch=steps, swa=swa and n_cycles > 1,
+                             bn_steps=min(steps, 50))
+    train_stage(model, ds, None, schedule, seed=seed, verbose=0)
     seconds = time.perf_counter() - start
     return model, seconds, steps * batch_size * epochs_per_cycle * n_cycles / seconds
 

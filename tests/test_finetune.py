@@ -15,6 +15,7 @@ from remap.nn.model import NetworkConfig, build_model, compile_model, expand_tar
 from remap.train.finetune import (LayerwiseAdam, freeze_parts, finetune,  # noqa: E402
                                   group_factor, layerwise_learning_rates, layerwise_multipliers,
                                   parameter_groups)
+from remap.train.loop import StageSchedule  # noqa: E402
 
 NPIX = 256
 HEADS = (TEFF, LOGG)
@@ -75,7 +76,7 @@ def test_layerwise_learning_rates_per_variable():
     assert rates["stem_conv/kernel"] == pytest.approx((1e-3 / 40, 1e-5 / 40))
     with pytest.raises(ValueError, match="lr_min must not exceed lr_max"):
         layerwise_learning_rates(model, 1e-5, 1e-3)
-    with pytest.raises(ValueError, match="lr_max must be a positive"):
+    with pytest.raises(ValueError, match="lr_max must be a finite number > 0"):
         layerwise_learning_rates(model, -1.0, 1e-5)
 
 
@@ -197,3 +198,16 @@ def test_finetune_trains_with_layerwise_rates_and_keeps_frozen_parts(tmp_path):
     assert len(result["loss"]) == 6
     assert result["loss"][-1] < 0.92 * result["loss"][0], result["loss"]
     assert after_loss < before_loss, (before_loss, after_loss)
+
+
+def test_finetune_takes_a_stage_schedule_or_its_keywords():
+    model = tiny_model(seed=5)
+    compile_model(model, HEADS, optimizer="adam")
+    x, y = toy_batch(16, seed=3)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    with pytest.raises(TypeError, match=r"needs a StageSchedule \(or the keywords lr_max, lr_min"):
+        finetune(model, train, None, epochs_per_cycle=2)
+    with pytest.raises(ValueError, match="lr_min must not exceed lr_max"):
+        finetune(model, train, None, StageSchedule(1e-5, 1e-3, 1, 1))
+    with pytest.raises(ValueError, match="lr_max must be a finite number > 0"):
+        finetune(model, train, None, lr_max=-1.0, lr_min=-2.0)

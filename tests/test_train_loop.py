@@ -20,7 +20,8 @@ import tensorflow as tf  # noqa: E402
 from remap.train.callbacks import (CheckpointError, EpochCheckpoint,  # noqa: E402
                                    StochasticWeightAveraging, latest, load_checkpoint,
                                    recompute_batchnorm, save_checkpoint)
-from remap.train.loop import TrainHistory, get_strategy, train_stage  # noqa: E402
+from remap.train.config import FinetuneConfig, PretrainConfig  # noqa: E402
+from remap.train.loop import StageSchedule, TrainHistory, get_strategy, train_stage  # noqa: E402,E501
 from remap.train.lr_finder import find_lr, suggest_lr  # noqa: E402
 from remap.train.schedules import CosineRestarts  # noqa: E402
 
@@ -292,6 +293,45 @@ def test_checkpoint_roundtrip_and_partial_writes_ignored(tmp_path):
 
 # --------------------------------------------------------------------------- train_stage
 
+def test_stage_schedule_from_configs_validation_and_checkpoint_settings():
+    pre = StageSchedule.from_config(PretrainConfig(), lr_max=1e-3, lr_min=1e-5)
+    assert pre == StageSchedule(1e-3, 1e-5, 30, 4) and pre.total_epochs == 120
+    fine = StageSchedule.from_config(
+        FinetuneConfig(lr_max=2e-4, lr_min=2e-6, n_cycles=2, steps_per_epoch=7, bn_batches=3),
+        swa=False)
+    assert (fine.lr_max, fine.lr_min, fine.n_cycles, fine.steps_per_epoch, fine.bn_steps,
+            fine.swa) == (2e-4, 2e-6, 2, 7, 3, False)
+    with pytest.raises(ValueError, match="PretrainConfig.lr_max is 'auto': give the resolved"):
+        StageSchedule.from_config(PretrainConfig())
+    with pytest.raises(ValueError, match="FinetuneConfig.lr_min is 'pretrain'"):
+        StageSchedule.from_config(FinetuneConfig(), lr_max=1e-3)
+    # the checkpoint signature keeps the keys and types of the keyword form
+    settings = StageSchedule(np.float32(0.5), 1, 2, 3, steps_per_epoch=np.int64(4),
+                             bn_steps=9).checkpoint_settings()
+    assert settings == {"lr_max": 0.5, "lr_min": 1.0, "epochs_per_cycle": 2, "n_cycles": 3,
+                        "steps_per_epoch": 4, "swa": True, "swa_start_cycle": 1}
+    assert [type(v) for v in settings.values()] == [float, float, int, int, int, bool, int]
+    for kwargs, message in [
+            ({"n_cycles": 0}, "n_cycles must be an integer >= 1; received n_cycles=0"),
+            ({"lr_max": float("nan")}, "lr_max must be a finite number; received lr_max=nan"),
+            ({"lr_min": True}, "lr_min must be a finite number; received lr_min=True"),
+            ({"steps_per_epoch": 2.5}, "steps_per_epoch must be an integer >= 1"),
+            ({"bn_steps": 0}, "bn_steps must be an integer >= 1; received bn_steps=0"),
+            ({"swa_start_cycle": 4}, "swa_start_cycle=4 is after the last cycle")]:
+        with pytest.raises(ValueError, match=message):
+            StageSchedule(**{"lr_max": 1e-3, "lr_min": 1e-5, "epochs_per_cycle": 2,
+                             "n_cycles": 3, **kwargs})
+    StageSchedule(1e-3, 1e-5, 2, 3, swa=False, swa_start_cycle=4)   # no SWA: not checked
+    model = tiny_model()
+    ds = tiny_ds(*tiny_problem(n=32))
+    with pytest.raises(TypeError, match="unexpected keyword argument.*'n_cycle'"):
+        train_stage(model, ds, None, pre, n_cycle=2)
+    with pytest.raises(TypeError, match="needs a StageSchedule .*epochs_per_cycle, n_cycles"):
+        train_stage(model, ds, None, lr_max=1e-3, lr_min=1e-5)
+    with pytest.raises(TypeError, match="schedule must be a StageSchedule; received dict"):
+        train_stage(model, ds, None, {"lr_max": 1e-3})
+
+
 def test_train_stage_deep_remap_learns_with_swa_and_logs(tmp_path):
     import remap
     from remap.labels import LabelEncoder
@@ -318,10 +358,10 @@ def test_train_stage_deep_remap_learns_with_swa_and_logs(tmp_path):
     snapshots = []
     snap = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: snapshots.append(
         [v.numpy().copy() for v in model.trainable_weights]) if e in (5, 8) else None)
-    hist = train_stage(model, train, val, lr_max=1e-2, lr_min=1e-4, epochs_per_cycle=3,
-                       n_cycles=3, steps_per_epoch=8, checkpoint_dir=tmp_path / "ckpt",
-                       log_dir=tmp_path / "logs", verbose=0, callbacks=[snap],
-                       swa_start_cycle=2, heads=heads,
+    schedule = StageSchedule(1e-2, 1e-4, epochs_per_cycle=3, n_cycles=3, steps_per_epoch=8,
+                             swa_start_cycle=2)
+    hist = train_stage(model, train, val, schedule, checkpoint_dir=tmp_path / "ckpt",
+                       log_dir=tmp_path / "logs", verbose=0, callbacks=[snap], heads=heads,
                        compile_options={"triplet_weight": 1e-3})
     assert isinstance(hist, TrainHistory)
     assert hist["epoch"] == list(range(9)) and len(hist["val_teff_loss"]) == 9
@@ -339,6 +379,7 @@ def test_train_stage_deep_remap_learns_with_swa_and_logs(tmp_path):
     kept = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert kept == ["epoch_0008", "epoch_0009"]
     # the run is complete: calling again restores it and re-applies SWA without training
+    # (the keyword form of the schedule writes and reads the same checkpoint settings)
     again = train_stage(model, train, val, lr_max=1e-2, lr_min=1e-4, epochs_per_cycle=3,
                         n_cycles=3, steps_per_epoch=8, checkpoint_dir=tmp_path / "ckpt",
                         verbose=0, swa_start_cycle=2)
@@ -346,9 +387,7 @@ def test_train_stage_deep_remap_learns_with_swa_and_logs(tmp_path):
     # (the batch-norm re-estimation sees other batches of the reshuffled data: not bitwise)
     assert again.final["teff_loss"] == pytest.approx(hist.final["teff_loss"], rel=1e-3)
     with pytest.raises(CheckpointError, match="lr_max: checkpoint 0.01 vs now 0.02"):
-        train_stage(model, train, val, lr_max=2e-2, lr_min=1e-4, epochs_per_cycle=3,
-                    n_cycles=3, steps_per_epoch=8, checkpoint_dir=tmp_path / "ckpt",
-                    swa_start_cycle=2)
+        train_stage(model, train, val, schedule, lr_max=2e-2, checkpoint_dir=tmp_path / "ckpt")
     with pytest.raises(CheckpointError, match="no checkpoint of epoch 4"):
         train_stage(model, train, val, lr_max=1e-2, lr_min=1e-4, epochs_per_cycle=3,
                     n_cycles=3, steps_per_epoch=8, checkpoint_dir=tmp_path / "ckpt",

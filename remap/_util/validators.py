@@ -8,7 +8,146 @@ from collections.abc import Iterable
 import astropy.units as u
 import numpy as np
 
-__all__ = ["wavelength_range"]
+__all__ = ["is_int", "is_real", "bounds_text", "check_int", "check_real", "check_choice",
+           "check_seed", "wavelength_range"]
+
+
+# --------------------------------------------------------------------------- scalars
+
+def is_int(value) -> bool:
+    """Whether ``value`` is an integer (any integral type, NumPy's included; not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value) -> bool:
+    """Whether ``value`` is a finite real number (NumPy scalars included; not a bool)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+            and bool(np.isfinite(value)))
+
+
+def bounds_text(minimum=None, maximum=None, *, strict_min: bool = False,
+                strict_max: bool = False) -> str:
+    """The bounds of a check as written in its message: ``" >= 1"``, ``" in [0, 1)"``, ``""``.
+
+    Parameters
+    ----------
+    minimum, maximum : number, optional
+        The bounds (None: unbounded on that side).
+    strict_min, strict_max : bool
+        Whether the bound is exclusive.
+    """
+    if minimum is not None and maximum is not None:
+        return f" in {'(' if strict_min else '['}{minimum}, {maximum}{')' if strict_max else ']'}"
+    if minimum is not None:
+        return f" {'>' if strict_min else '>='} {minimum}"
+    if maximum is not None:
+        return f" {'<' if strict_max else '<='} {maximum}"
+    return ""
+
+
+def _within(value, minimum, maximum, strict_min, strict_max):
+    if minimum is not None and not (value > minimum if strict_min else value >= minimum):
+        return False
+    return maximum is None or (value < maximum if strict_max else value <= maximum)
+
+
+def check_int(name: str, value, minimum: int | None = None, maximum: int | None = None,
+              *, error: type[Exception] = ValueError) -> int:
+    """Return ``value`` as an int, or raise an error that names it and echoes the bad value.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the message.
+    value : object
+        The value to check: any integral type (NumPy's included), not a bool.
+    minimum, maximum : int, optional
+        Inclusive bounds.
+    error : type, optional
+        Exception class raised (default `ValueError`).
+
+    Returns
+    -------
+    value : int
+
+    Raises
+    ------
+    ValueError
+        Not an integer, or out of bounds, e.g. ``n must be an integer >= 1;
+        received n=0``.
+
+    Examples
+    --------
+    >>> check_int("n", 3, 1)
+    3
+    """
+    if not (is_int(value) and _within(value, minimum, maximum, False, False)):
+        raise error(f"{name} must be an integer{bounds_text(minimum, maximum)}; received "
+                    f"{name}={value!r}")
+    return int(value)
+
+
+def check_real(name: str, value, minimum: float | None = None, maximum: float | None = None,
+               *, strict_min: bool = False, strict_max: bool = False,
+               error: type[Exception] = ValueError) -> float:
+    """Return ``value`` as a float, or raise an error that names it and echoes the bad value.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in the message.
+    value : object
+        The value to check: a finite real number (NumPy scalars included), not
+        a bool.
+    minimum, maximum : float, optional
+        Bounds, inclusive unless ``strict_min`` / ``strict_max``.
+    strict_min, strict_max : bool
+        Make that bound exclusive.
+    error : type, optional
+        Exception class raised (default `ValueError`).
+
+    Returns
+    -------
+    value : float
+
+    Raises
+    ------
+    ValueError
+        Not a finite real number, or out of bounds, e.g. ``gamma must be a
+        finite number >= 0; received gamma=-1``.
+
+    Examples
+    --------
+    >>> check_real("beta", 0.5, 0, 1, strict_max=True)
+    0.5
+    """
+    if not (is_real(value) and _within(value, minimum, maximum, strict_min, strict_max)):
+        bounds = bounds_text(minimum, maximum, strict_min=strict_min, strict_max=strict_max)
+        raise error(f"{name} must be a finite number{bounds}; received {name}={value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value, choices, *, error: type[Exception] = ValueError):
+    """Return ``value`` if it is one of ``choices`` (strings), else raise an error listing them.
+
+    Examples
+    --------
+    >>> check_choice("reduction", "mean", ("mean", "sum"))
+    'mean'
+    """
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise error(f"{name} must be one of {', '.join(map(repr, choices))}; received "
+                    f"{name}={value!r}")
+    return value
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """Return a random seed as an int: an integer >= 0 (`check_int`)."""
+    return check_int(name, seed, 0)
+
+
+# --------------------------------------------------------------------------- wavelengths
 
 
 def _one_wavelength(item, what, value, default_unit):

@@ -14,7 +14,6 @@
 
 import json
 import logging
-import numbers
 import os
 import shutil
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
+
+from .._util.validators import check_int
 
 __all__ = ["StochasticWeightAveraging", "EpochCheckpoint", "recompute_batchnorm",
            "batchnorm_layers", "latest", "save_checkpoint", "load_checkpoint",
@@ -36,12 +37,6 @@ _PREFIX = "epoch_"
 
 class CheckpointError(RuntimeError):
     """A checkpoint is unreadable or does not match the model being trained."""
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; received {name}={value!r}")
-    return int(value)
 
 
 def _strategy_scope(model):
@@ -114,7 +109,7 @@ def recompute_batchnorm(model, dataset, steps=None):
         model has no trainable batch-norm layer (nothing is done then).
     """
     if steps is not None:
-        steps = _positive_int("steps", steps)
+        steps = check_int("steps", steps, 1)
     layers = batchnorm_layers(model)
     if not layers:
         return 0
@@ -231,10 +226,10 @@ class StochasticWeightAveraging(keras.callbacks.Callback):
     def __init__(self, cycle_epochs, start_cycle=1, *, dataset=None, bn_steps=None,
                  swap_on_train_end=True):
         super().__init__()
-        self.cycle_epochs = _positive_int("cycle_epochs", cycle_epochs)
-        self.start_cycle = _positive_int("start_cycle", start_cycle)
+        self.cycle_epochs = check_int("cycle_epochs", cycle_epochs, 1)
+        self.start_cycle = check_int("start_cycle", start_cycle, 1)
         if bn_steps is not None:
-            bn_steps = _positive_int("bn_steps", bn_steps)
+            bn_steps = check_int("bn_steps", bn_steps, 1)
         self.dataset = dataset
         self.bn_steps = bn_steps
         self.swap_on_train_end = bool(swap_on_train_end)
@@ -569,7 +564,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.directory = Path(directory)
         self.swa = swa
-        self.keep = _positive_int("keep", keep)
+        self.keep = check_int("keep", keep, 1)
         self.save_model = bool(save_model)
         self.settings = dict(settings or {})
         self.history = list(history or [])

@@ -21,11 +21,12 @@ targets)`` batches with flux of shape (batch, npix) and one PMF per output.
 from __future__ import annotations
 
 import json
-import numbers
 import time
 
 import numpy as np
 from astropy.table import Table
+
+from .._util.validators import check_int, check_seed
 
 __all__ = ["tf_pipeline", "sample_groups", "make_folds", "split_groups", "eager_loss",
            "cross_validate", "best_architecture"]
@@ -82,12 +83,6 @@ def sample_groups(dataset):
     return np.arange(len(dataset), dtype=np.int64)
 
 
-def _check_seed(seed):
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0; received seed={seed!r}")
-    return int(seed)
-
-
 def make_folds(groups, k, seed):
     """Seeded k-fold split over groups.
 
@@ -107,12 +102,11 @@ def make_folds(groups, k, seed):
     """
     groups = np.asarray(groups)
     unique = np.unique(groups)
-    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 2:
-        raise ValueError(f"k must be an integer >= 2; received k={k!r}")
+    k = check_int("k", k, 2)
     if k > unique.size:
         raise ValueError(f"k={k} folds need at least {k} groups (label points); the data set "
                          f"has {unique.size}")
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
     shuffled = rng.permutation(unique)
     fold_of_group = dict(zip(shuffled.tolist(), (np.arange(unique.size) % k).tolist()))
     fold = np.array([fold_of_group[g] for g in groups.tolist()])
@@ -142,7 +136,7 @@ def split_groups(groups, fraction, seed):
         raise ValueError(f"a train/validation split needs at least 2 groups (label points or "
                          f"stars); the data set has {unique.size}")
     n_val = min(max(1, int(round(fraction * unique.size))), unique.size - 1)
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
     val_groups = rng.permutation(unique)[:n_val]
     is_val = np.isin(groups, val_groups)
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
@@ -216,15 +210,14 @@ def cross_validate(dataset, beam, architectures, k=10, *, epochs=5, batch_size=6
 
     from ..nn.model import build_model, compile_model
     from ..plugins import get_head, list_heads
-    from .loop import train_stage
+    from .loop import StageSchedule, train_stage
 
     if not isinstance(architectures, dict) or not architectures:
         raise ValueError("architectures must be a non-empty dict name -> NetworkConfig; "
                          f"received {architectures!r}")
     configs = {str(name): _network_config(arch) for name, arch in architectures.items()}
-    if not isinstance(epochs, numbers.Integral) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1; received epochs={epochs!r}")
-    seed = _check_seed(seed)
+    epochs = check_int("epochs", epochs, 1)
+    seed = check_seed(seed)
     heads = [get_head(n) for n in list_heads()] if heads is None else [
         get_head(h) if isinstance(h, str) else h for h in heads]
     groups = sample_groups(dataset)
@@ -242,6 +235,8 @@ def cross_validate(dataset, beam, architectures, k=10, *, epochs=5, batch_size=6
     if npix is None:
         raise ValueError(f"the data set has no beam {beam!r}; beams: {dataset.beams}")
 
+    schedule = StageSchedule(lr_max=lr_max, lr_min=lr_min, epochs_per_cycle=epochs, n_cycles=1,
+                             steps_per_epoch=steps_per_epoch, swa=False)
     losses = {name: [] for name in configs}
     seconds = {name: 0.0 for name in configs}
     n_params = {}
@@ -258,10 +253,7 @@ def cross_validate(dataset, beam, architectures, k=10, *, epochs=5, batch_size=6
             val_ds = tf_pipeline(dataset, beam, heads, batch_size, indices=va, shuffle=False)
             compile_model(model, heads, optimizer="adam", use_triplet=use_triplet,
                           triplet_weight=triplet_weight, gamma=gamma, margin=margin)
-            train_stage(model, train_ds, None, lr_max=lr_max, lr_min=lr_min,
-                        epochs_per_cycle=int(epochs), n_cycles=1,
-                        steps_per_epoch=steps_per_epoch, swa=False, seed=fold_seed,
-                        verbose=0)
+            train_stage(model, train_ds, None, schedule, seed=fold_seed, verbose=0)
             losses[name].append(eager_loss(model, val_ds))
             seconds[name] += time.perf_counter() - start
             if progress is not None:

@@ -26,10 +26,10 @@ updated).
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import keras
+
+from .._util.validators import check_real
+from .loop import _SCHEDULE_FIELDS, StageSchedule, train_stage
 
 __all__ = ["HEADS_GROUP", "STEM_GROUP", "parameter_groups", "group_factor",
            "layerwise_multipliers", "layerwise_learning_rates", "LayerwiseAdam",
@@ -39,6 +39,11 @@ __all__ = ["HEADS_GROUP", "STEM_GROUP", "parameter_groups", "group_factor",
 HEADS_GROUP = "heads"
 #: Name of the stem group.
 STEM_GROUP = "stem"
+
+#: `finetune`'s schedule without a `~remap.train.loop.StageSchedule`: its defaults, and the
+#: keywords that make one (lr_max and lr_min have no default).
+_FINETUNE_SCHEDULE = {"epochs_per_cycle": 30, "n_cycles": 1, "steps_per_epoch": None,
+                      "swa": True, "swa_start_cycle": 1, "bn_steps": None}
 
 
 def _module_layers(model):
@@ -208,14 +213,12 @@ def layerwise_learning_rates(model, lr_max, lr_min):
 
 
 def _check_limits(lr_max, lr_min):
-    for name, value in (("lr_max", lr_max), ("lr_min", lr_min)):
-        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive finite number; received "
-                             f"{name}={value!r}")
+    lr_max = check_real("lr_max", lr_max, 0, strict_min=True)
+    lr_min = check_real("lr_min", lr_min, 0, strict_min=True)
     if not lr_min <= lr_max:
         raise ValueError(f"lr_min must not exceed lr_max; received lr_max={lr_max!r}, "
                          f"lr_min={lr_min!r}")
-    return float(lr_max), float(lr_min)
+    return lr_max, lr_min
 
 
 @keras.saving.register_keras_serializable(package="remap")
@@ -253,15 +256,9 @@ class LayerwiseAdam(keras.optimizers.Adam):
                             f"{type(multipliers).__name__}")
         clean = {}
         for key, value in multipliers.items():
-            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"multiplier of {key!r} must be a finite number >= 0; "
-                                 f"received {value!r}")
-            clean[str(key)] = float(value)
-        if default_multiplier is not None and not (
-                isinstance(default_multiplier, numbers.Real)
-                and math.isfinite(default_multiplier) and default_multiplier >= 0):
-            raise ValueError(f"default_multiplier must be None or a finite number >= 0; "
-                             f"received {default_multiplier!r}")
+            clean[str(key)] = check_real(f"multiplier of {key!r}", value, 0)
+        if default_multiplier is not None:
+            check_real("default_multiplier", default_multiplier, 0)
         self.multipliers = clean
         self.default_multiplier = (None if default_multiplier is None
                                    else float(default_multiplier))
@@ -334,9 +331,8 @@ def freeze_parts(model, parts):
     return [layer.name for layer in layers]
 
 
-def finetune(model, train_ds, val_ds, *, lr_max, lr_min, freeze=(), epochs_per_cycle=30,
-             n_cycles=1, steps_per_epoch=None, swa=True, checkpoint_dir=None, log_dir=None,
-             seed=0, **train_options):
+def finetune(model, train_ds, val_ds, schedule: StageSchedule | None = None, *, freeze=(),
+             checkpoint_dir=None, log_dir=None, seed: int = 0, **train_options) -> dict:
     """Fine-tune a pre-trained network on survey spectra with layer-wise learning rates.
 
     Parameters
@@ -348,16 +344,21 @@ def finetune(model, train_ds, val_ds, *, lr_max, lr_min, freeze=(), epochs_per_c
     train_ds, val_ds : tf.data.Dataset
         ``(flux, targets)`` batches as `remap.train.loop.train_stage` takes
         them.
-    lr_max, lr_min : float
-        The *pre-training* limits; each part gets its fraction of them
-        (`layerwise_learning_rates`).
+    schedule : `~remap.train.loop.StageSchedule`
+        Its ``lr_max`` and ``lr_min`` are the *pre-training* limits; each part
+        gets its fraction of them (`layerwise_learning_rates`).
+        `~remap.train.loop.StageSchedule.from_config` builds it from a
+        ``[finetune]`` configuration.  Without it the schedule's fields are
+        keywords (``lr_max`` and ``lr_min`` required; ``epochs_per_cycle=30``,
+        ``n_cycles=1``, ``steps_per_epoch=None``, ``swa=True`` by default).
     freeze : sequence of str
         Parts kept fixed (`freeze_parts`), e.g. ``("stem",)``.
-    epochs_per_cycle, n_cycles, steps_per_epoch, swa, checkpoint_dir, log_dir, seed
+    checkpoint_dir, log_dir, seed
         As in `remap.train.loop.train_stage`.
     **train_options
-        More keyword arguments of ``train_stage`` (``verbose``, ``bn_steps``,
-        ``initial_epoch``, ...).
+        More keyword arguments of ``train_stage`` (``verbose``,
+        ``initial_epoch``, ...; schedule fields such as ``bn_steps`` replace
+        those of ``schedule``).
 
     Returns
     -------
@@ -367,9 +368,15 @@ def finetune(model, train_ds, val_ds, *, lr_max, lr_min, freeze=(), epochs_per_c
         model, after SWA), ``"multipliers"`` (variable path -> factor) and
         ``"frozen"`` (layer names).
     """
-    from .loop import train_stage
-
-    lr_max, lr_min = _check_limits(lr_max, lr_min)
+    if schedule is None:
+        fields = {k: train_options.pop(k) for k in list(train_options)
+                  if k in _SCHEDULE_FIELDS}
+        missing = [k for k in ("lr_max", "lr_min") if k not in fields]
+        if missing:
+            raise TypeError(f"finetune() needs a StageSchedule (or the keywords "
+                            f"{', '.join(missing)})")
+        schedule = StageSchedule(**{**_FINETUNE_SCHEDULE, **fields})
+    _check_limits(schedule.lr_max, schedule.lr_min)
     frozen = freeze_parts(model, tuple(freeze)) if freeze else []
     multipliers = layerwise_multipliers(model)
     if not multipliers:
@@ -378,11 +385,9 @@ def finetune(model, train_ds, val_ds, *, lr_max, lr_min, freeze=(), epochs_per_c
     def optimizer_factory(learning_rate):
         return LayerwiseAdam(multipliers, learning_rate=learning_rate)
 
-    result = train_stage(model, train_ds, val_ds, lr_max=lr_max, lr_min=lr_min,
-                         epochs_per_cycle=epochs_per_cycle, n_cycles=n_cycles,
-                         steps_per_epoch=steps_per_epoch, swa=swa,
-                         checkpoint_dir=checkpoint_dir, log_dir=log_dir, seed=seed,
-                         optimizer_factory=optimizer_factory, **train_options)
+    result = train_stage(model, train_ds, val_ds, schedule, checkpoint_dir=checkpoint_dir,
+                         log_dir=log_dir, seed=seed, optimizer_factory=optimizer_factory,
+                         **train_options)
     out = dict(result)
     out["final"] = dict(getattr(result, "final", {}) or {})
     out["multipliers"] = multipliers

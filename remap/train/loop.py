@@ -1,6 +1,9 @@
 """One training stage of a deep-REMAP network, and pre-training with the paper's settings.
 
-`train_stage` trains a compiled model with Adam (Kingma & Ba 2014) under
+`train_stage` trains a compiled model, for the `StageSchedule` it is given
+(learning-rate limits, cycles, steps per epoch, SWA; built from a
+``[pretrain]`` / ``[finetune]`` configuration with `StageSchedule.from_config`),
+with Adam (Kingma & Ba 2014) under
 cosine annealing with warm restarts (`~remap.train.schedules.CosineRestarts`),
 stochastic weight averaging at the end of each cycle
 (`~remap.train.callbacks.StochasticWeightAveraging`), a checkpoint after every
@@ -11,10 +14,12 @@ TensorBoard.  `pretrain` is `train_stage` with the settings of Gilda (2025,
 returns a `tf.distribute.MirroredStrategy` when several GPUs are visible.
 """
 
+from __future__ import annotations
+
 import csv
+import dataclasses
 import logging
 import math
-import numbers
 import os
 import shutil
 from pathlib import Path
@@ -22,12 +27,13 @@ from pathlib import Path
 import keras
 
 from .._util.fs import mkstemp
+from .._util.validators import check_int, check_real, is_int
 from .callbacks import (CheckpointError, EpochCheckpoint, StochasticWeightAveraging,
                         latest, load_checkpoint)
 from .schedules import CosineRestarts
 
-__all__ = ["train_stage", "pretrain", "get_strategy", "configure_logical_cpus",
-           "TrainHistory", "PRETRAIN_DEFAULTS"]
+__all__ = ["train_stage", "pretrain", "StageSchedule", "get_strategy",
+           "configure_logical_cpus", "TrainHistory", "PRETRAIN_DEFAULTS"]
 
 log = logging.getLogger("remap.train")
 
@@ -47,8 +53,7 @@ def configure_logical_cpus(n):
     """
     import tensorflow as tf
 
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be an integer >= 1; received n={n!r}")
+    n = check_int("n", n, 1)
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
@@ -96,7 +101,7 @@ def get_strategy(devices=None):
         if len(gpus) > 1:
             return tf.distribute.MirroredStrategy(gpus)
         return tf.distribute.get_strategy()
-    if isinstance(devices, numbers.Integral) and not isinstance(devices, bool):
+    if is_int(devices):
         pool, kind = (gpus, "GPU") if gpus else (cpus, "CPU")
         if not 1 <= devices <= len(pool):
             raise ValueError(f"devices={devices} asks for more {kind} devices than the "
@@ -180,12 +185,6 @@ class _EpochRecorder(keras.callbacks.Callback):
         self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; received {name}={value!r}")
-    return int(value)
-
-
 def _complete_targets_fn(model):
     """A tf.data map function adding ``{head}_embedding`` targets the model expects."""
     outputs = list(model.output_names)
@@ -256,21 +255,163 @@ def _drop_checkpoints_after(directory, epoch):
             shutil.rmtree(p)
 
 
+# --------------------------------------------------------------------------- schedule
+
+#: The `StageSchedule` fields, also accepted by `train_stage` as keywords.
+_SCHEDULE_FIELDS = ("lr_max", "lr_min", "epochs_per_cycle", "n_cycles", "steps_per_epoch",
+                    "swa", "swa_start_cycle", "bn_steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSchedule:
+    """What one training stage runs: the cosine cycles, their learning rates and SWA.
+
+    The fields that enter a checkpoint's settings (all but ``bn_steps``) must
+    match for a run to resume from it (`train_stage`).
+
+    Parameters
+    ----------
+    lr_max, lr_min : float
+        Learning-rate limits of every cosine cycle
+        (`~remap.train.lr_finder.find_lr`; paper: 1e-3 and 1e-5).
+    epochs_per_cycle, n_cycles : int
+        Length and number of the cosine cycles (paper: 30 and 4), >= 1.
+    steps_per_epoch : int or None
+        Batches per epoch; None: one pass over the training set (its
+        cardinality, or counted by reading it once).
+    swa : bool
+        Stochastic weight averaging at the end of each cycle (False: the "no
+        SWA" ablation, the model keeps its last weights).
+    swa_start_cycle : int
+        First cycle (1-based) averaged by SWA; with ``swa`` at most
+        ``n_cycles``.
+    bn_steps : int or None
+        Batches for the batch-norm re-estimation after SWA (default one pass
+        over the training set, or ``steps_per_epoch`` batches if it is
+        infinite).
+
+    Raises
+    ------
+    ValueError
+        A field out of range, e.g. ``n_cycles must be an integer >= 1;
+        received n_cycles=0``.
+
+    Examples
+    --------
+    >>> from remap.train.config import PretrainConfig
+    >>> StageSchedule.from_config(PretrainConfig(), lr_max=1e-3, lr_min=1e-5).total_epochs
+    120
+    """
+
+    lr_max: float
+    lr_min: float
+    epochs_per_cycle: int
+    n_cycles: int
+    steps_per_epoch: int | None = None
+    swa: bool = True
+    swa_start_cycle: int = 1
+    bn_steps: int | None = None
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "lr_max", check_real("lr_max", self.lr_max))
+        set_(self, "lr_min", check_real("lr_min", self.lr_min))
+        for name in ("epochs_per_cycle", "n_cycles", "swa_start_cycle"):
+            set_(self, name, check_int(name, getattr(self, name), 1))
+        for name in ("steps_per_epoch", "bn_steps"):
+            if getattr(self, name) is not None:
+                set_(self, name, check_int(name, getattr(self, name), 1))
+        set_(self, "swa", bool(self.swa))
+        if self.swa and self.swa_start_cycle > self.n_cycles:
+            raise ValueError(f"swa_start_cycle={self.swa_start_cycle} is after the last cycle "
+                             f"(n_cycles={self.n_cycles}): SWA would average nothing")
+
+    @classmethod
+    def from_config(cls, config, *, lr_max: float | None = None, lr_min: float | None = None,
+                    swa: bool | None = None) -> "StageSchedule":
+        """The schedule of a ``[pretrain]`` or ``[finetune]`` configuration.
+
+        Parameters
+        ----------
+        config : `~remap.train.config.PretrainConfig` or `~remap.train.config.FinetuneConfig`
+            Gives ``epochs_per_cycle``, ``n_cycles``, ``steps_per_epoch``,
+            ``swa`` and ``bn_batches`` (as ``bn_steps``).
+        lr_max, lr_min : float, optional
+            The limits, where the configuration's are not numbers (``"auto"``:
+            from the range test; ``"pretrain"``: the pre-training limits) or
+            to override them.
+        swa : bool, optional
+            Overrides ``config.swa`` (e.g. the ``no_swa`` ablation).
+
+        Returns
+        -------
+        StageSchedule
+
+        Raises
+        ------
+        ValueError
+            A limit is left to a rule (``"auto"``, ``"pretrain"``) and not given.
+        """
+        limits = {}
+        for name, given in (("lr_max", lr_max), ("lr_min", lr_min)):
+            value = getattr(config, name) if given is None else given
+            if isinstance(value, str):
+                raise ValueError(f"{type(config).__name__}.{name} is {value!r}: give the "
+                                 f"resolved limit as {name}=")
+            limits[name] = value
+        return cls(epochs_per_cycle=config.epochs_per_cycle, n_cycles=config.n_cycles,
+                   steps_per_epoch=config.steps_per_epoch,
+                   swa=config.swa if swa is None else swa, bn_steps=config.bn_batches,
+                   **limits)
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of the stage: ``epochs_per_cycle × n_cycles``."""
+        return self.epochs_per_cycle * self.n_cycles
+
+    def checkpoint_settings(self) -> dict:
+        """The settings stored in (and compared against) every checkpoint of the stage."""
+        return {"lr_max": self.lr_max, "lr_min": self.lr_min,
+                "epochs_per_cycle": self.epochs_per_cycle, "n_cycles": self.n_cycles,
+                "steps_per_epoch": self.steps_per_epoch, "swa": self.swa,
+                "swa_start_cycle": self.swa_start_cycle}
+
+
+def _schedule(schedule, options):
+    """The stage's `StageSchedule`: ``schedule`` with any schedule keywords applied."""
+    unknown = sorted(set(options) - set(_SCHEDULE_FIELDS))
+    if unknown:
+        raise TypeError(f"train_stage() got unexpected keyword argument(s) "
+                        f"{', '.join(map(repr, unknown))}")
+    if schedule is None:
+        missing = [k for k in ("lr_max", "lr_min", "epochs_per_cycle", "n_cycles")
+                   if k not in options]
+        if missing:
+            raise TypeError(f"train_stage() needs a StageSchedule (or the keywords "
+                            f"{', '.join(missing)})")
+        return StageSchedule(**options)
+    if not isinstance(schedule, StageSchedule):
+        raise TypeError(f"schedule must be a StageSchedule; received "
+                        f"{type(schedule).__name__}")
+    return dataclasses.replace(schedule, **options) if options else schedule
+
+
 # --------------------------------------------------------------------------- training
 
-def train_stage(model, train_ds, val_ds, *, lr_max, lr_min, epochs_per_cycle, n_cycles,
-                steps_per_epoch, swa=True, checkpoint_dir=None, log_dir=None, seed=0,
-                optimizer_factory=None, initial_epoch=None, swa_start_cycle=1, bn_steps=None,
-                validation_steps=None, tensorboard=False, verbose="auto", callbacks=(),
-                keep_checkpoints=2, save_model_checkpoints=True, heads=None,
-                compile_options=None):
-    """Train a compiled model for ``n_cycles`` cosine cycles, with SWA and checkpoints.
+def train_stage(model, train_ds, val_ds, schedule: StageSchedule | None = None, *,
+                checkpoint_dir=None, log_dir=None, seed: int = 0, verbose="auto",
+                callbacks=(), initial_epoch: int | None = None, optimizer_factory=None,
+                validation_steps: int | None = None, tensorboard: bool = False,
+                keep_checkpoints: int = 2, save_model_checkpoints: bool = True, heads=None,
+                compile_options: dict | None = None, **schedule_options) -> "TrainHistory":
+    """Train a compiled model for ``schedule.n_cycles`` cosine cycles, with SWA and checkpoints.
 
     The model keeps its losses (unless ``heads`` or ``compile_options`` are
     given: it is then compiled anew with `remap.nn.model.compile_model`); its
-    optimizer is replaced by ``optimizer_factory(schedule)`` (default
-    `keras.optimizers.Adam`) driven by `~remap.train.schedules.CosineRestarts`
-    (``lr_max`` → ``lr_min`` in each cycle of ``epochs_per_cycle ×
+    optimizer is replaced by ``optimizer_factory(learning_rate)`` (default
+    `keras.optimizers.Adam`), the learning rate a
+    `~remap.train.schedules.CosineRestarts` (``schedule.lr_max`` →
+    ``schedule.lr_min`` in each cycle of ``epochs_per_cycle ×
     steps_per_epoch`` steps).
 
     Data: ``train_ds`` is repeated and read as one stream of batches,
@@ -285,9 +426,9 @@ def train_stage(model, train_ds, val_ds, *, lr_max, lr_min, epochs_per_cycle, n_
     the batch stream is advanced past the batches already consumed (for a
     freshly built, seeded ``train_ds`` the resumed run then sees the same
     batches as an uninterrupted one; skipping reads those batches once).  The
-    checkpoint must come from the same settings (learning rates, cycles,
-    steps per epoch, SWA), otherwise `~remap.train.callbacks.CheckpointError`
-    is raised.
+    checkpoint must come from the same settings
+    (`StageSchedule.checkpoint_settings`: learning rates, cycles, steps per
+    epoch, SWA), otherwise `~remap.train.callbacks.CheckpointError` is raised.
 
     Parameters
     ----------
@@ -298,16 +439,10 @@ def train_stage(model, train_ds, val_ds, *, lr_max, lr_min, epochs_per_cycle, n_
         Training batches ``(flux, targets)``.
     val_ds : `tf.data.Dataset` or None
         Validation batches, evaluated after every epoch.
-    lr_max, lr_min : float
-        Learning-rate limits (`~remap.train.lr_finder.find_lr`).
-    epochs_per_cycle, n_cycles : int
-        Length and number of the cosine cycles (paper: 30 and 4).
-    steps_per_epoch : int or None
-        Batches per epoch; None: one pass over ``train_ds`` (its cardinality,
-        or counted by reading it once).
-    swa : bool
-        Stochastic weight averaging (False: the "no SWA" ablation, the model
-        keeps its last weights).
+    schedule : `StageSchedule`
+        Learning-rate limits, cycles, steps per epoch, SWA
+        (`StageSchedule.from_config` builds it from a ``[pretrain]`` or
+        ``[finetune]`` configuration).
     checkpoint_dir : str or path, optional
         Where to write per-epoch checkpoints and resume from.
     log_dir : str or path, optional
@@ -317,23 +452,18 @@ def train_stage(model, train_ds, val_ds, *, lr_max, lr_min, epochs_per_cycle, n_
         Seeds Python, NumPy and the Keras/TF global generators
         (`keras.utils.set_random_seed`) before training; the model's weights
         and the data order are seeded where they are built.
-    optimizer_factory : callable, optional
-        ``optimizer_factory(learning_rate_schedule) -> optimizer``.
-    initial_epoch : int, optional
-        None: resume from the latest checkpoint if any; 0: start afresh
-        (dropping existing checkpoints); k > 0: resume from the checkpoint of
-        epoch k (requires ``checkpoint_dir``), dropping later ones.
-    swa_start_cycle : int
-        First cycle (1-based) averaged by SWA.
-    bn_steps : int, optional
-        Batches for the batch-norm re-estimation after SWA (default one pass
-        over ``train_ds``, or ``steps_per_epoch`` batches if it is infinite).
-    validation_steps : int, optional
-    tensorboard : bool
     verbose : "auto", 0, 1 or 2
         Keras progress output.
     callbacks : sequence of `keras.callbacks.Callback`
         Extra callbacks, called after the built-in ones.
+    initial_epoch : int, optional
+        None: resume from the latest checkpoint if any; 0: start afresh
+        (dropping existing checkpoints); k > 0: resume from the checkpoint of
+        epoch k (requires ``checkpoint_dir``), dropping later ones.
+    optimizer_factory : callable, optional
+        ``optimizer_factory(learning_rate_schedule) -> optimizer``.
+    validation_steps : int, optional
+    tensorboard : bool
     keep_checkpoints : int
         Checkpoints kept on disk.
     save_model_checkpoints : bool
@@ -344,26 +474,28 @@ def train_stage(model, train_ds, val_ds, *, lr_max, lr_min, epochs_per_cycle, n_
     compile_options : dict, optional
         Keyword arguments of `remap.nn.model.compile_model` (``use_triplet``,
         ``triplet_weight``, ``gamma``, ``margin``, …).
+    **schedule_options
+        `StageSchedule` fields (``lr_max=``, ``n_cycles=``, …): without
+        ``schedule`` they make it (the keyword form of earlier versions), with
+        it they replace its fields.
 
     Returns
     -------
     history : `TrainHistory`
+
+    Examples
+    --------
+    ``train_stage(model, train, val, StageSchedule(1e-3, 1e-5, 30, 4),
+    checkpoint_dir="ckpt")`` is the same run as ``train_stage(model, train,
+    val, lr_max=1e-3, lr_min=1e-5, epochs_per_cycle=30, n_cycles=4,
+    checkpoint_dir="ckpt")``, and either resumes the other's checkpoints.
     """
     import tensorflow as tf
 
-    for key, value in (("lr_max", lr_max), ("lr_min", lr_min)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{key} must be a number; received {key}={value!r}")
-    epochs_per_cycle = _positive_int("epochs_per_cycle", epochs_per_cycle)
-    n_cycles = _positive_int("n_cycles", n_cycles)
-    swa_start_cycle = _positive_int("swa_start_cycle", swa_start_cycle)
-    if swa and swa_start_cycle > n_cycles:
-        raise ValueError(f"swa_start_cycle={swa_start_cycle} is after the last cycle "
-                         f"(n_cycles={n_cycles}): SWA would average nothing")
-    total = epochs_per_cycle * n_cycles
+    schedule = _schedule(schedule, schedule_options)
+    total = schedule.total_epochs
     if initial_epoch is not None:
-        if (isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral)
-                or not 0 <= initial_epoch <= total):
+        if not (is_int(initial_epoch) and 0 <= initial_epoch <= total):
             raise ValueError(f"initial_epoch must be None or an integer in [0, {total}]; "
                              f"received initial_epoch={initial_epoch!r}")
         if initial_epoch > 0 and checkpoint_dir is None:
@@ -372,7 +504,7 @@ def train_stage(model, train_ds, val_ds, *, lr_max, lr_min, epochs_per_cycle, n_
 
     train = _prepare(train_ds, model, "train_ds")
     val = _prepare(val_ds, model, "val_ds") if val_ds is not None else None
-    if steps_per_epoch is None:
+    if schedule.steps_per_epoch is None:
         n = int(train_ds.cardinality())
         if n == tf.data.INFINITE_CARDINALITY:
             raise ValueError("train_ds is infinite: give steps_per_epoch")
@@ -380,17 +512,20 @@ def train_stage(model, train_ds, val_ds, *, lr_max, lr_min, epochs_per_cycle, n_
             n = sum(1 for _ in train_ds)
         if n < 1:
             raise ValueError("train_ds is empty")
-        steps_per_epoch = n
-    steps_per_epoch = _positive_int("steps_per_epoch", steps_per_epoch)
-    if bn_steps is None and int(train_ds.cardinality()) == tf.data.INFINITE_CARDINALITY:
-        bn_steps = steps_per_epoch
+        schedule = dataclasses.replace(schedule, steps_per_epoch=n)
+    if (schedule.bn_steps is None
+            and int(train_ds.cardinality()) == tf.data.INFINITE_CARDINALITY):
+        schedule = dataclasses.replace(schedule, bn_steps=schedule.steps_per_epoch)
+    steps_per_epoch = schedule.steps_per_epoch
+    epochs_per_cycle = schedule.epochs_per_cycle
 
     keras.utils.set_random_seed(int(seed))
-    schedule = CosineRestarts(lr_max, lr_min, epochs_per_cycle * steps_per_epoch, n_cycles)
+    lr_schedule = CosineRestarts(schedule.lr_max, schedule.lr_min,
+                                 epochs_per_cycle * steps_per_epoch, schedule.n_cycles)
     factory = optimizer_factory or (lambda lr: keras.optimizers.Adam(learning_rate=lr))
     strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
     with strategy.scope():
-        optimizer = factory(schedule)
+        optimizer = factory(lr_schedule)
         if heads is not None or compile_options:
             from ..nn.model import compile_model, head_names
 
@@ -400,12 +535,10 @@ def train_stage(model, train_ds, val_ds, *, lr_max, lr_min, epochs_per_cycle, n_
             _recompile(model, optimizer)
         optimizer.build(model.trainable_variables)
 
-    settings = {"lr_max": float(lr_max), "lr_min": float(lr_min),
-                "epochs_per_cycle": epochs_per_cycle, "n_cycles": n_cycles,
-                "steps_per_epoch": steps_per_epoch, "swa": bool(swa),
-                "swa_start_cycle": swa_start_cycle}
-    swa_cb = (StochasticWeightAveraging(epochs_per_cycle, swa_start_cycle, dataset=train_ds,
-                                        bn_steps=bn_steps) if swa else None)
+    settings = schedule.checkpoint_settings()
+    swa_cb = (StochasticWeightAveraging(epochs_per_cycle, schedule.swa_start_cycle,
+                                        dataset=train_ds, bn_steps=schedule.bn_steps)
+              if schedule.swa else None)
 
     # ---- resume
     start, rows, ckpt_path = 0, [], None
@@ -440,7 +573,7 @@ def train_stage(model, train_ds, val_ds, *, lr_max, lr_min, epochs_per_cycle, n_
             log.info("resuming from %s (%d of %d epochs done)", ckpt_path, start, total)
 
     # ---- callbacks
-    recorder = _EpochRecorder(schedule, rows)
+    recorder = _EpochRecorder(lr_schedule, rows)
     cbs = [recorder]
     if swa_cb is not None:
         cbs.append(swa_cb)
@@ -490,13 +623,16 @@ def train_stage(model, train_ds, val_ds, *, lr_max, lr_min, epochs_per_cycle, n_
 def pretrain(model, train_ds, val_ds, *, steps_per_epoch, lr_max=PRETRAIN_DEFAULTS["lr_max"],
              lr_min=PRETRAIN_DEFAULTS["lr_min"],
              epochs_per_cycle=PRETRAIN_DEFAULTS["epochs_per_cycle"],
-             n_cycles=PRETRAIN_DEFAULTS["n_cycles"], **kwargs):
+             n_cycles=PRETRAIN_DEFAULTS["n_cycles"], swa=True, swa_start_cycle=1, bn_steps=None,
+             **kwargs):
     """Pre-train on the synthetic set: `train_stage` with the paper's settings.
 
     Gilda (2025, §5): learning rates 1e-3 → 1e-5 (from the range test, §4.6),
-    4 cosine cycles of 30 epochs, SWA over the 4 end-of-cycle weights.  All
+    4 cosine cycles of 30 epochs, SWA over the 4 end-of-cycle weights.  The
+    `StageSchedule` fields are keywords here (with those defaults); all other
     keyword arguments of `train_stage` are accepted.
     """
-    return train_stage(model, train_ds, val_ds, lr_max=lr_max, lr_min=lr_min,
-                       epochs_per_cycle=epochs_per_cycle, n_cycles=n_cycles,
-                       steps_per_epoch=steps_per_epoch, **kwargs)
+    schedule = StageSchedule(lr_max=lr_max, lr_min=lr_min, epochs_per_cycle=epochs_per_cycle,
+                             n_cycles=n_cycles, steps_per_epoch=steps_per_epoch, swa=swa,
+                             swa_start_cycle=swa_start_cycle, bn_steps=bn_steps)
+    return train_stage(model, train_ds, val_ds, schedule, **kwargs)

@@ -26,7 +26,6 @@ by eye.
 """
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import keras
 import numpy as np
 
 from .._util.fs import atomic_path
+from .._util.validators import check_int, check_real
 
 __all__ = ["find_lr", "LRFinderResult", "suggest_lr"]
 
@@ -71,8 +71,7 @@ def suggest_lr(lrs, smoothed, *, rule="steepest", factor=10.0, ratio=100.0, wind
     """
     if rule not in ("steepest", "minimum"):
         raise ValueError(f"rule must be 'steepest' or 'minimum'; received rule={rule!r}")
-    if not isinstance(window, numbers.Integral) or window < 2:
-        raise ValueError(f"window must be an integer >= 2; received window={window!r}")
+    window = check_int("window", window, 2)
     lrs = np.asarray(lrs, dtype=float)
     smoothed = np.asarray(smoothed, dtype=float)
     ok = np.isfinite(smoothed)
@@ -216,19 +215,14 @@ def find_lr(model, dataset, *, lr_start=1e-7, lr_end=10.0, steps=100, divergence
     """
     import tensorflow as tf
 
-    for name, value in (("lr_start", lr_start), ("lr_end", lr_end)):
-        if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                or not math.isfinite(value) or value <= 0):
-            raise ValueError(f"{name} must be a finite number > 0; received {name}={value!r}")
+    check_real("lr_start", lr_start, 0, strict_min=True)
+    check_real("lr_end", lr_end, 0, strict_min=True)
     if not lr_start < lr_end:
         raise ValueError(f"lr_start must be < lr_end; received lr_start={lr_start!r}, "
                          f"lr_end={lr_end!r}")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 5:
-        raise ValueError(f"steps must be an integer >= 5; received steps={steps!r}")
-    if not isinstance(divergence, numbers.Real) or not divergence > 1:
-        raise ValueError(f"divergence must be a number > 1; received divergence={divergence!r}")
-    if not isinstance(beta, numbers.Real) or not 0 <= beta < 1:
-        raise ValueError(f"beta must be a number in [0, 1); received beta={beta!r}")
+    check_int("steps", steps, 5)
+    check_real("divergence", divergence, 1, strict_min=True)
+    check_real("beta", beta, 0, 1, strict_max=True)
     if rule not in ("steepest", "minimum"):
         raise ValueError(f"rule must be 'steepest' or 'minimum'; received rule={rule!r}")
     if not getattr(model, "compiled", False):

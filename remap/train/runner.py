@@ -482,7 +482,7 @@ class TrainRunner:
         import keras
 
         from ..nn.model import build_model, compile_model
-        from .loop import train_stage
+        from .loop import StageSchedule, train_stage
 
         heads = list(self.heads) if heads is None else heads
         cfg = self.config
@@ -511,11 +511,11 @@ class TrainRunner:
         model = build_model(network, heads, npix, name=name)
         compile_model(model, heads, optimizer="adam", **self._compile_options())
         train_ds, val_ds = self._pipelines(train, "train", beam, heads, p.batch_size, cfg.seed)
-        result = train_stage(model, train_ds, val_ds, lr_max=lr_max, lr_min=lr_min,
-                             epochs_per_cycle=p.epochs_per_cycle, n_cycles=p.n_cycles,
-                             steps_per_epoch=p.steps_per_epoch, swa=self._swa(p.swa),
+        schedule = StageSchedule.from_config(p, lr_max=lr_max, lr_min=lr_min,
+                                             swa=self._swa(p.swa))
+        result = train_stage(model, train_ds, val_ds, schedule,
                              checkpoint_dir=directory / "checkpoints", log_dir=directory / "logs",
-                             seed=cfg.seed, verbose=self.verbose, bn_steps=p.bn_batches)
+                             seed=cfg.seed, verbose=self.verbose)
         seconds = time.perf_counter() - start
         self._end_stage(directory, signature, model,
                         {"lr_max": lr_max, "lr_min": lr_min, "seconds": seconds,
@@ -535,6 +535,7 @@ class TrainRunner:
 
         from ..nn.model import compile_model
         from .finetune import finetune
+        from .loop import StageSchedule
 
         heads = list(self.heads) if heads is None else heads
         cfg = self.config
@@ -569,12 +570,11 @@ class TrainRunner:
         compile_model(model, heads, optimizer="adam", **self._compile_options())
         train_ds, val_ds = self._pipelines(survey, "survey", beam, heads, f.batch_size,
                                            cfg.seed + 1)
-        result = finetune(model, train_ds, val_ds, lr_max=lr_max, lr_min=lr_min,
-                          freeze=f.freeze, epochs_per_cycle=f.epochs_per_cycle,
-                          n_cycles=f.n_cycles, steps_per_epoch=f.steps_per_epoch,
-                          swa=self._swa(f.swa), checkpoint_dir=directory / "checkpoints",
-                          log_dir=directory / "logs", seed=cfg.seed + 1, verbose=self.verbose,
-                          bn_steps=f.bn_batches)
+        schedule = StageSchedule.from_config(f, lr_max=lr_max, lr_min=lr_min,
+                                             swa=self._swa(f.swa))
+        result = finetune(model, train_ds, val_ds, schedule, freeze=f.freeze,
+                          checkpoint_dir=directory / "checkpoints", log_dir=directory / "logs",
+                          seed=cfg.seed + 1, verbose=self.verbose)
         seconds = time.perf_counter() - start
         self._end_stage(directory, signature, model,
                         {"lr_max": lr_max, "lr_min": lr_min, "seconds": seconds,

@@ -8,17 +8,12 @@ pre-training.
 """
 
 import math
-import numbers
 
 import keras
 
+from .._util.validators import check_int, check_real
+
 __all__ = ["CosineRestarts"]
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; received {name}={value!r}")
-    return int(value)
 
 
 @keras.saving.register_keras_serializable(package="remap")
@@ -54,10 +49,8 @@ class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, lr_max, lr_min, steps_per_cycle, n_cycles, name="cosine_restarts"):
         super().__init__()
-        for key, value in (("lr_max", lr_max), ("lr_min", lr_min)):
-            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                    or not math.isfinite(value)):
-                raise ValueError(f"{key} must be a finite number; received {key}={value!r}")
+        check_real("lr_max", lr_max)
+        check_real("lr_min", lr_min)
         if not lr_max > 0:
             raise ValueError(f"lr_max must be > 0; received lr_max={lr_max!r}")
         if not 0 <= lr_min <= lr_max:
@@ -65,8 +58,8 @@ class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
                              f"lr_min={lr_min!r}, lr_max={lr_max!r}")
         self.lr_max = float(lr_max)
         self.lr_min = float(lr_min)
-        self.steps_per_cycle = _positive_int("steps_per_cycle", steps_per_cycle)
-        self.n_cycles = _positive_int("n_cycles", n_cycles)
+        self.steps_per_cycle = check_int("steps_per_cycle", steps_per_cycle, 1)
+        self.n_cycles = check_int("n_cycles", n_cycles, 1)
         self.name = name
 
     @property
