@@ -456,3 +456,20 @@ def test_no_dispersion_is_refused(tmp_path):
         read_spectrum(path)
     with pytest.raises(SpectrumFileError, match="no wavelength solution"):
         read_spectrum(path, format="remap-fits1d")
+
+
+def test_wat_cards_split_at_a_space_are_joined_back():
+    """IRAF cuts the WAT text every 68 characters; FITS drops a value's trailing blanks."""
+    from remap.spectra.readers import _multispec_wavelengths, _wat_text
+
+    head = 'wtype=multispec spec1 = "1 1 0 5000 0.1 1200 0. 1 2" spec2 = "2 2 0 '
+    assert len(head) == 68 and head[-1] == " " and head[-2] != " "  # a card ending in a blank
+    text = head + '5090. 0.1 1200 0. 1. 2."'
+    header = fits.Header()
+    header["WAT2_001"], header["WAT2_002"] = text[:68], text[68:]
+    header = fits.Header.fromstring(header.tostring())  # as read from a file
+    assert len(header["WAT2_001"]) == 67
+    assert _wat_text(header, 2) == text
+    spec2 = text.split('spec2 = "')[1].rstrip('"')
+    wave, _ = _multispec_wavelengths(spec2, 1200, "t")
+    assert wave[0] == 5090.0
