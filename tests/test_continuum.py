@@ -240,6 +240,22 @@ def test_fast_kernel_equals_pass_by_pass_process(case):
                                rtol=1e-9)
 
 
+@pytest.mark.parametrize("shortlist", [1, 8])
+def test_fast_kernel_with_tiny_shortlists_equals_pass_by_pass_process(monkeypatch, shortlist):
+    # short shortlists force the kernel's rarer paths: frequent re-scans of whole bins and
+    # bins solved over all their pixels (the shortlist's horizon is under one pass)
+    import remap.continuum.algorithm1 as algorithm1
+
+    monkeypatch.setattr(algorithm1, "_SHORTLIST", shortlist)
+    cases = kernel_cases()
+    flux = np.concatenate([cases["realistic-snr200"][0][:2], cases["realistic-snr50"][0][:1]])
+    fitter = Algorithm1()
+    before = algorithm1.KERNEL_STATS.copy()
+    np.testing.assert_allclose(fitter.fit(flux), pass_by_pass(fitter, flux), rtol=1e-9)
+    if shortlist == 1:
+        assert (algorithm1.KERNEL_STATS - before)[:, 3].sum() > 0  # full-bin solves ran
+
+
 def test_fast_kernel_options_equal_pass_by_pass_process():
     flux, mask = kernel_cases()["masked-nan"]
     options_list = ({"a": 0}, {"a": 3, "noise_sigmas": 0.0},
