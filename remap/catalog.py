@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from .exceptions import RemapError, SpectrumFileError  # noqa: F401  (re-exported)
-from .spectra.medium import apply_medium, resolve_medium, validate_medium, warn_medium_assumed
+from .spectra.medium import declare_medium, validate_medium, warn_medium_assumed
 from .spectra.readers import read_spectrum
 from .model.cache import DEFAULT_MODEL_PATH, cached_model
 
@@ -272,22 +272,6 @@ def _survey_medium(survey, model):
     return medium, f"the medium of survey {getattr(survey, 'name', survey)!r}"
 
 
-def _declare_medium(spectrum, medium, default):
-    """(spectrum with ``meta['wavelength_medium']`` set, assumed?) for one star."""
-    pieces = list(spectrum) if _is_spectrum_list(spectrum) else [spectrum]
-    assumed = False
-    out = []
-    for piece in pieces:
-        resolved, was_assumed = resolve_medium(piece.meta, medium, default=default)
-        assumed |= was_assumed
-        declared = (piece.meta or {}).get("wavelength_medium")
-        out.append(piece if declared == resolved else apply_medium(piece, resolved))
-    if _is_spectrum_list(spectrum):
-        from specutils import SpectrumList
-        return SpectrumList(out), assumed
-    return out[0], assumed
-
-
 def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress=None,
                medium=None):
     """Read and fit ``items`` (list of `_Item`) in this process; return the QTable.
@@ -311,7 +295,7 @@ def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress
                 spectrum = read_spectrum(item.source, format=fmt, medium=medium)
             else:
                 spectrum = item.source
-            spectrum, was_assumed = _declare_medium(spectrum, medium, default)
+            spectrum, was_assumed = declare_medium(spectrum, medium, default)
         except Exception as exc:  # noqa: BLE001 - recorded per file
             errors[i] = _error_text(exc)
             continue

@@ -190,3 +190,27 @@ def test_warn_medium_assumed_once_for_many():
     assert "--medium" in message
     with pytest.warns(MediumAssumedWarning, match=r"^1 spectrum declares"):
         warn_medium_assumed(["x.fits"], "vacuum")
+
+
+def test_declare_medium_for_each_shape_of_star():
+    from specutils import SpectrumList
+
+    from remap.spectra.medium import declare_medium
+
+    bare = Spectrum(flux=np.ones(10) * u.Jy, spectral_axis=np.arange(5000, 5010) * u.AA)
+    vac = Spectrum(flux=np.ones(10) * u.Jy, spectral_axis=np.arange(5000, 5010) * u.AA,
+                   meta={"wavelength_medium": "vacuum"})
+    out, assumed = declare_medium(bare, default="air")
+    assert assumed and out.meta["wavelength_medium"] == "air" and out is not bare
+    out, assumed = declare_medium(vac, default="air")
+    assert not assumed and out is vac
+    out, assumed = declare_medium(SpectrumList([vac, bare]))
+    assert assumed and isinstance(out, SpectrumList)
+    assert [s.meta["wavelength_medium"] for s in out] == ["vacuum", "air"]
+    out, assumed = declare_medium({"A": bare, "B": vac}, medium="air")
+    assert not assumed and {k: s.meta["wavelength_medium"] for k, s in out.items()} == \
+        {"A": "air", "B": "air"}
+    out, assumed = declare_medium([bare], default="vacuum")
+    assert assumed and isinstance(out, list) and out[0].meta["wavelength_medium"] == "vacuum"
+    with pytest.raises(TypeError, match="declare_medium expects"):
+        declare_medium("star.fits")

@@ -39,7 +39,7 @@ from ..exceptions import MediumAssumedWarning
 
 __all__ = ["MEDIA", "VALID_RANGE", "MEDIUM_KEY", "validate_medium", "refractive_index",
            "vacuum_to_air", "air_to_vacuum", "convert_medium", "medium_from_header",
-           "resolve_medium", "apply_medium", "warn_medium_assumed"]
+           "resolve_medium", "apply_medium", "declare_medium", "warn_medium_assumed"]
 
 #: The ``meta`` key holding a spectrum's wavelength medium everywhere in remap.
 MEDIUM_KEY = "wavelength_medium"
@@ -414,6 +414,53 @@ def apply_medium(spectrum, medium):
     new = copy.copy(spectrum)
     new.meta = {**dict(spectrum.meta or {}), MEDIUM_KEY: medium}
     return new
+
+
+def declare_medium(star, medium=None, default="air"):
+    """Give one star's spectra a declared medium: ``medium``, their own, or ``default``.
+
+    The one-star step of the medium rule (:func:`resolve_medium`) for the
+    shapes :func:`remap.fit` takes; a pipeline calls it per star, collects the
+    stars for which ``assumed`` is True and calls :func:`warn_medium_assumed`
+    once.
+
+    Parameters
+    ----------
+    star : `specutils.Spectrum`, `specutils.SpectrumList`, list/tuple or dict of them
+        One star (a dict maps beam names to spectra).
+    medium : {"air", "vacuum"}, optional
+        The caller's medium; wins over ``meta``.
+    default : {"air", "vacuum"}
+        The medium assumed where nothing declares one (the survey's).
+
+    Returns
+    -------
+    star : same type as the input
+        Spectra that already declared the resolved medium are returned as
+        they are, the others through :func:`apply_medium`.
+    assumed : bool
+        True when ``default`` was assumed for at least one spectrum.
+    """
+    from specutils import Spectrum, SpectrumList
+
+    if isinstance(star, Mapping):
+        out, assumed = {}, False
+        for key, piece in star.items():
+            out[key], was = declare_medium(piece, medium, default)
+            assumed |= was
+        return type(star)(out) if not isinstance(star, dict) else out, assumed
+    if isinstance(star, (SpectrumList, list, tuple)):
+        pieces = [declare_medium(piece, medium, default) for piece in star]
+        new = [p for p, _ in pieces]
+        return (SpectrumList(new) if isinstance(star, SpectrumList) else type(star)(new),
+                any(a for _, a in pieces))
+    if not isinstance(star, Spectrum):
+        raise TypeError(f"declare_medium expects a specutils.Spectrum, a SpectrumList, a list "
+                        f"or a dict of them; received {type(star).__name__}")
+    resolved, assumed = resolve_medium(star.meta, medium, default=default)
+    if (star.meta or {}).get(MEDIUM_KEY) == resolved:
+        return star, assumed
+    return apply_medium(star, resolved), assumed
 
 
 def warn_medium_assumed(names, medium, source="the survey's medium", stacklevel=2):
