@@ -275,11 +275,11 @@ class _ToyVelocity(Stage):
 
     name = "toy_rv"
     OPTIONS = {"toy_rv": 1.5}
-    COLUMNS = {"rv": ("km / s", "toy radial velocity")}
+    COLUMNS = {"toy_v": ("km / s", "toy radial velocity")}
 
     def run(self, batches, context):
         for b in batches:
-            context.set_value("rv", b.star, self.options["toy_rv"] * (b.star + 1))
+            context.set_value("toy_v", b.star, self.options["toy_rv"] * (b.star + 1))
         return batches
 
 
@@ -288,11 +288,11 @@ def test_a_stage_inserted_after_validate_adds_a_column(model, stars, reference, 
                         DEFAULT_STAGES[:1] + (_ToyVelocity,) + DEFAULT_STAGES[1:])
     assert [s for s, _ in pipeline(model)][:2] == ["validate", "toy_rv"]
     r = remap.fit(stars[:3], model=model, toy_rv=2.0)
-    assert r.values["rv"].unit == u.km / u.s
-    np.testing.assert_allclose(r.values["rv"].value, [2.0, 4.0, 6.0])
+    assert r.values["toy_v"].unit == u.km / u.s
+    np.testing.assert_allclose(r.values["toy_v"].value, [2.0, 4.0, 6.0])
     table = r.to_table()
-    assert table["rv"].unit == u.km / u.s and table["rv"].info.description
-    assert r[1].values["rv"] == 4.0 * u.km / u.s and r[1].rv == 4.0 * u.km / u.s
+    assert table["toy_v"].unit == u.km / u.s and table["toy_v"].info.description
+    assert r[1].values["toy_v"] == 4.0 * u.km / u.s and r[1].toy_v == 4.0 * u.km / u.s
     _same(r, reference[:3])
     assert "toy_rv" in r.timings
 

@@ -31,7 +31,6 @@ per row (a 2-D grid); every later stage handles per-row grids.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import numbers
@@ -52,8 +51,7 @@ from ..model.artifact import Neighbours
 from ..plugins import get_continuum_fitter
 from ..spectra.medium import convert_medium, validate_medium
 from ..spectra.resampling import resample_arrays
-from ..spectra.validation import (MAX_BAD_FRACTION, MIN_PIXELS, spectrum_class, stddev_of,
-                                  wavelength_of)
+from ..spectra.validation import MAX_BAD_FRACTION, MIN_PIXELS, spectrum_arrays, spectrum_class
 from ..surveys.base import DEFAULT_MIN_COVERAGE, Survey, find_spikes
 from . import flags as rules
 from .batch import Batch
@@ -153,173 +151,22 @@ class _Rows:
         self.key = self.arrays["key"]
 
 
-def _fill_masked(flux, bad):
-    """Linear interpolation over bad pixels, row by row (in place)."""
-    x = np.arange(flux.shape[1])
-    for row, b in zip(flux, bad):
-        if b.any():
-            good = ~b
-            row[b] = np.interp(x[b], x[good], row[good])
-    return flux
-
-
-#: Spectral axes converted to Å: (unit, size, first, last value) -> list of (raw values,
-#: wavelengths).  Most inputs of a survey share a handful of axes, and astropy's unit
-#: conversion costs more than the rest of the validation of a spectrum; a hit is checked
-#: value by value (``np.array_equal``), so equal keys never mix different axes.
-_AXES: dict = {}
-_AXES_MAX = 64
-
-
-def _wavelength(axis):
-    """``wavelength_of(axis)`` as a float array, cached by the axis' unit and values.
-
-    Returns the wavelengths (read-only, the same object for equal axes) and a
-    grouping key (equal for equal axes).
-    """
-    raw = u.Quantity(axis, copy=False).value
-    cacheable = isinstance(raw, np.ndarray) and raw.ndim == 1 and raw.size > 0 \
-        and raw.dtype.kind == "f"
-    if cacheable:
-        key = (getattr(axis, "unit", None), raw.size, float(raw[0]), float(raw[-1]))
-        for known, wave in _AXES.get(key, ()):
-            if np.array_equal(known, raw):
-                return wave, id(wave)
-    wave = np.array(wavelength_of(axis).value, dtype=float)
-    wave.flags.writeable = False
-    if cacheable:
-        if len(_AXES) >= _AXES_MAX:
-            _AXES.pop(next(iter(_AXES)))
-        _AXES.setdefault(key, []).append((raw.copy(), wave))
-        return wave, id(wave)
-    return wave, hashlib.sha1(np.ascontiguousarray(wave).view(np.uint8)).digest()
-
-
-def _stddev(uncertainty, shape, unit):
-    """`stddev_of`, without astropy unit arithmetic in the common case (σ in the flux unit)."""
-    if (type(uncertainty) is StdDevUncertainty and uncertainty.unit is unit
-            and np.shape(uncertainty.array) == shape):
-        arr = np.asarray(uncertainty.array, dtype=float)
-        with np.errstate(invalid="ignore"):
-            return np.where(arr >= 0, arr, np.nan)
-    return stddev_of(uncertainty, shape, unit)
-
-
 def _spectrum_arrays(spectrum, name, *, batch=False):
-    """A validated spectrum as arrays (the rules of :func:`remap.spectra.prepare`).
+    """A spectrum as arrays (:func:`remap.spectra.validation.spectrum_arrays`).
 
-    Returns a dict with ``wave`` (Å, ascending), ``flux``, ``sigma`` (NaN rows
-    without uncertainty), ``mask`` (n, npix), ``medium``, ``unit``, ``notes``
-    (per row a list of (code, message)) and ``row_errors`` (per row a message
-    or None).  Errors of the whole spectrum raise `SpectrumError`; with
-    ``batch=False`` a row error raises too.
+    Adds the checked medium and ``key`` = (axis key, medium); with
+    ``batch=True`` row errors are returned in ``row_errors`` instead of raised.
     """
-    Spectrum = spectrum_class()
-    if not isinstance(spectrum, Spectrum):
-        raise TypeError(f"{name}: expected a specutils Spectrum (or Spectrum1D), a "
-                        f"SpectrumList or a dict of beam spectra; received "
-                        f"{type(spectrum).__name__}")
-    flux_q = u.Quantity(spectrum.flux)
-    unit = flux_q.unit
-    flux = np.array(flux_q.value, dtype=float, copy=True)
-    if flux.ndim not in (1, 2):
-        raise SpectrumError(f"{name}: the flux has {flux.ndim} dimensions, shape {flux.shape}; "
-                            "expected 1 (one spectrum) or 2 (a batch: spectra x pixels)")
-    two_d = flux.ndim == 2
-    flux2 = np.atleast_2d(flux)
-    npix = flux2.shape[-1]
-    if flux2.size == 0 or npix == 0:
-        raise SpectrumError(f"{name}: the spectrum is empty (flux shape {flux.shape})")
-    try:
-        wave, axis_key = _wavelength(spectrum.spectral_axis)
-    except SpectrumError as exc:
-        raise SpectrumError(f"{name}: {exc}") from None
-    if wave.ndim != 1 or wave.size != npix:
-        raise SpectrumError(f"{name}: the spectral axis has shape {wave.shape} but the flux "
-                            f"has {npix} pixels per spectrum")
-    if npix < MIN_PIXELS:
-        raise SpectrumError(f"{name}: the spectrum has only {npix} pixels; at least "
-                            f"{MIN_PIXELS} are needed")
-    try:
-        std = _stddev(spectrum.uncertainty, flux.shape, unit)
-    except SpectrumError as exc:
-        raise SpectrumError(f"{name}: {exc}") from None
-    if spectrum.mask is None:
-        mask2 = np.zeros(flux2.shape, dtype=bool)
-    else:
-        mask_in = np.asarray(spectrum.mask)
-        if mask_in.shape != flux.shape:
-            raise SpectrumError(f"{name}: the mask has shape {mask_in.shape}, the flux "
-                                f"{flux.shape}; they must match")
-        mask2 = np.atleast_2d(mask_in.astype(bool)).copy()
-    std2 = None if std is None else np.atleast_2d(np.array(std, dtype=float))
-
-    dw = np.diff(wave)
-    if npix > 1 and np.all(dw < 0):
-        wave, flux2, mask2 = wave[::-1].copy(), flux2[:, ::-1].copy(), mask2[:, ::-1].copy()
-        std2 = None if std2 is None else std2[:, ::-1].copy()
-        dw = np.diff(wave)
-    if np.any(dw == 0):
-        i = int(np.flatnonzero(dw == 0)[0])
-        raise SpectrumError(f"{name}: the spectral axis has duplicate values (e.g. "
-                            f"{wave[i]:.6g} Angstrom at pixels {i} and {i + 1}); expected "
-                            "strictly monotonic wavelengths")
-    if np.any(dw < 0):
-        i = int(np.flatnonzero(dw < 0)[0])
-        raise SpectrumError(f"{name}: the spectral axis is not monotonic (it turns back at "
-                            f"pixel {i + 1}, {wave[i + 1]:.6g} Angstrom); expected strictly "
-                            "increasing or decreasing wavelengths. Sort the spectrum or "
-                            "split its orders/beams into separate spectra.")
-    medium = (spectrum.meta or {}).get("wavelength_medium")
+    a = spectrum_arrays(spectrum, name, row_errors="return" if batch else "raise")
+    medium = a["medium"]
     if medium is not None:
         try:
-            medium = validate_medium(medium, "meta['wavelength_medium']")
+            a["medium"] = validate_medium(medium, "meta['wavelength_medium']")
         except ValueError as exc:
             raise SpectrumError(f"{name}: {exc}") from None
-
-    n = flux2.shape[0]
-    labels = [f"{name}[{i}]" if two_d else name for i in range(n)]
-    notes = [[] for _ in range(n)]
-    bad = mask2 | ~np.isfinite(flux2)
-    if std2 is None:
-        sigma = np.full(flux2.shape, np.nan)
-    else:
-        finite = np.isfinite(std2)
-        # input rule: an uncertainty of exactly zero everywhere means "none given"
-        zero_rows = np.all(~finite | (std2 == 0), axis=1) & np.any(finite, axis=1)
-        for i in np.flatnonzero(zero_rows):
-            notes[i].append(("sigma_all_zero", f"{labels[i]}: the uncertainty is zero "
-                                               "everywhere; taken as not given"))
-        # input rule: zero, negative or non-finite uncertainties mark bad pixels
-        bad |= ~zero_rows[:, None] & ~(finite & (std2 > 0))
-        sigma = np.where(zero_rows[:, None], np.nan, std2)
-    nbad = bad.sum(axis=1)
-    errors = [None] * n
-    for i in range(n):
-        nb = int(nbad[i])
-        if nb / npix > MAX_BAD_FRACTION:
-            errors[i] = (f"{labels[i]}: {nb} of {npix} pixels ({nb / npix:.0%}) are masked or "
-                         f"not finite; at most {MAX_BAD_FRACTION:.0%} may be bad")
-        elif npix - nb < MIN_PIXELS:
-            errors[i] = (f"{labels[i]}: only {npix - nb} usable pixels; at least {MIN_PIXELS} "
-                         "are needed")
-        elif not np.any(flux2[i][~bad[i]] > 0):
-            errors[i] = (f"{labels[i]}: the flux is zero or negative everywhere; expected a "
-                         "positive (continuum-bearing) flux")
-    if not batch:
-        for e in errors:
-            if e is not None:
-                raise SpectrumError(e)
-    ok = np.array([e is None for e in errors])
-    if ok.any():
-        for i in np.flatnonzero(ok & bad.any(axis=1)):
-            _fill_masked(flux2[i:i + 1], bad[i:i + 1])
-            row = sigma[i]
-            if np.isfinite(row).any():
-                good = np.isfinite(row) & ~bad[i]
-                row[~good] = row[good].max() if good.any() else 1.0
-    return {"wave": wave, "flux": flux2, "sigma": sigma, "mask": bad, "medium": medium,
-            "unit": unit, "notes": notes, "row_errors": errors, "key": (axis_key, medium)}
+    a["key"] = (a["key"], a["medium"])
+    a["meta_resolution"] = (spectrum.meta or {}).get("resolution")
+    return a
 
 
 class Validate(Stage):
@@ -1109,9 +956,21 @@ class Pipeline:
 
     @property
     def columns(self) -> dict:
-        """Per-star output columns of all stages: name -> (unit, description, stage)."""
-        return {name: (unit, desc, s.name) for s in self.stages
-                for name, (unit, desc) in s.COLUMNS.items()}
+        """Per-star output columns of all stages: name -> (unit, description, stage).
+
+        Raises
+        ------
+        TypeError
+            Two stages declare the same column.
+        """
+        out = {}
+        for s in self.stages:
+            for name, (unit, desc) in s.COLUMNS.items():
+                if name in out:
+                    raise TypeError(f"column {name!r} is declared by stages {out[name][2]!r} "
+                                    f"and {s.name!r}")
+                out[name] = (unit, desc, s.name)
+        return out
 
     def run(self, items, context):
         """Run every stage on one chunk of items; the outputs are left in ``context``."""

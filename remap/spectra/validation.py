@@ -12,9 +12,11 @@ was expected:
   ``N`` spectra × pixels sharing one spectral axis is a batch);
 * uncertainty as `~astropy.nddata.StdDevUncertainty` (from StdDev, Variance or
   InverseVariance), or none;
-* a boolean mask, True = bad, which also flags non-finite flux or uncertainty
-  and non-positive variances; the flux under newly masked pixels is filled by
-  linear interpolation so that later numerical steps see finite values.
+* a boolean mask, True = bad, which also flags non-finite flux, and pixels
+  whose uncertainty is zero, negative or not finite; the flux under newly
+  masked pixels is filled by linear interpolation so that later numerical
+  steps see finite values;
+* an uncertainty that is zero everywhere is taken as not given.
 
 A spectrum whose usable fraction is below ``1 - max_bad_fraction``
 (:data:`MAX_BAD_FRACTION` = 0.5 by default), with fewer than ``min_pixels``
@@ -24,6 +26,7 @@ negative, is refused.
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 
 import astropy.units as u
@@ -32,8 +35,8 @@ from astropy.nddata import (InverseVariance, StdDevUncertainty, VarianceUncertai
 
 from ..exceptions import SpectrumError
 
-__all__ = ["MIN_PIXELS", "MAX_BAD_FRACTION", "prepare", "wavelength_of", "stddev_of",
-           "is_spectrum", "spectrum_class"]
+__all__ = ["MIN_PIXELS", "MAX_BAD_FRACTION", "prepare", "spectrum_arrays", "wavelength_of",
+           "stddev_of", "is_spectrum", "spectrum_class"]
 
 #: Default minimum number of usable (unmasked, finite) pixels per spectrum.
 MIN_PIXELS = 16
@@ -131,6 +134,193 @@ def _fill_masked(flux, mask):
     return flux
 
 
+#: Spectral axes converted to Å: (unit, size, first, last value) -> list of (raw values,
+#: wavelengths).  Most inputs of a survey share a handful of axes, and astropy's unit
+#: conversion costs more than the rest of the validation of a spectrum; a hit is checked
+#: value by value (``np.array_equal``), so equal keys never mix different axes.
+_AXES: dict = {}
+_AXES_MAX = 64
+
+
+def _wavelength(axis):
+    """``wavelength_of(axis)`` as a float array, cached by the axis' unit and values.
+
+    Returns the wavelengths (read-only, the same object for equal axes) and a
+    grouping key (equal for equal axes).
+    """
+    raw = u.Quantity(axis, copy=False).value if isinstance(axis, u.Quantity) else None
+    cacheable = isinstance(raw, np.ndarray) and raw.ndim == 1 and raw.size > 0 \
+        and raw.dtype.kind == "f"
+    if cacheable:
+        key = (axis.unit, raw.size, float(raw[0]), float(raw[-1]))
+        for known, wave in _AXES.get(key, ()):
+            if np.array_equal(known, raw):
+                return wave, id(wave)
+    wave = np.array(wavelength_of(axis).value, dtype=float)
+    wave.flags.writeable = False
+    if cacheable:
+        if len(_AXES) >= _AXES_MAX:
+            _AXES.pop(next(iter(_AXES)))
+        _AXES.setdefault(key, []).append((raw.copy(), wave))
+        return wave, id(wave)
+    return wave, hashlib.sha1(np.ascontiguousarray(wave).view(np.uint8)).digest()
+
+
+def _stddev(uncertainty, shape, unit):
+    """`stddev_of`, without astropy unit arithmetic in the common case (σ in the flux unit)."""
+    if (type(uncertainty) is StdDevUncertainty and uncertainty.unit is unit
+            and np.shape(uncertainty.array) == shape):
+        arr = np.asarray(uncertainty.array, dtype=float)
+        with np.errstate(invalid="ignore"):
+            return np.where(arr >= 0, arr, np.nan)
+    return stddev_of(uncertainty, shape, unit)
+
+
+def spectrum_arrays(spectrum, name="spectrum", *, min_pixels=MIN_PIXELS,
+                    max_bad_fraction=MAX_BAD_FRACTION, row_errors="raise"):
+    """A spectrum checked and converted to plain arrays, without building a new Spectrum.
+
+    The rules of the module documentation, plus the uncertainty rules: pixels
+    whose uncertainty is zero, negative or not finite are masked, and an
+    uncertainty that is zero everywhere (in a row) is taken as *not given*
+    (with a note).  :func:`prepare` and the ``validate`` stage of
+    :func:`remap.fit` both use this function.
+
+    Parameters
+    ----------
+    spectrum : `specutils.Spectrum`
+        1-D or 2-D flux.
+    name : str
+        How to call the input in messages (rows of a 2-D input: ``name[i]``).
+    min_pixels, max_bad_fraction
+        As for :func:`prepare`.
+    row_errors : {"raise", "return"}
+        What to do with a row that fails (mostly masked, too few pixels, no
+        positive flux): raise its `SpectrumError`, or return its message in
+        ``row_errors`` (and leave that row unfilled).
+
+    Returns
+    -------
+    arrays : dict
+        ``wave`` (npix,) Å, ascending, read-only (the same array for inputs on
+        the same axis); ``key``, equal for equal axes; ``flux`` (n, npix)
+        float, masked pixels filled by linear interpolation; ``sigma`` (n,
+        npix) standard deviations in the flux unit, rows of NaN where no
+        uncertainty is given; ``mask`` (n, npix) bool, True = bad; ``ndim``
+        of the input flux; ``unit`` of the flux; ``medium``, the raw
+        ``meta["wavelength_medium"]`` (not checked); ``notes``, per row a list
+        of ``(code, message)``; ``row_errors``, per row a message or None.
+
+    Raises
+    ------
+    TypeError
+        Not a Spectrum.
+    SpectrumError
+        For the whole spectrum; for a row too with ``row_errors="raise"``.
+    """
+    Spectrum = spectrum_class()
+    if not isinstance(spectrum, Spectrum):
+        raise TypeError(f"{name}: expected a specutils Spectrum (or Spectrum1D), a "
+                        f"SpectrumList or a dict of beam spectra; received "
+                        f"{type(spectrum).__name__}")
+    flux_q = u.Quantity(spectrum.flux)
+    unit = flux_q.unit
+    flux = np.array(flux_q.value, dtype=float, copy=True)
+    if flux.ndim not in (1, 2):
+        raise SpectrumError(f"{name}: the flux has {flux.ndim} dimensions, shape {flux.shape}; "
+                            "expected 1 (one spectrum) or 2 (a batch: spectra x pixels)")
+    two_d = flux.ndim == 2
+    flux2 = np.atleast_2d(flux)
+    npix = flux2.shape[-1]
+    if flux2.size == 0 or npix == 0:
+        raise SpectrumError(f"{name}: the spectrum is empty (flux shape {flux.shape})")
+    try:
+        wave, axis_key = _wavelength(spectrum.spectral_axis)
+    except SpectrumError as exc:
+        raise SpectrumError(f"{name}: {exc}") from None
+    if wave.ndim != 1 or wave.size != npix:
+        raise SpectrumError(f"{name}: the spectral axis has shape {wave.shape} but the flux "
+                            f"has {npix} pixels per spectrum")
+    if npix < min_pixels:
+        raise SpectrumError(f"{name}: the spectrum has only {npix} pixels; at least "
+                            f"{min_pixels} are needed")
+    try:
+        std = _stddev(spectrum.uncertainty, flux.shape, unit)
+    except SpectrumError as exc:
+        raise SpectrumError(f"{name}: {exc}") from None
+    if spectrum.mask is None:
+        mask2 = np.zeros(flux2.shape, dtype=bool)
+    else:
+        mask_in = np.asarray(spectrum.mask)
+        if mask_in.shape != flux.shape:
+            raise SpectrumError(f"{name}: the mask has shape {mask_in.shape}, the flux "
+                                f"{flux.shape}; they must match")
+        mask2 = np.atleast_2d(mask_in.astype(bool)).copy()
+    std2 = None if std is None else np.atleast_2d(np.array(std, dtype=float))
+
+    # order of the spectral axis: ascending (kept), descending (flipped), else refused
+    dw = np.diff(wave)
+    if npix > 1 and np.all(dw < 0):
+        wave, flux2, mask2 = wave[::-1].copy(), flux2[:, ::-1].copy(), mask2[:, ::-1].copy()
+        wave.flags.writeable = False
+        std2 = None if std2 is None else std2[:, ::-1].copy()
+        dw = np.diff(wave)
+    if np.any(dw == 0):
+        i = int(np.flatnonzero(dw == 0)[0])
+        raise SpectrumError(f"{name}: the spectral axis has duplicate values (e.g. "
+                            f"{wave[i]:.6g} Angstrom at pixels {i} and {i + 1}); expected "
+                            "strictly monotonic wavelengths")
+    if np.any(dw < 0):
+        i = int(np.flatnonzero(dw < 0)[0])
+        raise SpectrumError(f"{name}: the spectral axis is not monotonic (it turns back at "
+                            f"pixel {i + 1}, {wave[i + 1]:.6g} Angstrom); expected strictly "
+                            "increasing or decreasing wavelengths. Sort the spectrum or "
+                            "split its orders/beams into separate spectra.")
+
+    n = flux2.shape[0]
+    labels = [f"{name}[{i}]" if two_d else name for i in range(n)]
+    notes = [[] for _ in range(n)]
+    bad = mask2 | ~np.isfinite(flux2)
+    if std2 is None:
+        sigma = np.full(flux2.shape, np.nan)
+    else:
+        finite = np.isfinite(std2)
+        # input rule: an uncertainty of exactly zero everywhere means "none given"
+        zero_rows = np.all(~finite | (std2 == 0), axis=1) & np.any(finite, axis=1)
+        for i in np.flatnonzero(zero_rows):
+            notes[i].append(("sigma_all_zero", f"{labels[i]}: the uncertainty is zero "
+                                               "everywhere; taken as not given"))
+        # input rule: zero, negative or non-finite uncertainties mark bad pixels
+        bad |= ~zero_rows[:, None] & ~(finite & (std2 > 0))
+        sigma = np.where(zero_rows[:, None], np.nan, std2)
+    nbad = bad.sum(axis=1)
+    errors = [None] * n
+    for i in range(n):
+        nb = int(nbad[i])
+        if nb / npix > max_bad_fraction:
+            errors[i] = (f"{labels[i]}: {nb} of {npix} pixels ({nb / npix:.0%}) are masked or "
+                         f"not finite; at most {max_bad_fraction:.0%} may be bad")
+        elif npix - nb < min_pixels:
+            errors[i] = (f"{labels[i]}: only {npix - nb} usable pixels; at least {min_pixels} "
+                         "are needed")
+        elif not np.any(flux2[i][~bad[i]] > 0):
+            errors[i] = (f"{labels[i]}: the flux is zero or negative everywhere; expected a "
+                         "positive (continuum-bearing) flux")
+        if errors[i] is not None and row_errors == "raise":
+            raise SpectrumError(errors[i])
+    for i in range(n):
+        if errors[i] is None and bad[i].any():
+            _fill_masked(flux2[i:i + 1], bad[i:i + 1])
+            row = sigma[i]
+            fill = ~(np.isfinite(row) & (row > 0))
+            if fill.any() and not fill.all():
+                row[fill] = row[~fill].max()
+    return {"wave": wave, "key": axis_key, "flux": flux2, "sigma": sigma, "mask": bad,
+            "ndim": flux.ndim, "unit": unit,
+            "medium": (spectrum.meta or {}).get("wavelength_medium"), "notes": notes,
+            "row_errors": errors}
+
+
 def prepare(spectrum, *, min_pixels=MIN_PIXELS, max_bad_fraction=MAX_BAD_FRACTION,
             name="spectrum"):
     """Validate a spectrum and return it in remap's canonical form.
@@ -153,7 +343,10 @@ def prepare(spectrum, *, min_pixels=MIN_PIXELS, max_bad_fraction=MAX_BAD_FRACTIO
     spectrum : `specutils.Spectrum`
         A new spectrum: Å axis strictly increasing, float flux (non-finite
         values filled by interpolation and masked), `StdDevUncertainty` or none,
-        boolean mask, ``meta`` copied.
+        boolean mask, ``meta`` copied.  Pixels whose uncertainty is zero,
+        negative or not finite are masked; an uncertainty that is zero
+        everywhere is dropped (taken as not given; in a batch where only some
+        rows have one, the others hold NaN).
 
     Raises
     ------
@@ -171,90 +364,12 @@ def prepare(spectrum, *, min_pixels=MIN_PIXELS, max_bad_fraction=MAX_BAD_FRACTIO
         raise ValueError(f"min_pixels must be an integer >= 2; received: {min_pixels!r}")
     if not (0 <= max_bad_fraction < 1):
         raise ValueError(f"max_bad_fraction must be in [0, 1); received: {max_bad_fraction!r}")
-
-    flux_q = u.Quantity(spectrum.flux)
-    flux_unit = flux_q.unit
-    flux = np.array(flux_q.value, dtype=float, copy=True)
-    if flux.ndim not in (1, 2):
-        raise SpectrumError(f"{name}: the flux has {flux.ndim} dimensions, shape {flux.shape}; "
-                            "expected 1 (one spectrum) or 2 (a batch: spectra x pixels)")
-    batch = flux.ndim == 2
-    flux2 = np.atleast_2d(flux)
-    npix = flux2.shape[-1]
-    if flux2.size == 0 or npix == 0:
-        raise SpectrumError(f"{name}: the spectrum is empty (flux shape {flux.shape})")
-
-    try:
-        wave = wavelength_of(spectrum.spectral_axis)
-    except SpectrumError as exc:
-        raise SpectrumError(f"{name}: {exc}") from None
-    if wave.ndim != 1 or wave.size != npix:
-        raise SpectrumError(f"{name}: the spectral axis has shape {wave.shape} but the flux "
-                            f"has {npix} pixels per spectrum")
-    if npix < min_pixels:
-        raise SpectrumError(f"{name}: the spectrum has only {npix} pixels; at least "
-                            f"{min_pixels} are needed")
-
-    try:
-        std = stddev_of(spectrum.uncertainty, flux.shape, flux_unit)
-    except SpectrumError as exc:
-        raise SpectrumError(f"{name}: {exc}") from None
-    std2 = None if std is None else np.atleast_2d(np.array(std, dtype=float))
-    if spectrum.mask is None:
-        mask2 = np.zeros(flux2.shape, dtype=bool)
-    else:
-        mask_in = np.asarray(spectrum.mask)
-        if mask_in.shape != flux.shape:
-            raise SpectrumError(f"{name}: the mask has shape {mask_in.shape}, the flux "
-                                f"{flux.shape}; they must match")
-        mask2 = np.atleast_2d(mask_in.astype(bool)).copy()
-
-    # order of the spectral axis: ascending (kept), descending (flipped), else refused
-    dw = np.diff(wave.value)
-    if npix > 1 and np.all(dw < 0):
-        order = slice(None, None, -1)
-        wave = wave[order]
-        flux2 = flux2[:, order]
-        mask2 = mask2[:, order]
-        std2 = None if std2 is None else std2[:, order]
-        dw = np.diff(wave.value)
-    if np.any(dw == 0):
-        i = int(np.flatnonzero(dw == 0)[0])
-        raise SpectrumError(f"{name}: the spectral axis has duplicate values (e.g. "
-                            f"{wave[i]:.6g} at pixels {i} and {i + 1}); expected strictly "
-                            "monotonic wavelengths")
-    if np.any(dw < 0):
-        i = int(np.flatnonzero(dw < 0)[0])
-        raise SpectrumError(f"{name}: the spectral axis is not monotonic (it turns back at "
-                            f"pixel {i + 1}, {wave[i + 1]:.6g}); expected strictly "
-                            "increasing or decreasing wavelengths. Sort the spectrum or "
-                            "split its orders/beams into separate spectra.")
-
-    bad = mask2 | ~np.isfinite(flux2)
-    if std2 is not None:
-        bad |= ~np.isfinite(std2)
-    nbad = bad.sum(axis=1)
-    for i, nb in enumerate(nbad):
-        label = f"{name}[{i}]" if batch else name
-        ngood = npix - nb
-        if nb / npix > max_bad_fraction:
-            raise SpectrumError(f"{label}: {nb} of {npix} pixels ({nb / npix:.0%}) are masked "
-                                f"or not finite; at most {max_bad_fraction:.0%} may be bad")
-        if ngood < min_pixels:
-            raise SpectrumError(f"{label}: only {ngood} usable pixels; at least {min_pixels} "
-                                "are needed")
-        if not np.any(flux2[i][~bad[i]] > 0):
-            raise SpectrumError(f"{label}: the flux is zero or negative everywhere; expected "
-                                "a positive (continuum-bearing) flux")
-    flux2 = _fill_masked(flux2, bad)
-    if std2 is not None:
-        finite = np.isfinite(std2)
-        fill = np.nanmax(np.where(finite, std2, np.nan)) if finite.any() else 1.0
-        std2 = np.where(finite, std2, fill)
-
-    shape = (lambda a: a) if batch else (lambda a: a[0])
-    uncertainty = None if std2 is None else StdDevUncertainty(shape(std2) * flux_unit)
-    Spectrum = spectrum_class()
-    return Spectrum(flux=shape(flux2) * flux_unit, spectral_axis=wave,
-                    uncertainty=uncertainty, mask=shape(bad),
+    a = spectrum_arrays(spectrum, name, min_pixels=min_pixels,
+                        max_bad_fraction=max_bad_fraction)
+    unit = a["unit"]
+    shape = (lambda x: x) if a["ndim"] == 2 else (lambda x: x[0])
+    has = np.isfinite(a["sigma"]).all(axis=1)
+    uncertainty = StdDevUncertainty(shape(a["sigma"]) * unit) if has.any() else None
+    return Spectrum(flux=shape(a["flux"]) * unit, spectral_axis=a["wave"] * u.AA,
+                    uncertainty=uncertainty, mask=shape(a["mask"]),
                     meta=dict(spectrum.meta or {}))
