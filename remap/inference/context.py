@@ -95,6 +95,9 @@ class Context:
         Per star, how each of its input spectra is named in messages.
     piece_units : dict of int to list
         For stars given as several spectra, the flux unit of each.
+    piece_resolution : dict of int to list
+        Per star, for each input spectrum, ``(meta["resolution"] or None, row)``
+        (the row of a 2-D input, whose meta may hold one value per row).
     """
 
     def __init__(self, labels, index, beams, heads, errors="flag"):
@@ -119,6 +122,7 @@ class Context:
         self.timings = {}
         self.pieces = [[label] for label in self.labels]
         self.piece_units = {}
+        self.piece_resolution = {}
 
     # ---------------------------------------------------------------- notes and flags
     def note(self, star: int, stage: str, code: str, message: str, beam: str | None = None):

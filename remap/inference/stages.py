@@ -229,6 +229,7 @@ class Validate(Stage):
                 a = bundle.arrays
                 for code, text in a["notes"][item.row]:
                     context.note(star, self.name, code, text)
+                context.piece_resolution[star] = [(a["meta_resolution"], item.row)]
                 groups.setdefault(bundle.key, []).append((star, 0, a, item.row))
                 waves[bundle.key] = (a["wave"], a["medium"])
                 continue
@@ -243,6 +244,7 @@ class Validate(Stage):
                 continue
             context.pieces[star] = [label for label, _ in pieces]
             context.piece_units[star] = [a["unit"] for a in converted]
+            context.piece_resolution[star] = [(a["meta_resolution"], 0) for a in converted]
             for p, a in enumerate(converted):
                 for code, text in a["notes"][0]:
                     context.note(star, self.name, code, text)
@@ -656,17 +658,36 @@ class Network(Stage):
     """One network per beam: a PMF per parameter and the embeddings.
 
     Rows are placed on the beam's full model grid (pixels a partial spectrum
-    does not cover are set to the normalized continuum, 1, and count as
-    masked) and run in fixed blocks of :data:`NETWORK_ROWS` (the last one
-    padded), so that a star's result does not depend on the other stars.
+    does not cover count as masked and are in-painted: option ``uncovered``,
+    ``"mean"`` -- the model's mean training spectrum, row 0 of its templates,
+    what the partial-coverage augmentation trains with; 1 when the model
+    stores no templates -- or ``"continuum"``, the normalized continuum 1)
+    and run in fixed blocks of :data:`NETWORK_ROWS` (the last one padded), so
+    that a star's result does not depend on the other stars.
     """
 
     name = "network"
+    OPTIONS = {"uncovered": "mean"}
+
+    def __init__(self, model, survey, **options):
+        super().__init__(model, survey, **options)
+        if self.options["uncovered"] not in ("mean", "continuum"):
+            raise ValueError(f"uncovered must be 'mean' or 'continuum'; received "
+                             f"{self.options['uncovered']!r}")
+        self.fill = {}
+        for beam in model.beams:
+            npix = model.grid(beam)["npix"]
+            mean = self.options["uncovered"] == "mean" and model.has_templates(beam)
+            self.fill[beam] = (np.asarray(model.templates(beam).flux[0], np.float32) if mean
+                               else np.ones(npix, np.float32))
 
     def describe(self):
         heads = ", ".join(h.name for h in self.model.heads)
+        fill = ("the mean training spectrum" if any(self.model.has_templates(b)
+                                                    for b in self.model.beams)
+                and self.options["uncovered"] == "mean" else "1")
         return (f"one network per beam ({', '.join(self.model.beams)}); heads {heads}; blocks "
-                f"of {NETWORK_ROWS} rows")
+                f"of {NETWORK_ROWS} rows; uncovered pixels set to {fill}")
 
     def _predict(self, beam, X):
         outs = []
@@ -688,7 +709,7 @@ class Network(Stage):
             with context.timer(f"network {beam}"):
                 npix = self.model.grid(beam)["npix"]
                 n = sum(len(p) for p in parts)
-                X = np.ones((n, npix), dtype=np.float32)
+                X = np.tile(self.fill[beam], (n, 1))
                 M = np.ones((n, npix), dtype=bool)
                 stars = np.concatenate([p.star for p in parts])
                 at = 0
@@ -912,10 +933,14 @@ class NearestNeighbours(Stage):
         return batches
 
 
+# the real-spectra stages subclass Stage, so they are imported once it is defined
+from .resolution import Resolution  # noqa: E402
+from .rest_frame import RestFrame  # noqa: E402
+
 #: The built-in stages, in the order they run.  The real-spectra stages
-#: (radial velocity / rest frame, resolution matching) go right after `Validate`.
-DEFAULT_STAGES = (Validate, Split, Spikes, Resample, Continuum, Network, Conflation,
-                  QualityFlags, NearestNeighbours)
+#: (radial velocity / rest frame, resolution matching) run right after `Validate`.
+DEFAULT_STAGES = (Validate, RestFrame, Resolution, Split, Spikes, Resample, Continuum, Network,
+                  Conflation, QualityFlags, NearestNeighbours)
 
 
 def stage_options(stages=None) -> dict:
