@@ -382,5 +382,8 @@ cli.add_command(_fit_command)
 from .demo import demo as _demo_command  # noqa: E402
 cli.add_command(_demo_command)
 
+from .model import model as _model_group  # noqa: E402
+cli.add_command(_model_group)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
