@@ -15,7 +15,9 @@ rows with ``mode="nearest"``), in one pass per row:
   non-increasing function ``P`` of the percentile value ``x`` (every
   floating-point step of ``(f - max(o, x - q s)) / s > t`` is monotone), so
   ``P(x_(r))`` holds for the window's ``r``-th smallest value exactly when
-  ``P`` holds for at least ``r + 1`` of the window's values: a count, no sort;
+  ``P`` holds for at least ``r + 1`` of the window's values, i.e. when at
+  least ``r + 1`` values lie below the exact float bound where ``P`` turns
+  false: a count, no sort;
 * the running median of the noise estimate keeps the window sorted while it
   slides (remove the outgoing value, insert the incoming one);
 * the propagation keeps every run of pixels above ``grow_nsigma`` that holds
@@ -67,6 +69,35 @@ def _opening(f, m, ero, pad, pre, suf, out):
 
 
 @njit
+def _x_bound(fi, si, oi, qs, t):
+    """Smallest float ``x`` for which ``(fi - max(oi, x - qs)) / si > t`` is false.
+
+    The test is non-increasing in ``x`` (each floating-point step is monotone),
+    so it holds exactly for ``x`` below the returned value; ``-inf`` when it
+    fails already at ``x - qs <= oi``.
+    """
+    if not (fi - oi) / si > t:
+        return -np.inf
+    # m_b: smallest float m with (fi - m) / si > t false (m > oi here)
+    m = fi - t * si
+    if (fi - m) / si > t:
+        while (fi - m) / si > t:
+            m = np.nextafter(m, np.inf)
+    else:
+        while not (fi - np.nextafter(m, -np.inf)) / si > t:
+            m = np.nextafter(m, -np.inf)
+    # x_b: smallest float x with x - qs >= m (the test on x fails from there: oi < m)
+    x = m + qs
+    if x - qs >= m:
+        while np.nextafter(x, -np.inf) - qs >= m:
+            x = np.nextafter(x, -np.inf)
+    else:
+        while not x - qs >= m:
+            x = np.nextafter(x, np.inf)
+    return x
+
+
+@njit
 def spike_rows(flux, sigma, max_width, window, rank, q, nsigma, grow_nsigma, out):
     """Flag the spikes of each row of ``flux`` (see the module docstring).
 
@@ -108,19 +139,24 @@ def spike_rows(flux, sigma, max_width, window, rank, q, nsigma, grow_nsigma, out
             if not (fi - oi) / si > grow_nsigma:
                 continue
             qs = q * si
+            # the test on a window value x is "(fi - max(oi, x - qs)) / si > t": true
+            # below an exact bound on x (every step is monotone), found by stepping
+            # through the floats next to the real-valued bound; then a count
+            xg = _x_bound(fi, si, oi, qs, grow_nsigma)
+            xc = _x_bound(fi, si, oi, qs, nsigma)
             n_grow = 0
             n_core = 0
             a = i + lo
             if a >= 0 and a + window <= npix:
                 for p in range(a, a + window):
-                    ex = (fi - max(oi, f[p] - qs)) / si
-                    n_grow += ex > grow_nsigma
-                    n_core += ex > nsigma
+                    x = f[p]
+                    n_grow += x < xg
+                    n_core += x < xc
             else:
                 for p in range(a, a + window):
-                    ex = (fi - max(oi, f[min(max(p, 0), npix - 1)] - qs)) / si
-                    n_grow += ex > grow_nsigma
-                    n_core += ex > nsigma
+                    x = f[min(max(p, 0), npix - 1)]
+                    n_grow += x < xg
+                    n_core += x < xc
             grow[i] = n_grow > rank
             core[i] = n_core > rank
         i = 0
