@@ -636,3 +636,29 @@ def test_bad_templates_are_refused_when_written(copy, change, message):
     with pytest.raises(ArtifactError, match=message):
         artifact.write_templates(copy, {"A": rec})
     load_model(copy)   # left as it was
+
+
+def test_cli_add_templates_to_a_copy_of_the_default_model(tmp_path):
+    from click.testing import CliRunner
+
+    from remap.cli import cli
+    from remap.inference.pipeline import DEFAULT_MODEL_PATH
+    dst = tmp_path / "default"
+    shutil.copytree(DEFAULT_MODEL_PATH, dst)
+    for beam in ("A", "B"):                 # start from an artifact without templates
+        (dst / f"templates_{beam}.npz").unlink(missing_ok=True)
+    _edit_manifest(dst, lambda m: [r.pop(k, None) for r in m["beams"].values()
+                                   for k in ("templates", "n_templates")])
+    assert not load_model(dst).has_templates("A")
+    result = CliRunner().invoke(cli, [
+        "model", "add-templates", str(dst), "--library", "linelist", "--library-options",
+        '{"resolution": 50000, "linelist": "laboratory", "wave_range": [4830, 5770]}'])
+    assert result.exit_code == 0, result.output
+    assert "templates added (A: 31, B: 31)" in result.output
+    model = load_model(dst)
+    t = model.templates("B")
+    assert t.flux.shape == (31, 4701) and np.all(np.isnan(t.labels[0]))
+    np.testing.assert_allclose(t.flux[0], t.flux[1:].mean(axis=0), rtol=1e-6)
+    bad = CliRunner().invoke(cli, ["model", "add-templates", str(dst), "--library-options",
+                                   "[1"])
+    assert bad.exit_code != 0 and "not JSON" in bad.output
