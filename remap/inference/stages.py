@@ -52,7 +52,7 @@ from ..plugins import get_continuum_fitter
 from ..spectra.medium import convert_medium, validate_medium
 from ..spectra.resampling import resample_arrays
 from ..spectra.validation import MAX_BAD_FRACTION, MIN_PIXELS, spectrum_arrays, spectrum_class
-from ..surveys.base import DEFAULT_MIN_COVERAGE, Survey, find_spikes
+from ..surveys.base import DEFAULT_MIN_COVERAGE, Survey, fill_spikes, find_spikes
 from . import flags as rules
 from .batch import Batch
 from .flags import Flag
@@ -298,27 +298,18 @@ class Split(Stage):
             reached = np.zeros(len(batch), bool)
             skipped = {}
             for rows, w in _groups(batch, wave):
-                for beam in self.survey.beams.values():
-                    inside = (w >= beam.wave_min.value) & (w <= beam.wave_max.value)
-                    count = int(inside.sum())
-                    if count < 2:
-                        continue
-                    i0 = int(np.argmax(inside))
-                    i1 = i0 + count
-                    cov = beam.coverage(w[i0] * u.AA, w[i1 - 1] * u.AA)
-                    if cov < self.options["min_coverage"] or count < MIN_PIXELS:
-                        for r in rows:
-                            skipped.setdefault(int(r), []).append(
-                                f"{beam.name} ({cov:.1%} covered, {count} pixels)")
-                        continue
-                    if beam.name not in parts:
+                cuts, too_little = self.survey.beam_cuts(
+                    w, min_coverage=self.options["min_coverage"])
+                for r in rows if too_little else ():
+                    skipped.setdefault(int(r), []).extend(too_little)
+                for beam, sl, _ in cuts:
+                    if beam not in parts:
                         continue
                     reached[rows] = True
                     whole = len(rows) == len(batch)
-                    part = (batch if whole else batch.take(rows)).columns(slice(i0, i1),
-                                                                          w[i0:i1])
-                    part.beam, part.medium = beam.name, medium
-                    parts[beam.name].append(part)
+                    part = (batch if whole else batch.take(rows)).columns(sl, w[sl])
+                    part.beam, part.medium = beam, medium
+                    parts[beam].append(part)
             for r in np.flatnonzero(~reached):
                 star, piece = int(batch.star[r]), int(batch.piece[r])
                 w = batch.row_wave(r) if original is None or original == medium else (
@@ -480,12 +471,7 @@ class Spikes(Stage):
                     spikes[grp] = find_spikes(
                         batch.flux[grp], w, stddev=batch.sigma[grp] if sel is has else None,
                         mask=batch.mask[grp], known_spikes=known)
-            x = np.arange(batch.npix)
-            for r in np.flatnonzero(spikes.any(axis=1)):
-                bad = spikes[r]
-                good = ~bad & ~batch.mask[r]
-                ref = good if good.sum() >= 2 else ~bad
-                batch.flux[r, bad] = np.interp(x[bad], x[ref], batch.flux[r, ref])
+            fill_spikes(batch.flux, spikes, batch.mask)
             batch.mask = batch.mask | spikes
             out.append(batch)
         return out

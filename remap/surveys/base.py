@@ -32,7 +32,7 @@ from ..exceptions import NoOverlapError
 from ..spectra.medium import convert_medium, validate_medium
 from ..spectra.validation import MIN_PIXELS, prepare, spectrum_class
 
-__all__ = ["Beam", "Survey", "DEFAULT_MIN_COVERAGE", "find_spikes"]
+__all__ = ["Beam", "Survey", "DEFAULT_MIN_COVERAGE", "find_spikes", "fill_spikes"]
 
 log = logging.getLogger(__name__)
 
@@ -385,6 +385,31 @@ def find_spikes(flux, wavelength=None, *, stddev=None, mask=None, max_width=6, n
     return spikes
 
 
+def fill_spikes(flux, spikes, mask):
+    """Replace the flux of spike pixels by linear interpolation from the good pixels (in place).
+
+    Parameters
+    ----------
+    flux : ndarray, shape (n, npix)
+    spikes, mask : ndarray of bool, shape (n, npix)
+        The spikes found (:func:`find_spikes`) and the pixels already bad;
+        a row with fewer than two good pixels interpolates from its non-spike
+        pixels.
+
+    Returns
+    -------
+    flux : ndarray
+        The same array.
+    """
+    x = np.arange(flux.shape[-1])
+    for r in np.flatnonzero(spikes.any(axis=-1)):
+        bad = spikes[r]
+        good = ~bad & ~mask[r]
+        ref = good if good.sum() >= 2 else ~bad
+        flux[r, bad] = np.interp(x[bad], x[ref], flux[r, ref])
+    return flux
+
+
 class Survey:
     """Base class of a spectroscopic survey: its beams and how spectra are cut into them.
 
@@ -487,6 +512,41 @@ class Survey:
             spectrum = convert_medium(spectrum, medium, self.wavelength_medium)
         return spectrum, medium
 
+    def beam_cuts(self, wave, *, min_coverage=DEFAULT_MIN_COVERAGE):
+        """Which pixels of a wavelength axis fall into which beam (array level).
+
+        Parameters
+        ----------
+        wave : ndarray, shape (npix,)
+            Strictly increasing wavelengths in Å, in the survey's medium.
+        min_coverage : float
+            Smallest covered fraction of a beam's range.
+
+        Returns
+        -------
+        cuts : list of (str, slice, float)
+            Per beam covered enough (in wavelength order): its name, the slice
+            of ``wave`` inside its range (ends included) and the covered
+            fraction of the range.
+        skipped : list of str
+            ``"B (4.0% covered, 20 pixels)"`` for each beam overlapped by at
+            least two pixels but covered less than ``min_coverage`` or by
+            fewer than :data:`~remap.spectra.validation.MIN_PIXELS` pixels.
+        """
+        cuts, skipped = [], []
+        for beam in self.beams.values():
+            i0 = int(np.searchsorted(wave, beam.wave_min.value, side="left"))
+            i1 = int(np.searchsorted(wave, beam.wave_max.value, side="right"))
+            count = i1 - i0
+            if count < 2:
+                continue
+            cov = beam.coverage(wave[i0] * u.AA, wave[i1 - 1] * u.AA)
+            if cov < min_coverage or count < MIN_PIXELS:
+                skipped.append(f"{beam.name} ({cov:.1%} covered, {count} pixels)")
+                continue
+            cuts.append((beam.name, slice(i0, i1), cov))
+        return cuts, skipped
+
     def split(self, spectrum, *, min_coverage=DEFAULT_MIN_COVERAGE, name="spectrum"):
         """Cut a spectrum (or a batch sharing one axis) into the survey's beams.
 
@@ -535,24 +595,16 @@ class Survey:
         wave = u.Quantity(spec.spectral_axis).to_value(u.AA)
         Spectrum = spectrum_class()
         out = {}
-        skipped = []
-        for beam in self.beams.values():
-            inside = (wave >= beam.wave_min.value) & (wave <= beam.wave_max.value)
-            if inside.sum() < 2:
-                continue
-            w = wave[inside]
-            cov = beam.coverage(w[0] * u.AA, w[-1] * u.AA)
-            if cov < min_coverage or inside.sum() < MIN_PIXELS:
-                skipped.append(f"{beam.name} ({cov:.1%} covered, {inside.sum()} pixels)")
-                continue
+        cuts, skipped = self.beam_cuts(wave, min_coverage=min_coverage)
+        for beam, sl, cov in cuts:
             meta = dict(spec.meta or {})
-            meta.update(beam=beam.name, survey=self.name, coverage=cov,
+            meta.update(beam=beam, survey=self.name, coverage=cov,
                         wavelength_medium=self.wavelength_medium)
             unc = spec.uncertainty
-            out[beam.name] = Spectrum(
-                flux=spec.flux[..., inside], spectral_axis=w * u.AA,
-                uncertainty=None if unc is None else type(unc)(unc.quantity[..., inside]),
-                mask=np.asarray(spec.mask)[..., inside], meta=meta)
+            out[beam] = Spectrum(
+                flux=spec.flux[..., sl], spectral_axis=wave[sl] * u.AA,
+                uncertainty=None if unc is None else type(unc)(unc.quantity[..., sl]),
+                mask=np.asarray(spec.mask)[..., sl], meta=meta)
         if skipped:
             log.warning("%s: beams of survey %r left out for coverage below %.0f%% or fewer "
                         "than %d pixels: %s", name, self.name, 100 * min_coverage, MIN_PIXELS,
@@ -615,12 +667,7 @@ class Survey:
                              window=window, known_spikes=known, known_width=known_width)
         flux2 = np.atleast_2d(flux)
         bad2 = np.atleast_2d(spikes)
-        good2 = ~bad2 & ~np.atleast_2d(mask)
-        x = np.arange(flux2.shape[-1])
-        for row, bad, good in zip(flux2, bad2, good2):
-            if bad.any():
-                ref = good if good.sum() >= 2 else ~bad
-                row[bad] = np.interp(x[bad], x[ref], row[ref])
+        fill_spikes(flux2, bad2, np.atleast_2d(mask))
         counts = bad2.sum(axis=-1)
         meta = dict(spec.meta or {})
         meta["spike_pixels"] = [int(c) for c in counts] if flux.ndim == 2 else int(counts[0])
