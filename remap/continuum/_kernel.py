@@ -154,7 +154,7 @@ def _solve(k, T, ef, ed, zt, w, base, pix, npx, out_above, a_k, log_s, ups, down
 
 
 @njit
-def _build(k, e, zt, w, base, seg_end, edges, mono, log_s, gbuf, hist, idx):
+def _build(k, e, zt, w, base, seg_end, edges, mono, a_k, log_s, gbuf, hist, idx):
     """Full pass over bin ``k``: its count above and its shortlist of pixels nearest the continuum.
 
     The shortlist ``idx`` (at most ``L = idx.size`` pixels) holds the usable
@@ -167,11 +167,14 @@ def _build(k, e, zt, w, base, seg_end, edges, mono, log_s, gbuf, hist, idx):
     leaves at most ``L`` pixels below it.  No pixel outside the shortlist
     changes side for ``horizon`` passes.  Returns ``(count, n_short,
     above_outside, horizon)``; ``horizon`` is -1 when every pixel that can
-    change side is in the shortlist (no limit).
+    change side is in the shortlist (no limit).  In a monotone stage a bin
+    with more than ``a_k`` pixels above never floats again: it gets no
+    shortlist.
     """
     L = idx.size
     j0 = edges[k]
     j1 = edges[k + 1]
+    above = 0
     j = j0
     while j < j1:  # runs of pixels weighed by the same centres: signed distances
         stop = min(seg_end[j], j1)
@@ -184,6 +187,7 @@ def _build(k, e, zt, w, base, seg_end, edges, mono, log_s, gbuf, hist, idx):
             for p in range(j, stop):
                 c = w[0, p] * e0 + w[1, p] * e1 + w[2, p] * e2 + w[3, p] * e3
                 d = c - zt[p]
+                above += d < 0.0
                 gbuf[p] = d / c if d >= 0.0 else -np.inf   # +inf at masked pixels
         else:  # C falls by at most P (1 - step**t) and rises by at most N (1 - step**t)
             for p in range(j, stop):
@@ -196,6 +200,8 @@ def _build(k, e, zt, w, base, seg_end, edges, mono, log_s, gbuf, hist, idx):
                 d = c - zt[p]
                 gbuf[p] = d / pos if d >= 0.0 else d / (pos - c)  # pos - c = N >= 0
         j = stop
+    if mono and above > a_k:
+        return above, 0, above, np.int64(-1)
     # count above, and keep the pixels nearest to changing side: a histogram of the
     # distances on a log scale (their float bits: 4 buckets per octave) gives the largest
     # bucket edge below which at most L pixels lie; a distance >= 1 is never crossed
@@ -234,11 +240,11 @@ def _build(k, e, zt, w, base, seg_end, edges, mono, log_s, gbuf, hist, idx):
 
 
 @njit
-def _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, log_s, gbuf, hist, sl_idx, n_short,
+def _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, a_k, log_s, gbuf, hist, sl_idx, n_short,
              out_above, full, valid, stats_s):
     """`_build` bin ``k`` at pass ``T`` and store its shortlist state; return its count."""
     stats_s[1] += ed_s[k + 1] - ed_s[k]
-    cnt, n_short[k], out_above[k], h = _build(k, e, z, ws, bs, sg, ed_s, mono, log_s,
+    cnt, n_short[k], out_above[k], h = _build(k, e, z, ws, bs, sg, ed_s, mono, a_k, log_s,
                                               gbuf, hist, sl_idx[k])
     full[k] = h == 0
     valid[k] = NEVER if h < 0 else T + h
@@ -337,7 +343,7 @@ def solve_stages(zt, start, a_eff, stage_v, edges, centres, w, base, seg_end, to
             n_float = 0
             for k in range(v):
                 steps[k] = 0
-                cnt = _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, log_s, gbuf, hist,
+                cnt = _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, a_s[k], log_s, gbuf, hist,
                                sl_idx, n_short, out_above, full, valid, stats[s])
                 fl[k] = cnt <= a_s[k]
                 if fl[k]:
@@ -356,7 +362,7 @@ def solve_stages(zt, start, a_eff, stage_v, edges, centres, w, base, seg_end, to
                         tau[k] = NEVER
                         continue
                     if T > valid[k]:
-                        _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, log_s, gbuf, hist,
+                        _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, a_s[k], log_s, gbuf, hist,
                                  sl_idx, n_short, out_above, full, valid, stats[s])
                     if full[k]:
                         stats[s, 3] += 1
@@ -404,7 +410,7 @@ def solve_stages(zt, start, a_eff, stage_v, edges, centres, w, base, seg_end, to
                         continue
                     redo[k] = True
                     if full[k] or T >= valid[k]:
-                        cnt = _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, log_s, gbuf,
+                        cnt = _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, a_s[k], log_s, gbuf,
                                        hist, sl_idx, n_short, out_above, full, valid, stats[s])
                     else:
                         cnt = out_above[k]
