@@ -487,3 +487,27 @@ def test_make_test_spectra_custom_grid_and_unit():
     assert isinstance(spectra.uncertainty, StdDevUncertainty)
     np.testing.assert_allclose(spectra.uncertainty.array, truth / np.array([[50], [60]]))
     np.testing.assert_array_equal(spectra.meta["snr"], [50, 60])
+
+
+def test_kernels_compile_without_a_cache_directory(monkeypatch):
+    # a read-only install with no writable cache directory: numba refuses cache=True at
+    # decoration time, and remap compiles without a cache instead
+    import numba
+
+    from remap._util import jit
+
+    real = numba.njit
+
+    def refuse_cache(*args, cache=False, **kwargs):
+        if cache:
+            raise RuntimeError("cannot cache function 'f': no locator available for file")
+        return real(*args, cache=cache, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", refuse_cache)
+
+    def halve(x):
+        return x / 0.0 if x == 0 else x / 2.0
+
+    compiled = jit.njit(halve)
+    assert compiled(3.0) == 1.5
+    assert np.isnan(compiled(0.0))  # IEEE division (error_model="numpy"), no exception
