@@ -460,12 +460,14 @@ class TemplateBank:
             in_t = (wr >= t_lo) & (wr <= t_hi)
             dln = np.diff(lnw)
             cols = slice(int(np.argmax(sel)), int(np.argmax(sel)) + int(sel.sum()))
-            if rows.size == n:
-                on[:, cols] = apply_linear(values, idx, w)
-                weight[:, cols] = apply_linear((~bad).astype(np.float32), idx, w)
+            sub_bad = bad if rows.size == n else bad[rows]
+            sub_val = values if rows.size == n else values[rows]
+            target = slice(None) if rows.size == n else rows
+            on[target, cols] = apply_linear(sub_val, idx, w)
+            if sub_bad.any():
+                weight[target, cols] = apply_linear((~sub_bad).astype(np.float32), idx, w)
             else:
-                on[rows, cols] = apply_linear(values[rows], idx, w)
-                weight[rows, cols] = apply_linear((~bad[rows]).astype(np.float32), idx, w)
+                weight[target, cols] = 1.0
             npx[rows] = np.count_nonzero(in_t[None, :] & ~bad[rows], axis=1)
             pix_var[rows] = float(np.median(dln) ** 2) if dln.size else 0.0
         covered = weight > 0.999
@@ -669,11 +671,16 @@ def _estimate_chunk(banks, wave, flux, mask, known, search, step, max_lag, out, 
     score_num = 0.0
     score_den = 0.0
     for b, p in zip(banks, prepared):
-        idx = (np.arange(b.nfft)[None, :] + shift[:, None]) % b.nfft
-        a_shift = np.take_along_axis(p[0], idx, axis=1)
-        c_shift = np.take_along_axis(p[1], idx, axis=1).astype(float)
-        score_num = score_num + a_shift @ b.depth.T
-        score_den = score_den + c_shift @ b.depth_sq.T
+        num = np.empty((n, b.n_templates))
+        den = np.empty((n, b.n_templates))
+        for k in np.unique(shift):       # rows of one lag together (often all of them)
+            sel = np.flatnonzero(shift == k)
+            a_shift = np.roll(p[0][sel], -int(k), axis=1)
+            c_shift = np.roll(p[1][sel], -int(k), axis=1).astype(a_shift.dtype)
+            num[sel] = a_shift @ b.depth.T
+            den[sel] = c_shift @ b.depth_sq.T
+        score_num = score_num + num
+        score_den = score_den + den
     with np.errstate(divide="ignore", invalid="ignore"):
         score = score_num / np.sqrt(score_den)
     score = np.where(np.isfinite(score), score, -np.inf)
