@@ -313,3 +313,32 @@ def test_batch_rows_with_their_own_grids():
     with pytest.raises(ValueError, match="wave has shape"):
         Batch(flux=np.ones((3, 20)), sigma=np.ones((3, 20)), mask=np.zeros((3, 20), bool),
               wave=wave[:5], star=np.arange(3), piece=np.zeros(3, np.int64))
+
+
+class _PerRowGrids(Stage):
+    """A toy stage after validate: gives every row its own copy of its grid, scaled."""
+
+    name = "toy_grids"
+    OPTIONS = {"toy_scale": 0.0}
+
+    def run(self, batches, context):
+        for b in batches:
+            factor = 1.0 + self.options["toy_scale"] * (b.star[:, None] % 2)
+            b.wave = np.broadcast_to(b.wave, b.flux.shape) * factor
+        return batches
+
+
+def test_rows_with_their_own_grids_go_through_every_stage(model, stars, monkeypatch):
+    built_in = tuple(c for c in DEFAULT_STAGES if c.name not in ("rest_frame", "resolution"))
+    monkeypatch.setattr(stages_module, "DEFAULT_STAGES", built_in)
+    reference = remap.fit(stars, model=model)
+    monkeypatch.setattr(stages_module, "DEFAULT_STAGES",
+                        built_in[:1] + (_PerRowGrids,) + built_in[1:])
+    same = remap.fit(stars, model=model)          # 2-D grids, every row equal
+    _same(same, reference)
+    shifted = remap.fit(stars, model=model, toy_scale=2e-6)   # 0.6 km/s for odd rows
+    _same(shifted[0::2], reference[0::2])
+    assert np.all(shifted.flags[1::2] == reference.flags[1::2])
+    np.testing.assert_allclose(shifted.teff.median.value, reference.teff.median.value,
+                               atol=60.0)
+    assert not np.array_equal(shifted.teff.pmf[1::2], reference.teff.pmf[1::2])

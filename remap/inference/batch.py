@@ -92,8 +92,8 @@ class Batch:
         rows : ndarray of int
         wave : ndarray, shape (npix,)
         """
-        if self.wave.ndim == 1:
-            yield np.arange(len(self)), self.wave
+        if self.wave.ndim == 1 or (self.wave == self.wave[0]).all():
+            yield np.arange(len(self)), self.wave if self.wave.ndim == 1 else self.wave[0]
             return
         _, first, inverse = np.unique(self.wave, axis=0, return_index=True,
                                       return_inverse=True)

@@ -297,7 +297,9 @@ class Split(Stage):
                 wave = convert_medium(wave * u.AA, original, medium).to_value(u.AA)
             reached = np.zeros(len(batch), bool)
             skipped = {}
-            for rows, w in _groups(batch, wave):
+            if wave.ndim == 2:
+                self._cut_rows(batch, wave, parts, reached, skipped)
+            for rows, w in _groups(batch, wave) if wave.ndim == 1 else ():
                 cuts, too_little = self.survey.beam_cuts(
                     w, min_coverage=self.options["min_coverage"])
                 for r in rows if too_little else ():
@@ -334,6 +336,40 @@ class Split(Stage):
             for part in self._join_chunks(beam, beam_parts, context):
                 out.append(part)
         return out
+
+    def _cut_rows(self, batch, wave, parts, reached, skipped):
+        """`Survey.beam_cuts` for rows with their own grids, vectorized over the rows.
+
+        Rows whose beam range starts and ends at the same pixels go into one part
+        (each row keeps its grid).
+        """
+        mc = self.options["min_coverage"]
+        for beam in self.survey.beams.values():
+            lo, hi = beam.wave_min.value, beam.wave_max.value
+            i0 = (wave < lo).sum(axis=1)
+            i1 = (wave <= hi).sum(axis=1)
+            rows = np.flatnonzero(i1 - i0 >= 2)
+            if not rows.size:
+                continue
+            count = (i1 - i0)[rows]
+            first, last = wave[rows, i0[rows]], wave[rows, i1[rows] - 1]
+            cov = np.clip((np.minimum(last, hi) - np.maximum(first, lo)) / (hi - lo), 0.0, 1.0)
+            ok = (cov >= mc) & (count >= MIN_PIXELS)
+            for r, c, k in zip(rows[~ok], cov[~ok], count[~ok]):
+                skipped.setdefault(int(r), []).append(f"{beam.name} ({c:.1%} covered, "
+                                                      f"{k} pixels)")
+            rows = rows[ok]
+            if beam.name not in parts or not rows.size:
+                continue
+            reached[rows] = True
+            ends = np.stack([i0[rows], i1[rows]], axis=1)
+            uniq, inverse = np.unique(ends, axis=0, return_inverse=True)
+            inverse = np.asarray(inverse).ravel()
+            for g, (a, b) in enumerate(uniq):
+                sel = rows[inverse == g]
+                part = batch.take(sel).columns(slice(int(a), int(b)), wave[sel, a:b])
+                part.beam, part.medium = beam.name, self.survey.wavelength_medium
+                parts[beam.name].append(part)
 
     def _join_chunks(self, beam, parts, context):
         """Parts of one beam: stars reaching it through several spectra get one joined row."""
