@@ -225,10 +225,13 @@ def _spike_sigma(flux, stddev, mask, window, *, reference=False):
             _spike_kernel().running_rank_rows(absr, window, window // 2, med)
         sigma = MAD_TO_SIGMA * med / np.sqrt(1.5)
     else:
-        sigma = np.array(stddev, dtype=float)
-    ok = np.isfinite(sigma) & (sigma > 0)
-    floor = 1e-12 * np.maximum(np.max(np.abs(flux), axis=1), 1e-300)
-    for i in np.flatnonzero(~ok.all(axis=1)):
+        sigma = np.asarray(stddev, dtype=float)
+    floor = 1e-12 * np.maximum(np.maximum(flux.max(axis=1), -flux.min(axis=1)), 1e-300)
+    ok = (sigma > 0) & (sigma < np.inf)   # False at NaN too
+    bad_rows = np.flatnonzero(~ok.all(axis=1))
+    if bad_rows.size:
+        sigma = sigma.copy()
+    for i in bad_rows:
         positive = sigma[i, ok[i]]
         sigma[i, ~ok[i]] = np.median(positive) if positive.size else floor[i]
     return np.maximum(sigma, floor[:, None])
