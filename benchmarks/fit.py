@@ -128,12 +128,12 @@ def shapes(stars):
             "list of 1-D spectra": [_one_d(s) for s in stars]}
 
 
-def run(spectra, model, batch_size=256):
+def run(spectra, model, batch_size=256, **options):
     """Fit once; return (wall seconds, stage timings, result)."""
     import remap
 
     start = time.perf_counter()
-    result = remap.fit(spectra, model=model, batch_size=batch_size)
+    result = remap.fit(spectra, model=model, batch_size=batch_size, **options)
     return time.perf_counter() - start, result.timings, result
 
 
@@ -172,7 +172,7 @@ def _max_diff(a, b):
 
 # ---------------------------------------------------------------------- streaming RSS
 
-def _stream(n, batch_size):
+def _stream(n, batch_size, options):
     """Child process: stream ``n`` stars through fit_iter; print peak RSS (JSON)."""
     import resource
 
@@ -189,7 +189,7 @@ def _stream(n, batch_size):
 
     start = time.perf_counter()
     done = flagged = 0
-    for result in remap.fit_iter(stars(), model=model, batch_size=batch_size):
+    for result in remap.fit_iter(stars(), model=model, batch_size=batch_size, **options):
         done += len(result)
         flagged += int(np.count_nonzero(result.flags & remap.Flag.BAD_INPUT))
     wall = time.perf_counter() - start
@@ -197,19 +197,20 @@ def _stream(n, batch_size):
     print(json.dumps({"n": done, "bad": flagged, "seconds": wall, "peak_rss_mib": rss}))
 
 
-def stream_rss(n, batch_size=256):
+def stream_rss(n, batch_size=256, **options):
     """Peak RSS (MiB) and seconds of streaming ``n`` stars, measured in a subprocess."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     out = subprocess.run([sys.executable, "-m", "benchmarks.fit", "--stream", str(n),
-                          str(batch_size)], capture_output=True, text=True, env=env,
-                         check=True)
+                          str(batch_size), json.dumps(options)], capture_output=True,
+                         text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(quick=False):
-    """Run the benchmark and print its tables."""
+def main(quick=False, stream=True):
+    """Run the benchmark and print its tables (``stream=False``: without the RSS part)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import remap
+    from remap.inference.stages import stage_options
 
     n = 200 if quick else 1000
     t0 = time.perf_counter()
@@ -229,8 +230,12 @@ def main(quick=False):
     stages = _stage_rows(model)
     reference = None
     summary = []
-    for label, spectra in inputs.items():
-        wall, timings, result = run(spectra, model)
+    skip_rv = {"rv": 0} if "rv" in stage_options() else {}
+    runs = [(label, spectra, {}) for label, spectra in inputs.items()]
+    if skip_rv:
+        runs.append(("list of dicts, rv=0", inputs["list of dicts"], skip_rv))
+    for label, spectra, options in runs:
+        wall, timings, result = run(spectra, model, **options)
         _print_table(label, n, wall, timings, net, stages)
         if reference is None:
             reference = result
@@ -245,12 +250,14 @@ def main(quick=False):
     for label, rate, ratio in summary:
         print(f"  {label:<24} {rate:7.0f} stars/s   fit/networks {ratio:5.1f}")
 
+    if not stream:
+        return
     small, large = (200, 2000) if quick else (1000, 50000)
-    print("\nstreaming through remap.fit_iter (generator, batch_size 256, fresh "
-          "subprocess each):")
+    print(f"\nstreaming through remap.fit_iter (generator, batch_size 256, fresh "
+          f"subprocess each{', rv=0: radial velocities not measured' if skip_rv else ''}):")
     rss = {}
     for count in (small, large):
-        r = stream_rss(count)
+        r = stream_rss(count, **skip_rv)
         rss[count] = r["peak_rss_mib"]
         print(f"  {r['n']:>6} stars: peak RSS {r['peak_rss_mib']:7.0f} MiB, "
               f"{r['seconds']:.1f} s ({r['n'] / r['seconds']:.0f} stars/s incl. making them)")
@@ -258,7 +265,7 @@ def main(quick=False):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--stream":
-        _stream(int(sys.argv[2]), int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--stream":
+        _stream(int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]))
     else:
         main(quick="--quick" in sys.argv)
