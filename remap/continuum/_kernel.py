@@ -22,9 +22,19 @@ non-negative), else the first crossing of the running count over the sorted
 crossings.  The next event of the stage is the earliest such ``t`` over the
 bins; the centres in ``F`` jump straight to it, the bins whose state changes
 are re-evaluated directly, and only the bins whose continuum depends on a
-centre that changed state are solved again.  A stage thus costs a few passes
-over its pixels instead of one per ``step`` multiplication, and the result is
-that of the pass-by-pass process (up to the rounding of ``step**t``).
+centre that changed state are solved again.  The result is that of the
+pass-by-pass process (up to the rounding of ``step**t``).
+
+Solving a bin does not visit all its pixels: a full pass over a bin (`_build`)
+keeps a shortlist of the pixels nearest to changing side, measured by how far
+the continuum must move to reach them, and a horizon: the number of passes
+for which no other pixel can change side whatever the centres do (they only
+fall, by a factor ``step`` per pass).  Until the horizon the bin is solved
+from its shortlist alone (`_solve`), and a bin of an interpolation stage with
+more than ``a`` pixels above is never solved again.  A stage thus costs one
+pass over its pixels plus a few re-scans of the bins whose horizon is reached
+(in the polynomial stages, where a bin can stop and restart many times),
+instead of one evaluation per ``step`` multiplication.
 
 numba is imported here (about a second); `remap.continuum.algorithm1` imports
 this module on the first ``fast`` fit.
