@@ -193,6 +193,9 @@ def _make_items(inputs):
             stem = Path(str(obj)).stem or "spectrum"
         elif is_spectrum(obj) or _is_spectrum_list(obj):
             meta = getattr(obj, "meta", None) or {}
+            if _is_spectrum_list(obj):  # the file its spectra (beams) came from, if one
+                files = {str((s.meta or {}).get("file") or "") for s in obj}
+                meta = {"file": files.pop()} if len(files) == 1 else {}
             name = str(meta.get("file") or f"spectrum[{i}]")
             source = obj
             stem = Path(name).stem if meta.get("file") else f"spectrum-{i}"
@@ -244,6 +247,13 @@ def _fit_group(spectra, model, survey, batch_size):
 #: How remap.fit names its input (one spectrum, or an item of a batch) in its messages.
 _BATCH_LABEL = re.compile(r"^(spectra\[\d+\]|spectrum)(?= )")
 
+#: A batch label anywhere in a message, and the label a note starts with.
+_BATCH_INDEX = re.compile(r"\bspectra\[\d+\]")
+_NOTE_LABEL = re.compile(r"(^|; )(?:spectra\[\d+\]|spectrum)(?=[: ])")
+
+#: The note of remap.fit that says which range a star covers (and that no beam is in it).
+_COVERAGE_NOTE = re.compile(r"(spectra\[\d+\]|spectrum) covers .*$")
+
 
 def _status_of(result, j):
     """(status, error) of star ``j`` of a FitResult."""
@@ -252,7 +262,9 @@ def _status_of(result, j):
     flags = int(np.asarray(result.flags).reshape(-1)[j])
     if flags & int(Flag.NO_COVERAGE):
         message = result.messages[j] if len(result.messages) > j else ""
-        message = _BATCH_LABEL.sub("the spectrum", message)
+        # the star's notes are joined with "; "; the reason is the one about its coverage
+        coverage = _COVERAGE_NOTE.search(message)
+        message = _BATCH_LABEL.sub("the spectrum", coverage.group(0) if coverage else message)
         return "error", f"NoCoverage: {message or 'the spectrum overlaps no beam of the model'}"
     return ("flagged" if flags else "ok"), ""
 
@@ -331,6 +343,11 @@ def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress
     out["error"] = errors
     for name in table.colnames:
         out[name] = table[name]
+    if "message" in out.colnames and len(out):
+        # one row is one star: its place in a batch ("spectra[3]") means nothing here
+        out["message"] = [_BATCH_INDEX.sub("the spectrum",
+                                           _NOTE_LABEL.sub(r"\1the spectrum", str(m)))
+                          for m in out["message"]]
     out.meta.update(table.meta)
     out.meta["medium_assumed"] = assumed
     return out

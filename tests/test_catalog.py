@@ -172,7 +172,8 @@ def test_fit_files_isolates_a_bad_spectrum_in_a_batch(paths, reference):
     assert list(table["status"]) == ["ok", "error", "ok"] or \
         list(table["status"]) == ["flagged", "error", "flagged"]
     assert table["error"][1].startswith("SpectrumError")
-    assert list(table["file"]) == ["spectrum[0]", "spectrum[1]", "spectrum[2]"]
+    star = str(paths[[p.name for p in paths].index("star_00.fits")])
+    assert list(table["file"]) == [star, "spectrum[1]", star]  # read ones keep their file
     np.testing.assert_allclose(table["teff"][0].value, table["teff"][2].value)
 
 
@@ -222,7 +223,8 @@ def test_fit_catalog_accepts_spectra(client, paths, reference):
     spectra = [read_spectrum_file(p) for p in paths if p.name in GOOD]
     table = fit_catalog(spectra, client=client, partition_size=2)
     expected = reference[[os.path.basename(f) in GOOD for f in reference["file"]]]
-    assert list(table["file"]) == [f"spectrum[{i}]" for i in range(len(spectra))]
+    # spectra read from files keep the file's name (meta["file"])
+    assert list(table["file"]) == [str(p) for p in paths if p.name in GOOD]
     for head in ("teff", "logg", "feh"):
         np.testing.assert_allclose(table[head].value, expected[head].value, rtol=1e-6)
 

@@ -1244,7 +1244,6 @@ def read_spectrum(path, format=None, *, medium=None, fitter=None):
     if medium is not None:
         medium = validate_medium(medium, "medium")
     path = Path(path)
-    name = path.name
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if not path.is_file():
@@ -1258,15 +1257,33 @@ def read_spectrum(path, format=None, *, medium=None, fitter=None):
         return _result(_declare(spectra, path, reader, medium))
     if path.stat().st_size == 0:
         raise SpectrumFileError(f"{path}: the file is empty (0 bytes)")
+    # Readers of damaged files warn before they fail, and identification asks every
+    # reader: keep their warnings (as hints for the error) and make what happens
+    # independent of the caller's warning filters (pytest's "error", Dask workers').
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            spectra, fmt = _read_file(path, format, fitter)
+        except SpectrumFileError as exc:
+            hints = [_first_line(w.message) for w in caught
+                     if not issubclass(w.category, (DeprecationWarning, ResourceWarning))]
+            hint = f" (a reader warned: {hints[0]})" if hints and hints[0] not in str(exc) \
+                else ""
+            raise SpectrumFileError(f"{exc}{hint}") from None
+    return _result(_declare(spectra, path, fmt, medium))
+
+
+def _read_file(path, format, fitter):
+    """(spectra, format) of a non-empty file; SpectrumFileError naming every reader tried."""
+    name = path.name
     if format is not None:
         try:
-            spectra = _read_with(path, format, fitter)
+            return _read_with(path, format, fitter), format
         except io_registry.IORegistryError as exc:
             raise SpectrumFileError(f"{path}: {_first_line(exc)}") from None
         except (SpectrumFileError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise SpectrumFileError(f"{path}: the {format} reader failed: "
                                     f"{type(exc).__name__}: {_first_line(exc)}") from None
-        return _result(_declare(spectra, path, format, medium))
     problem = _fits_problem(path) if _is_fits(path) else None
     if problem is not None:
         raise SpectrumFileError(f"{path}: a damaged FITS file ({problem})")
@@ -1277,12 +1294,10 @@ def read_spectrum(path, format=None, *, medium=None, fitter=None):
         if fmt in fallbacks and not _READERS[fmt][1]("read", str(path), None, strict=False):
             continue
         try:
-            spectra = _read_with(path, fmt, fitter)
+            return _read_with(path, fmt, fitter), fmt
         except Exception as exc:  # noqa: BLE001 - readers raise anything on a bad file
             text = _first_line(exc).replace(f"{name}: ", "")
             tried.append(f"the {fmt} reader failed ({type(exc).__name__}: {text})")
-            continue
-        return _result(_declare(spectra, path, fmt, medium))
     if not tried:
         kind = "a FITS file" if _is_fits(path) else "a text file" if _is_text(path) else \
             "not FITS or text"
