@@ -44,9 +44,9 @@ True
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from ._util.validators import check_real
 
 __all__ = ["finite_difference_jacobian", "fisher_matrix", "bound_from_fisher",
            "cramer_rao_bound", "step_check"]
@@ -157,8 +157,7 @@ def fisher_matrix(jacobian, snr=1.0, *, sigma=None):
     j = np.asarray(jacobian, dtype=float)
     if j.ndim != 2:
         raise ValueError(f"jacobian must be 2-D (npix, k); received shape {j.shape}")
-    if not isinstance(snr, numbers.Real) or not np.isfinite(snr) or snr <= 0:
-        raise ValueError(f"snr must be a positive finite number; received snr={snr!r}")
+    check_real("snr", snr, 0, strict_min=True)
     if sigma is not None:
         s = np.asarray(sigma, dtype=float).reshape(-1)
         if s.size != j.shape[0] or np.any(s <= 0) or not np.all(np.isfinite(s)):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.resources
 
+from .spectra.io import read_beams
+
 __all__ = ["EXAMPLES", "PROVENANCE", "example_path", "load_example"]
 
 #: Example name -> (file name in ``remap/data/examples``, one-line description).
@@ -84,8 +86,6 @@ def load_example(name=_DEFAULT):
     >>> bool(beams["A"].meta["simulated"])
     True
     """
-    from .spectra.io import read_beams
-
     with importlib.resources.as_file(example_path(name)) as path:
         beams = read_beams(path)
     for spectrum in beams.values():

@@ -14,6 +14,7 @@ import math
 
 import astropy.units as u
 
+from .plugins import get_head
 from .plugins.hookspecs import hookimpl
 
 __all__ = ["HeadSpec", "TEFF", "LOGG", "FEH", "remap_heads", "resolve_heads"]
@@ -126,8 +127,6 @@ def resolve_heads(heads, *, what):
     remap.UnknownPluginError
         A name no plugin registers.
     """
-    from .plugins import get_head
-
     out = []
     for h in heads:
         if isinstance(h, str):

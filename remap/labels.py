@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_ndtr
 
-from .heads import HeadSpec
+from .heads import HeadSpec, resolve_heads
 
 __all__ = ["LabelBins", "LabelEncoder", "conflate"]
 
@@ -233,8 +233,6 @@ class LabelEncoder:
     """
 
     def __init__(self, heads, label_names):
-        from .heads import resolve_heads
-
         resolved = resolve_heads(heads, what="LabelEncoder")
         self.heads = tuple(resolved)
         self.label_names = tuple(str(n) for n in label_names)

@@ -27,11 +27,17 @@ same arguments give the same spectra.
 from __future__ import annotations
 
 import numbers
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
 from astropy.nddata import StdDevUncertainty
 from scipy.special import voigt_profile
+from specutils import Spectrum
+
+from ._util.validators import check_int, check_real
+from .examples import load_example
+from .spectra.io import write_beams
 
 __all__ = ["DEFAULT_FLUX_UNIT", "marvels_beam_a_grid", "make_test_spectra",
            "write_mixed_catalogue"]
@@ -64,10 +70,8 @@ def marvels_beam_a_grid(npix=4300, start=4850.0, step=0.1):
     ValueError
         ``npix`` is not an integer >= 16 or ``step`` is not positive.
     """
-    if not isinstance(npix, numbers.Integral) or npix < 16:
-        raise ValueError(f"npix must be an integer >= 16. Received: npix={npix!r}")
-    if not (isinstance(step, numbers.Real) and step > 0):
-        raise ValueError(f"step must be a positive number of Å. Received: step={step!r}")
+    npix = check_int("npix", npix, 16)
+    check_real("step", step, 0, strict_min=True)
     return float(start) + float(step) * np.arange(npix)
 
 
@@ -139,12 +143,9 @@ def make_test_spectra(n, npix=4300, snr=100, seed=0, *, n_lines=350, hbeta=True,
     >>> spectra.flux.shape, continuum.shape
     ((2, 4300), (2, 4300))
     """
-    from specutils import Spectrum
 
-    if not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be a positive integer. Received: n={n!r}")
-    if not isinstance(n_lines, numbers.Integral) or n_lines < 0:
-        raise ValueError(f"n_lines must be a non-negative integer. Received: n_lines={n_lines!r}")
+    n = check_int("n", n, 1)
+    n_lines = check_int("n_lines", n_lines, 0)
     if wavelength is None:
         wave = marvels_beam_a_grid(npix)
     else:
@@ -242,13 +243,6 @@ def write_mixed_catalogue(directory, *, two_beam, beam_a, corrupt, empty, text, 
     -------
     directory : `pathlib.Path`
     """
-    from pathlib import Path
-
-    from specutils import Spectrum
-
-    from .examples import load_example
-    from .spectra.io import write_beams
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -138,7 +138,7 @@ def test_unknown_keys_are_named(tmp_path, text, message):
     ("[data]\ndataset = 'x'\n[pretrain]\nlr_max = 'fast'\n",
      "[pretrain] lr_max must be a positive number or 'auto'; received 'fast' (str)"),
     ("[data]\ndataset = 'x'\nvalidation_fraction = 1.5\n",
-     "[data] validation_fraction must be a finite number > 0 and < 1; received 1.5"),
+     "[data] validation_fraction must be a finite number in (0, 1); received 1.5"),
     ("[data]\ndataset = 'x'\n[data.survey]\nsimulate = { set = 'stars' }\n",
      "[data.survey.simulate] set must be one of 'dwarfs', 'calibration', 'giants'"),
     ("[data]\ndataset = 'x'\n[network]\nmodules = 'big'\n", "[network]: NetworkConfig.modules"),

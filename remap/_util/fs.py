@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..exceptions import OutputError
 
-__all__ = ["atomic_path", "atomic_write_text", "sha256_of", "current_umask", "mkstemp",
+__all__ = ["atomic_path", "atomic_write_text", "fsync_dir", "sha256_of", "current_umask", "mkstemp",
            "mkdtemp", "check_output", "output_lock", "same_file"]
 
 
@@ -185,6 +185,24 @@ def atomic_write_text(path, text, *, prefix=None):
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def fsync_dir(path) -> None:
+    """Flush a directory's entries to disk (after a rename into it); errors are ignored.
+
+    Some file systems cannot open or fsync a directory; the rename itself is
+    atomic either way, only its durability across a power loss is at stake.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def sha256_of(path, chunk=1 << 20):

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
+from .._util.json import jsonable
 from ..exceptions import RemapError
+from ..plugins import get_library, get_survey
 
 __all__ = ["dataset", "parse_options"]
 
@@ -35,11 +37,6 @@ def parse_options(pairs, what="option"):
         except (ValueError, SyntaxError):
             out[key] = value.strip()
     return out
-
-
-def _jsonable(options):
-    """Options as JSON values (tuples become lists) for the manifest."""
-    return json.loads(json.dumps(options, default=str))
 
 
 @click.group("dataset")
@@ -88,8 +85,8 @@ def build_cmd(library_name, survey_name, out, n, use_grid, vary_alpha, seed, sha
     continuum-normalized (Gilda 2025, §3.3).  Re-running the same command
     after an interruption resumes it: complete shards are verified and kept.
     """
+    # imported on use: it loads h5py and the data-set code; `remap --help` stays fast
     from ..datasets import build_synthetic, draw_labels, grid_labels
-    from ..plugins import get_library, get_survey
 
     if (n is None) == (not use_grid):
         raise click.UsageError("give exactly one of --n N and --grid")
@@ -111,7 +108,7 @@ def build_cmd(library_name, survey_name, out, n, use_grid, vary_alpha, seed, sha
             out, library, survey, labels, seed=seed, shard_size=shard_size,
             beams=list(beams) or None, fitter=fitter_name, fitter_options=fit_opts,
             overwrite=overwrite, progress=progress, workers=workers, client=client,
-            config={"library_options": _jsonable(lib_opts),
+            config={"library_options": jsonable(lib_opts, default=str),
                     "labels": "grid" if use_grid else "uniform",
                     "vary_alpha": bool(vary_alpha)})
     except (RemapError, ValueError, TypeError) as exc:
@@ -146,6 +143,7 @@ def _echo_summary(out, summary):
 @click.option("--verify", is_flag=True, help="Check every shard's SHA-256.")
 def info_cmd(directory, verify):
     """Describe a data set: survey, beams, labels, shards, configuration."""
+    # imported on use: it loads h5py and the data-set code; `remap --help` stays fast
     from ..datasets import Dataset
     try:
         ds = Dataset(directory, verify=verify)
@@ -192,6 +190,7 @@ def simulate_cmd(out, which, n, seed, shard_size, fitter, library_options, overw
     wavelength and RV residuals, continuum distortions, spikes, SNR 50-200 and
     noisy labels (see remap.simulate).
     """
+    # imported on use: it loads h5py and the data-set code; `remap --help` stays fast
     from ..simulate import build_simulated
     try:
         summary = build_simulated(out, which, n=n, seed=seed, shard_size=shard_size,

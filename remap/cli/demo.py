@@ -20,8 +20,11 @@ from pathlib import Path
 
 import click
 import numpy as np
+from astropy.table import QTable
 
+from .._util.fs import atomic_path
 from ..exceptions import RemapError
+from ..model.cache import resolve_model as _resolve_model
 
 __all__ = ["PAPER_TABLE1", "PAPER_CITATION", "demo", "run_demo", "summarize",
            "format_table", "one_to_one_figure"]
@@ -155,11 +158,9 @@ def run_demo(out="remap-demo", n=30, seed=0, model=None, echo=print):
         plus the simulated label errors), ``result`` (`remap.FitResult`),
         ``truth``, ``catalogue``, ``files`` and ``seconds``.
     """
-    from astropy.table import QTable
-
-    from .._util.fs import atomic_path
+    # imported on use: the inference pipeline and the simulator take ~1 s to load;
+    # `remap --help` stays fast
     from ..inference import fit
-    from ..model.cache import resolve_model as _resolve_model
     from ..simulate import simulated_stars
 
     start = time.perf_counter()

@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 
 import click
+import numpy as np
 
 from .._util.fs import atomic_path
 from ..exceptions import RemapError
+from ..model.cache import resolve_model
 
 __all__ = ["evaluate_cmd", "embed_cmd", "parse_rows"]
 
@@ -40,7 +42,6 @@ def parse_rows(text):
 
 
 def _model(path):
-    from ..evaluation.report import resolve_model
     return resolve_model(path)
 
 
@@ -82,8 +83,7 @@ def evaluate_cmd(model_path, data_path, out, beams, truth, rows, batch_size):
     tables.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import numpy as np
-
+    # imported on use: it loads h5py and the data-set code; `remap --help` stays fast
     from ..evaluation.report import evaluate, resolve_dataset
     try:
         data = resolve_dataset(data_path)
@@ -152,6 +152,7 @@ def embed_cmd(model_path, data_path, out, beam, head, n, perplexity, seed, store
     space by that parameter.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # imported on use: it loads h5py and the data-set code; `remap --help` stays fast
     from ..evaluation.report import embed, resolve_dataset
     if stored and data_path is not None:
         raise click.UsageError("give either --data or --stored, not both")

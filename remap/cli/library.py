@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..libraries.fetch import default_cache_dir, fetch_phoenix
+
 __all__ = ["library", "fetch", "calibrate", "parse_range"]
 
 
@@ -89,8 +91,6 @@ def fetch(name, teff, logg, feh, alpha, dest, base_url, workers, retries, timeou
     Files already complete are skipped and interrupted downloads resume, so the
     command can simply be run again.  Exits with status 1 when any file failed.
     """
-    from ..libraries.fetch import default_cache_dir, fetch_phoenix
-
     try:
         report = fetch_phoenix(teff=teff, logg=logg, feh=feh, alpha=alpha, dest=dest,
                                base_url=base_url, workers=workers, progress=progress,
@@ -131,6 +131,7 @@ def calibrate(reference, output, holdout, window, labels, prior_sigma, iteration
     (``remap.libraries.calibrate.calibrate_linelist``; method in its docstring
     and on the training-data page) and writes the calibration CSV.
     """
+    # imported on use: the line-list library loads its atomic data; `remap --help` stays fast
     from ..libraries.calibrate import calibrate_linelist, read_reference
 
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..exceptions import RemapError
+from ..train.config import load_config
 
 __all__ = ["train"]
 
@@ -39,7 +40,8 @@ def train(config_path, out, stage, beams, resume, verbose):
     Re-running the same command resumes an interrupted run.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from ..train.config import load_config
+    # imported on use: the runner loads the data-set and simulation code; `remap --help`
+    # stays fast
     from ..train.runner import run_training
 
     try:

@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import numbers
+import time
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 from astropy.table import Table
+from tqdm import tqdm
 
+from .. import augment as aug
+from .._util.validators import check_int
+from ..augment import augment
+from ..continuum import normalize
+from ..heads import FEH, LOGG, TEFF
+from ..model.templates import build_templates, mean_spectra
+from ..plugins import get_continuum_fitter
+from ..spectra.validation import spectrum_class
 from .format import DatasetError, DatasetWriter
 
 __all__ = ["LIBRARY_LABELS", "draw_labels", "grid_labels", "label_point_seed", "build_synthetic",
@@ -48,8 +58,7 @@ def draw_labels(domain, n, seed, *, vary_alpha=False):
     labels : `~astropy.table.Table`
         Columns ``teff``, ``logg``, ``feh``, ``alpha``.
     """
-    if not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be an integer >= 1; received n={n!r}")
+    n = check_int("n", n, 1)
     lo = np.array([getattr(domain, k)[0] for k in LIBRARY_LABELS], dtype=float)
     hi = np.array([getattr(domain, k)[1] for k in LIBRARY_LABELS], dtype=float)
     values = lo + (hi - lo) * np.random.default_rng(seed).random((int(n), len(LIBRARY_LABELS)))
@@ -95,8 +104,6 @@ def label_point_seed(seed, index):
 
 def _augment_label_point(library, survey, beams, labels_row, index, seed, augment_options):
     """Rows of one label point: (flux by beam, mask by beam, samples table, lp seed)."""
-    from ..augment import augment
-
     spec = library.spectrum(**{k: float(labels_row[k]) for k in LIBRARY_LABELS})
     lp_seed = label_point_seed(seed, index)
     flux, mask, samples = {}, {}, None
@@ -117,11 +124,6 @@ def _normalize_shard(results, survey, beams, fitter):
     back with normalized flux (float32).  Uses :func:`remap.normalize`, the
     routine applied to observed spectra.
     """
-    import astropy.units as u
-
-    from ..continuum import normalize
-    from ..spectra.validation import spectrum_class
-
     Spectrum = spectrum_class()
     out = [(dict(f), dict(m), s, sd) for f, m, s, sd in results]
     for beam in beams:
@@ -302,22 +304,13 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
         ``n_label_points``, ``n_samples``, ``shards_written``, ``shards_skipped``,
         ``seconds`` (of this call) and ``samples_per_second``.
     """
-    import time
-
-    from tqdm import tqdm
-
-    from .. import augment as aug
-    from ..heads import FEH, LOGG, TEFF
-
-    if not isinstance(shard_size, numbers.Integral) or shard_size < 1:
-        raise ValueError(f"shard_size must be an integer >= 1; received {shard_size!r}")
+    shard_size = check_int("shard_size", shard_size, 1)
     beams = list(survey.beams) if beams is None else list(beams)
     for beam in beams:
         if beam not in survey.beams:
             raise DatasetError(f"survey {survey.name!r} has no beam {beam!r}; beams: "
                                f"{list(survey.beams)}")
-    if not isinstance(workers, numbers.Integral) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1; received {workers!r}")
+    workers = check_int("workers", workers, 1)
     options = {"resolutions": list(aug.DEFAULT_RESOLUTIONS if resolutions is None
                                    else resolutions),
                "noise_levels": list(aug.DEFAULT_NOISE_LEVELS if noise_levels is None
@@ -325,7 +318,6 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
                "draws": int(aug.DEFAULT_DRAWS if draws is None else draws)}
     fitter_obj = None
     if fitter is not None:
-        from ..plugins import get_continuum_fitter
         fitter_obj = (get_continuum_fitter(fitter, **(fitter_options or {}))
                       if isinstance(fitter, str) else fitter)
     fitter_record = None if fitter_obj is None else {
@@ -344,7 +336,6 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
             raise ValueError("the partial-coverage augmentation needs a continuum fitter (it "
                              "in-paints normalized spectra)")
         coverage = {k: float(coverage[k]) for k in ("probability", "max_fraction")}
-        from ..model.templates import build_templates, mean_spectra
         fill = mean_spectra(build_templates(library, survey, beams, fitter=fitter_obj,
                                             resolution=float(np.median(options["resolutions"]))))
     full_config = {"kind": "synthetic", "library": library.name, "seed": int(seed),

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import numbers
 import os
 from pathlib import Path
 
@@ -59,6 +58,8 @@ import numpy as np
 from astropy.table import Table
 
 from .._util.fs import atomic_write_text, mkstemp, sha256_of
+from .._util.json import jsonable
+from .._util.validators import check_int, check_seed
 from ..exceptions import RemapError
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "DEFAULT_METADATA_FIELDS",
@@ -90,11 +91,6 @@ def shard_name(index):
 
 def _atomic_write_text(path, text):
     atomic_write_text(path, text, prefix=_TMP_PREFIX + Path(path).name + ".")
-
-
-def _jsonable(obj):
-    """Round-trip ``obj`` through JSON (to compare configurations as stored)."""
-    return json.loads(json.dumps(obj, sort_keys=True))
 
 
 def _grid_values(grid):
@@ -188,7 +184,7 @@ class DatasetWriter:
                                 "grid": g.tolist()} for b, g in self.grids.items()},
                   "labels": label_names, "label_units": label_units,
                   "metadata_fields": fields, "config": config or {}}
-        self.header = _jsonable(header)
+        self.header = jsonable(header, what="data-set header", error=DatasetError)
         self.directory.mkdir(parents=True, exist_ok=True)
         for stale in self.directory.glob(_TMP_PREFIX + "*"):
             stale.unlink()
@@ -261,11 +257,8 @@ class DatasetWriter:
 
     def shard(self, index, n):
         """A `ShardWriter` for shard ``index`` of ``n`` samples (use it as a context manager)."""
-        if not isinstance(index, numbers.Integral) or index < 0:
-            raise ValueError(f"shard index must be an integer >= 0; received {index!r}")
-        if not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"a shard needs n >= 1 samples; received n={n!r}")
-        return ShardWriter(self, int(index), int(n))
+        index = check_int("shard index", index, 0)
+        return ShardWriter(self, index, check_int("n", n, 1))
 
     def _commit(self, index, tmp_path, n):
         final = self.directory / shard_name(index)
@@ -281,7 +274,8 @@ class DatasetWriter:
     def finish(self, **summary):
         """Mark the set complete and store ``summary`` (JSON values) in the manifest."""
         self.manifest["complete"] = True
-        self.manifest["summary"] = _jsonable(summary)
+        self.manifest["summary"] = jsonable(summary, "summary", what="manifest",
+                                            error=DatasetError)
         self._write_manifest()
 
 
@@ -633,11 +627,9 @@ class Dataset:
         import tensorflow as tf
 
         self._check_beam(beam)
-        for name, value in (("batch_size", batch_size), ("block_size", block_size)):
-            if not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; received {name}={value!r}")
-        if not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0; received seed={seed!r}")
+        check_int("batch_size", batch_size, 1)
+        check_int("block_size", block_size, 1)
+        check_seed(seed)
         if indices is None:
             idx = np.arange(len(self))
         else:

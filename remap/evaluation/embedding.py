@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from .._util.validators import check_int, check_real, check_seed
 
 from .metrics import EvaluationError
 from .report import _check_beams, _predict_dataset, resolve_dataset, resolve_model
@@ -132,11 +132,10 @@ def embed(model=None, data=None, *, beam=None, head=None, n=2000, perplexity=30.
         Missing data, unknown beam or head, a grid mismatch, no embeddings, or
         a perplexity not smaller than the number of spectra.
     """
-    for name, value, low in (("n", n, 2), ("seed", seed, 0), ("batch_size", batch_size, 1)):
-        if not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}; received {name}={value!r}")
-    if not (isinstance(perplexity, numbers.Real) and perplexity > 0):
-        raise ValueError(f"perplexity must be a number > 0; received perplexity={perplexity!r}")
+    check_int("n", n, 2)
+    check_seed(seed)
+    check_int("batch_size", batch_size, 1)
+    check_real("perplexity", perplexity, 0, strict_min=True)
     model = resolve_model(model)
     beam = model.beams[0] if beam is None else beam
     if beam not in model.beams:

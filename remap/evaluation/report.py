@@ -42,13 +42,15 @@ network's embeddings to two dimensions with t-SNE (van der Maaten & Hinton
 from __future__ import annotations
 
 import math
-import numbers
 from pathlib import Path
 
 import astropy.units as u
 import numpy as np
 
+from .._util.validators import check_int
+from ..datasets import Dataset
 from ..labels import LabelBins, conflate
+from ..model.cache import resolve_model as _resolve_model
 from .metrics import (CONFLATED, DEFAULT_LEVELS, METRIC_NAMES, PAPER_TABLE1, EvaluationError,
                       _check_pmf, _decimals, coverage, parameter_metrics, pit)
 
@@ -356,8 +358,7 @@ class EvaluationReport:
         """
         from matplotlib.figure import Figure
         source = self._check_source(source)
-        if not isinstance(pit_bins, numbers.Integral) or pit_bins < 2:
-            raise ValueError(f"pit_bins must be an integer >= 2; received pit_bins={pit_bins!r}")
+        pit_bins = check_int("pit_bins", pit_bins, 2)
         levels = np.asarray(levels, dtype=float)
         ncol = len(self.parameters)
         fig = Figure(figsize=figsize or (4.0 * ncol, 7.0), layout="constrained")
@@ -428,13 +429,11 @@ def resolve_model(model=None):
     The rules of :func:`remap.fit`: None gives :func:`remap.default_model`, a
     path is loaded once per process (:func:`remap.model.cache.cached_model`).
     """
-    from ..model.cache import resolve_model
-    return resolve_model(model)
+    return _resolve_model(model)
 
 
 def resolve_dataset(data):
     """A `~remap.datasets.Dataset` from a data set or its directory; empty sets are refused."""
-    from ..datasets import Dataset
     if isinstance(data, (str, Path)):
         data = Dataset(data)
     elif not isinstance(data, Dataset):
@@ -589,9 +588,7 @@ def evaluate(model, data, *, beams=None, batch_size=256, truth="labels", indices
     a star whose spectrum in a beam has no finite, unmasked pixel gets no
     prediction from that beam (its conflated PMF comes from the other beams).
     """
-    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1; received batch_size="
-                         f"{batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, 1)
     data = resolve_dataset(data)
     model = resolve_model(model)
     beams = _check_beams(model, data, beams)

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._util.validators import check_int
+from .._version import __version__
 from ..exceptions import RemapError
 from .phoenix import GRID_NAME, WAVE_FILE_NAME, grid_relative_path
 
@@ -374,13 +376,10 @@ def download_file(url, path, *, timeout=60.0, retries=4, backoff=1.0, on_bytes=N
         HTTP 404 or another client error (not retried), or the file is still
         incomplete after ``retries`` retries; ``status`` holds the HTTP code.
     """
-    from .. import __version__
-
     path = Path(path)
     if _is_complete_fits(path):
         return "skipped", 0
-    if not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be an integer >= 0; received: {retries!r}")
+    retries = check_int("retries", retries, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     stop = threading.Event() if stop is None else stop
@@ -449,8 +448,7 @@ def fetch_phoenix(teff=(3000, 7000), logg=(1.0, 5.5), feh=(-2.0, 1.0), alpha=0.0
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers must be a positive integer; received: {workers!r}")
+    workers = check_int("workers", workers, 1)
     url = resolve_base_url(base_url)
     points = phoenix_points(teff, logg, feh, alpha)
     dest = Path(os.path.expanduser(os.fspath(dest))) if dest is not None else default_cache_dir()

@@ -35,7 +35,6 @@ the bytes of the cut.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import re
 from pathlib import Path
@@ -45,7 +44,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from .._util.validators import wavelength_range
+from .._util.validators import check_real, wavelength_range
 from ..exceptions import RemapError
 from ..plugins.hookspecs import hookimpl
 from .base import Domain, SyntheticLibrary
@@ -133,8 +132,7 @@ class WaveRangeError(PhoenixError):
 
 def _exact(value, decimals, what):
     """``value`` as a float, refusing values that need more than ``decimals`` decimals."""
-    if not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ValueError(f"{what} must be a finite number; received: {value!r}")
+    check_real(what, value)
     rounded = round(float(value), decimals)
     if abs(rounded - float(value)) > 1e-6:
         raise ValueError(f"{what}={value!r} cannot be written in a PHOENIX file name, which "
@@ -465,9 +463,7 @@ class PhoenixLibrary(SyntheticLibrary):
                 f"PHOENIX directory {self.directory} does not exist; download the grid with "
                 "'remap library fetch phoenix' or point 'directory' at a copy of the "
                 "Göttingen HiResFITS folder")
-        if not isinstance(margin, numbers.Real) or not margin >= 0 or math.isinf(margin):
-            raise ValueError(f"margin must be a finite number of Å >= 0; received: {margin!r}")
-        self.margin = float(margin)
+        self.margin = check_real("margin", margin, 0)
         self._requested = (None if wave_range is None else tuple(
             float(v) for v in wavelength_range(wave_range, default_unit=u.AA).value))
         self._grid = self._discover()
@@ -675,8 +671,7 @@ class PhoenixLibrary(SyntheticLibrary):
     def _lookup(self, teff, logg, feh, alpha):
         labels = {"teff": teff, "logg": logg, "feh": feh, "alpha": alpha}
         for k, v in labels.items():
-            if not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
-                raise ValueError(f"{k} must be a finite number; received: {v!r}")
+            check_real(k, v)
         arr = {k: np.asarray(self._grid[k], dtype=float) for k in _LABELS}
         match = np.ones(len(self._grid), dtype=bool)
         for k in _LABELS:

@@ -8,10 +8,11 @@ them save to and load from ``.keras`` files with ``safe_mode=True``.
 from __future__ import annotations
 
 import math
-import numbers
 
 import keras
 from keras import ops
+
+from .._util.validators import check_int, check_real, is_real
 
 __all__ = ["TemperatureScaling", "L2Normalize", "ResidualModule"]
 
@@ -39,14 +40,11 @@ class TemperatureScaling(keras.layers.Layer):
 
     def __init__(self, initial=1.0, minimum=1e-3, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(minimum, numbers.Real) or not math.isfinite(minimum) or minimum <= 0:
-            raise ValueError(f"minimum must be a finite number > 0; received minimum={minimum!r}")
-        if (not isinstance(initial, numbers.Real) or not math.isfinite(initial)
-                or initial <= minimum):
+        self.minimum = check_real("minimum", minimum, 0, strict_min=True)
+        if not (is_real(initial) and initial > minimum):
             raise ValueError(f"initial must be a finite number > minimum={minimum}; "
                              f"received initial={initial!r}")
         self.initial = float(initial)
-        self.minimum = float(minimum)
 
     def build(self, input_shape):
         self.raw_temperature = self.add_weight(
@@ -83,12 +81,8 @@ class L2Normalize(keras.layers.Layer):
 
     def __init__(self, axis=-1, epsilon=1e-12, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
-            raise ValueError(f"axis must be an integer; received axis={axis!r}")
-        if not isinstance(epsilon, numbers.Real) or not epsilon > 0:
-            raise ValueError(f"epsilon must be a number > 0; received epsilon={epsilon!r}")
-        self.axis = int(axis)
-        self.epsilon = float(epsilon)
+        self.axis = check_int("axis", axis)
+        self.epsilon = check_real("epsilon", epsilon, 0, strict_min=True)
 
     def call(self, inputs):
         sq = ops.sum(ops.square(inputs), axis=self.axis, keepdims=True)
@@ -132,13 +126,9 @@ class ResidualModule(keras.layers.Layer):
         super().__init__(**kwargs)
         for key, value in (("filters", filters), ("kernel_size", kernel_size),
                            ("strides", strides)):
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{key} must be an integer >= 1; received {key}={value!r}")
-        if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1); received dropout={dropout!r}")
-        if not isinstance(momentum, numbers.Real) or not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be a number in [0, 1); "
-                             f"received momentum={momentum!r}")
+            check_int(key, value, 1)
+        check_real("dropout", dropout, 0, 1, strict_max=True)
+        check_real("momentum", momentum, 0, 1, strict_max=True)
         if projection not in (None, True, False):
             raise ValueError(f"projection must be None, True or False; "
                              f"received projection={projection!r}")

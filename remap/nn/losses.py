@@ -10,11 +10,10 @@ average over the labelled rows only (a batch with none gives 0, not NaN).
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import keras
 from keras import ops
+
+from .._util.validators import check_int, check_real
 
 __all__ = ["MaskedFocalLoss", "TripletLoss", "row_mask", "masked_reduce"]
 
@@ -69,16 +68,6 @@ class _MaskedLoss(keras.losses.Loss):
         return masked_reduce(losses, mask, sample_weight, self.reduction)
 
 
-def _check_real(name, value, low=None, low_inclusive=True):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value >= low if low_inclusive else value > low
-    if not ok:
-        bound = "" if low is None else f" {'>=' if low_inclusive else '>'} {low}"
-        raise ValueError(f"{name} must be a finite number{bound}; received {name}={value!r}")
-    return float(value)
-
-
 @keras.saving.register_keras_serializable(package="remap")
 class MaskedFocalLoss(_MaskedLoss):
     """Focal loss (Lin et al. 2017) on soft PMF labels, skipping rows with NaN labels.
@@ -110,9 +99,9 @@ class MaskedFocalLoss(_MaskedLoss):
     def __init__(self, gamma=2.0, alpha=0.25, from_logits=False, label_smoothing=0.0,
                  name="masked_focal", reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.gamma = _check_real("gamma", gamma, 0.0)
-        self.alpha = _check_real("alpha", alpha, 0.0, low_inclusive=False)
-        self.label_smoothing = _check_real("label_smoothing", label_smoothing, 0.0)
+        self.gamma = check_real("gamma", gamma, 0.0)
+        self.alpha = check_real("alpha", alpha, 0.0, strict_min=True)
+        self.label_smoothing = check_real("label_smoothing", label_smoothing, 0.0)
         if self.label_smoothing > 1:
             raise ValueError(f"label_smoothing must lie in [0, 1]; "
                              f"received label_smoothing={label_smoothing!r}")
@@ -176,11 +165,8 @@ class TripletLoss(_MaskedLoss):
     def __init__(self, margin=0.2, n_bins=None, mining="batch_hard", name="triplet",
                  reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.margin = _check_real("margin", margin, 0.0, low_inclusive=False)
-        if n_bins is not None and (not isinstance(n_bins, numbers.Integral)
-                                   or isinstance(n_bins, bool) or n_bins < 2):
-            raise ValueError(f"n_bins must be None or an integer >= 2; received n_bins={n_bins!r}")
-        self.n_bins = None if n_bins is None else int(n_bins)
+        self.margin = check_real("margin", margin, 0.0, strict_min=True)
+        self.n_bins = None if n_bins is None else check_int("n_bins", n_bins, 2)
         if mining not in self.MINING:
             raise ValueError(f"mining must be one of {self.MINING}; received mining={mining!r}")
         self.mining = mining

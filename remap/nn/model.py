@@ -23,11 +23,12 @@ speed on a CPU (see `NetworkConfig`).
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import re
 
 import keras
 
+from .._util.validators import check_int, check_real, is_int
+from ..heads import resolve_heads
 from .layers import L2Normalize, ResidualModule, TemperatureScaling
 from .losses import MaskedFocalLoss, TripletLoss
 
@@ -41,7 +42,7 @@ _RESERVED = ("stem", "module_", "pooled", "flux")
 
 
 def _is_int(value, low):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+    return is_int(value) and value >= low
 
 
 @dataclasses.dataclass
@@ -108,15 +109,10 @@ class NetworkConfig:
         for key in ("stem_filters", "stem_kernel", "stem_strides", "stem_pool",
                     "blocks_per_stage", "kernel_size", "embedding_size", "dense_units"):
             value = getattr(self, key)
-            if not _is_int(value, 1):
-                raise ValueError(f"NetworkConfig.{key} must be an integer >= 1; "
-                                 f"received {key}={value!r}")
+            check_int(f"NetworkConfig.{key}", value, 1)
         for key in ("dropout", "head_dropout", "bn_momentum"):
             value = getattr(self, key)
-            if (not isinstance(value, numbers.Real) or isinstance(value, bool)
-                    or not 0.0 <= value < 1.0):
-                raise ValueError(f"NetworkConfig.{key} must be a number in [0, 1); "
-                                 f"received {key}={value!r}")
+            check_real(f"NetworkConfig.{key}", value, 0, 1, strict_max=True)
         if isinstance(self.modules, (str, bytes)) or not hasattr(self.modules, "__iter__"):
             raise ValueError(f"NetworkConfig.modules must be a sequence of (filters, strides) "
                              f"pairs; received modules={self.modules!r}")
@@ -172,8 +168,6 @@ class NetworkConfig:
 
 
 def _resolve_heads(heads):
-    from ..heads import resolve_heads
-
     out = resolve_heads(heads, what="build_model")
     for h in out:
         if any(h.name.startswith(r) for r in _RESERVED):
@@ -211,8 +205,7 @@ def build_model(config, heads, npix, *, name="remap"):
     """
     config = NetworkConfig() if config is None else NetworkConfig.from_dict(config)
     heads = _resolve_heads(heads)
-    if not _is_int(npix, 2):
-        raise ValueError(f"npix must be an integer >= 2; received npix={npix!r}")
+    check_int("npix", npix, 2)
     if npix < config.downsampling():
         raise ValueError(f"npix={npix} is shorter than the network's total downsampling "
                          f"factor {config.downsampling()} (stem stride x pool x module strides)")
@@ -312,9 +305,7 @@ def compile_model(model, heads, *, optimizer, triplet_weight=0.001, use_triplet=
         The same model, compiled.  Train it on ``(flux, expand_targets(pmfs))``.
     """
     heads = _resolve_heads(heads)
-    if not isinstance(triplet_weight, numbers.Real) or not triplet_weight >= 0:
-        raise ValueError(f"triplet_weight must be a number >= 0; "
-                         f"received triplet_weight={triplet_weight!r}")
+    check_real("triplet_weight", triplet_weight, 0)
     model_heads = head_names(model)
     names = [h.name for h in heads]
     if sorted(names) != sorted(model_heads):

@@ -22,6 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from .._util.fs import fsync_dir
 from .._util.validators import check_int
 
 __all__ = ["StochasticWeightAveraging", "EpochCheckpoint", "recompute_batchnorm",
@@ -373,19 +374,6 @@ def _to_float(value):
         return None
 
 
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(directory, epoch, model, *, swa=None, history=(), settings=None,
                     save_model=True):
     """Write the training state after ``epoch`` completed epochs, atomically.
@@ -451,7 +439,7 @@ def save_checkpoint(directory, epoch, model, *, swa=None, history=(), settings=N
             json.dump(meta, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():
             trash = directory / f".old-{final.name}-{os.getpid()}"
             os.replace(final, trash)
@@ -459,7 +447,7 @@ def save_checkpoint(directory, epoch, model, *, swa=None, history=(), settings=N
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import numbers
 import tomllib
 from pathlib import Path
 
+from .._util.validators import bounds_text, check_real, is_int, is_real
 from ..exceptions import RemapError
+from ..plugins import list_heads
+
+# remap.nn is imported inside the functions that
+# use them: this module loads without TensorFlow.
 
 __all__ = ["ConfigError", "BuildConfig", "SimulateConfig", "SurveyDataConfig", "DataConfig",
            "LossConfig", "FindLRConfig", "PretrainConfig", "FinetuneConfig", "CVConfig",
@@ -73,23 +76,9 @@ class _Bad(Exception):
         self.expected = expected
 
 
-def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_real(v):
-    return (isinstance(v, numbers.Real) and not isinstance(v, bool)
-            and math.isfinite(float(v)))
-
-
 def _int(minimum=None, maximum=None):
-    bounds = ""
-    if minimum is not None and maximum is not None:
-        bounds = f" in [{minimum}, {maximum}]"
-    elif minimum is not None:
-        bounds = f" >= {minimum}"
-    return _Check(f"an integer{bounds}",
-                  lambda v: _is_int(v) and (minimum is None or v >= minimum)
+    return _Check(f"an integer{bounds_text(minimum, maximum)}",
+                  lambda v: is_int(v) and (minimum is None or v >= minimum)
                   and (maximum is None or v <= maximum), int)
 
 
@@ -100,22 +89,14 @@ def _opt_int(minimum=None):
 
 
 def _real(low=None, high=None, *, low_open=False, high_open=False):
-    parts = []
-    if low is not None:
-        parts.append(f"{'>' if low_open else '>='} {low:g}")
-    if high is not None:
-        parts.append(f"{'<' if high_open else '<='} {high:g}")
-
     def ok(v):
-        if not _is_real(v):
-            return False
-        v = float(v)
-        if low is not None and (v <= low if low_open else v < low):
-            return False
-        if high is not None and (v >= high if high_open else v > high):
+        try:
+            check_real("value", v, low, high, strict_min=low_open, strict_max=high_open)
+        except ValueError:
             return False
         return True
-    return _Check("a finite number" + (" " + " and ".join(parts) if parts else ""), ok, float)
+    return _Check("a finite number" + bounds_text(low, high, strict_min=low_open,
+                                                  strict_max=high_open), ok, float)
 
 
 def _bool():
@@ -136,7 +117,7 @@ def _opt_str():
 
 def _lr_or(word):
     return _Check(f"a positive number or {word!r}",
-                  lambda v: v == word or (_is_real(v) and float(v) > 0),
+                  lambda v: v == word or (is_real(v) and float(v) > 0),
                   lambda v: v if v == word else float(v))
 
 
@@ -694,7 +675,6 @@ def _check_consistency(cfg, source):
         _fail(source, "", f"[find_lr] lr_start must be smaller than lr_end; received "
               f"lr_start={cfg.find_lr.lr_start!r}, lr_end={cfg.find_lr.lr_end!r}")
     if cfg.heads is not None:
-        from .. import list_heads
         known = list(list_heads())
         for h in cfg.heads:
             if h not in known:

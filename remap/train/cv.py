@@ -27,6 +27,11 @@ import numpy as np
 from astropy.table import Table
 
 from .._util.validators import check_int, check_seed
+from ..labels import LabelEncoder
+from ..plugins import get_head, list_heads
+
+# remap.nn and the TensorFlow parts of remap.train are imported inside the functions that
+# use them: this module loads without TensorFlow.
 
 __all__ = ["tf_pipeline", "sample_groups", "make_folds", "split_groups", "eager_loss",
            "cross_validate", "best_architecture"]
@@ -59,7 +64,6 @@ def tf_pipeline(dataset, beam, heads, batch_size, *, indices=None, shuffle=True,
     """
     import tensorflow as tf
 
-    from ..labels import LabelEncoder
     from ..nn.model import expand_targets
 
     encoder = LabelEncoder(heads, dataset.label_names)
@@ -209,7 +213,6 @@ def cross_validate(dataset, beam, architectures, k=10, *, epochs=5, batch_size=6
     import keras
 
     from ..nn.model import build_model, compile_model
-    from ..plugins import get_head, list_heads
     from .loop import StageSchedule, train_stage
 
     if not isinstance(architectures, dict) or not architectures:

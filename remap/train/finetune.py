@@ -29,6 +29,7 @@ from __future__ import annotations
 import keras
 
 from .._util.validators import check_real
+from ..nn.model import module_layers
 from .loop import _SCHEDULE_FIELDS, StageSchedule, train_stage
 
 __all__ = ["HEADS_GROUP", "STEM_GROUP", "parameter_groups", "group_factor",
@@ -47,7 +48,6 @@ _FINETUNE_SCHEDULE = {"epochs_per_cycle": 30, "n_cycles": 1, "steps_per_epoch": 
 
 
 def _module_layers(model):
-    from ..nn.model import module_layers
     groups = module_layers(model)
     if len(groups) < 2:
         raise ValueError(f"model {model.name!r} has {len(groups)} layer groups; a remap "

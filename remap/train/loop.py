@@ -28,6 +28,7 @@ import keras
 
 from .._util.fs import mkstemp
 from .._util.validators import check_int, check_real, is_int
+from ..nn.model import compile_model, head_names
 from .callbacks import (CheckpointError, EpochCheckpoint, StochasticWeightAveraging,
                         latest, load_checkpoint)
 from .schedules import CosineRestarts
@@ -527,8 +528,6 @@ def train_stage(model, train_ds, val_ds, schedule: StageSchedule | None = None, 
     with strategy.scope():
         optimizer = factory(lr_schedule)
         if heads is not None or compile_options:
-            from ..nn.model import compile_model, head_names
-
             compile_model(model, head_names(model) if heads is None else heads,
                           optimizer=optimizer, **dict(compile_options or {}))
         else:

@@ -53,13 +53,20 @@ import numpy as np
 
 from ..datasets import Dataset, DatasetError, build_synthetic, draw_labels, grid_labels
 from ..labels import LabelEncoder
-from ..plugins import get_head, get_library, get_survey, list_heads
+from ..model.artifact import compute_embeddings, save_model
+from ..model.templates import build_templates
+from ..plugins import get_continuum_fitter, get_head, get_library, get_survey, list_heads
 from ..simulate import SimulationConfig, build_simulated
 from ..exceptions import RemapError
 from .._util.fs import atomic_path, atomic_write_text
+from .._util.json import json_default
 from .._util.validators import wavelength_range
 from .._util.stats import mad_sigma
 from .config import STAGES, TrainConfig, load_config
+from .cv import cross_validate, sample_groups, split_groups, tf_pipeline
+
+# remap.nn and the TensorFlow parts of remap.train are imported inside the functions that
+# use them: this module loads without TensorFlow.
 
 __all__ = ["RunnerError", "TrainRunner", "run_training", "RUN_ORDER"]
 
@@ -79,18 +86,8 @@ def _atomic_write_text(path, text):
 
 
 def _write_json(path, obj):
-    _atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=_json_default)
+    _atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=json_default)
                        + "\n")
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 def _read_json(path):
@@ -101,7 +98,7 @@ def _read_json(path):
 
 
 def _digest(obj):
-    text = json.dumps(obj, sort_keys=True, default=_json_default)
+    text = json.dumps(obj, sort_keys=True, default=json_default)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -331,7 +328,6 @@ class TrainRunner:
     def split(self, which):
         """(train, validation) sample indices of the ``"train"`` or ``"survey"`` set (seeded)."""
         if which not in self._splits:
-            from .cv import sample_groups, split_groups
             if which == "train":
                 ds, frac = self.training_set(), self.config.data.validation_fraction
                 groups = sample_groups(ds)
@@ -345,7 +341,6 @@ class TrainRunner:
         return self._splits[which]
 
     def _pipelines(self, dataset, which, beam, heads, batch_size, seed):
-        from .cv import tf_pipeline
         tr, va = self.split(which)
         train = tf_pipeline(dataset, beam, heads, batch_size, indices=tr, shuffle=True,
                             seed=seed, drop_remainder=tr.size > batch_size)
@@ -586,8 +581,6 @@ class TrainRunner:
 
     def cross_validate(self, beam):
         """Run the ``[cv]`` cross-validation on a beam; write and return the table."""
-        from .cv import cross_validate
-
         cfg = self.config
         c = cfg.cv
         archs = dict(c.architectures) or {"network": dict(cfg.network)}
@@ -707,7 +700,6 @@ class TrainRunner:
 
     def embeddings(self, beam, model):
         """Embeddings of a seeded sample of the training split (for the artifact)."""
-        from ..model.artifact import compute_embeddings
         n = self.config.artifact.embeddings_sample
         if n == 0:
             return None
@@ -834,9 +826,6 @@ class TrainRunner:
         training set records, at each beam's resolution: the radial-velocity
         templates and the in-painting mean of the fitting pipeline.
         """
-        from ..model.templates import build_templates
-        from ..plugins import get_continuum_fitter, get_library, get_survey
-
         lib = manifest.get("library") or {}
         if not lib.get("name"):
             self.echo("artifact: the training set records no library; no templates stored")
@@ -862,8 +851,6 @@ class TrainRunner:
         ``--beam B`` ends with an artifact holding both.
         """
         import keras
-
-        from ..model.artifact import save_model
 
         models = dict(finals)
         for beam in self.config.beams:

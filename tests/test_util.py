@@ -1,0 +1,109 @@
+"""Tests of remap._util: the shared scalar validators, the JSON coercion and the fs helpers."""
+
+import json
+import math
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from remap._util import fs
+from remap._util.json import json_default, jsonable
+from remap._util.validators import (bounds_text, check_choice, check_int, check_real,
+                                    check_seed, is_int, is_real)
+
+
+# --------------------------------------------------------------------------- validators
+
+@pytest.mark.parametrize("value, expected", [
+    (3, True), (np.int64(3), True), (np.uint8(0), True), (True, False), (np.bool_(1), False),
+    (3.0, False), ("3", False), (None, False)])
+def test_is_int(value, expected):
+    assert is_int(value) is expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1.5, True), (np.float32(2), True), (3, True), (math.inf, False), (math.nan, False),
+    (False, False), ("1", False), (None, False), (1 + 0j, False)])
+def test_is_real(value, expected):
+    assert is_real(value) is expected
+
+
+def test_check_int_returns_a_python_int_and_names_the_bad_value():
+    out = check_int("n", np.int32(4), 1, 9)
+    assert out == 4 and type(out) is int
+    for value, bounds, message in [
+            (0, (1, None), "n must be an integer >= 1; received n=0"),
+            (10, (1, 9), "n must be an integer in [1, 9]; received n=10"),
+            (5, (None, 4), "n must be an integer <= 4; received n=5"),
+            (2.0, (None, None), "n must be an integer; received n=2.0"),
+            (True, (0, None), "n must be an integer >= 0; received n=True")]:
+        with pytest.raises(ValueError) as info:
+            check_int("n", value, *bounds)
+        assert str(info.value) == message
+
+
+def test_check_real_bounds_open_and_closed():
+    out = check_real("beta", np.float32(0.5), 0, 1, strict_max=True)
+    assert out == 0.5 and type(out) is float
+    assert check_real("x", 0, 0) == 0.0
+    for value, kwargs, message in [
+            (1.0, {"minimum": 0, "maximum": 1, "strict_max": True},
+             "beta must be a finite number in [0, 1); received beta=1.0"),
+            (0, {"minimum": 0, "strict_min": True},
+             "beta must be a finite number > 0; received beta=0"),
+            (2, {"maximum": 1, "strict_max": True},
+             "beta must be a finite number < 1; received beta=2"),
+            (math.inf, {}, "beta must be a finite number; received beta=inf"),
+            ("0.5", {}, "beta must be a finite number; received beta='0.5'")]:
+        with pytest.raises(ValueError) as info:
+            check_real("beta", value, **kwargs)
+        assert str(info.value) == message
+
+
+def test_check_choice_seed_and_error_class():
+    assert check_choice("rule", "minimum", ("steepest", "minimum")) == "minimum"
+    with pytest.raises(ValueError, match="rule must be one of 'steepest', 'minimum'; received "
+                                         "rule='max'"):
+        check_choice("rule", "max", ["steepest", "minimum"])
+    assert check_seed(np.int64(7)) == 7
+    with pytest.raises(ValueError, match="seed must be an integer >= 0; received seed=-1"):
+        check_seed(-1)
+    with pytest.raises(TypeError, match="k must be an integer >= 2"):
+        check_int("k", 1, 2, error=TypeError)
+    assert bounds_text() == "" and bounds_text(0, 1, strict_min=True) == " in (0, 1]"
+
+
+# --------------------------------------------------------------------------- json
+
+def test_jsonable_coerces_numpy_paths_quantities_and_non_finite_floats():
+    value = {"a": np.float32(1.5), "b": np.arange(3), "c": (np.int64(2), Path("x/y")),
+             "d": np.bool_(True), "e": 3 * u.AA, "f": [math.nan, math.inf], "g": {"h": None},
+             "i": u.km}
+    out = jsonable(value)
+    assert out == {"a": 1.5, "b": [0, 1, 2], "c": [2, "x/y"], "d": True,
+                   "e": {"value": 3.0, "unit": "Angstrom"}, "f": [None, None],
+                   "g": {"h": None}, "i": "km"}
+    json.dumps(out, allow_nan=False)
+    assert type(out["a"]) is float and type(out["c"][0]) is int
+    with pytest.raises(TypeError, match=r"JSON value at x\[1\] is a object, which cannot be "
+                                        r"stored as JSON: <object"):
+        jsonable({"x": [1, object()]})
+    with pytest.raises(ValueError, match="manifest keys must be strings; received 4 at beams"):
+        jsonable({"beams": {4: 1}}, what="manifest", error=ValueError)
+    assert jsonable({"x": object()}, default=lambda o: type(o).__name__) == {"x": "object"}
+    assert json.dumps({"n": np.int64(3), "p": Path("a")}, default=json_default) == \
+        '{"n": 3, "p": "a"}'
+    with pytest.raises(TypeError, match="set is not JSON serializable"):
+        json.dumps({1, 2}, default=json_default)
+
+
+# --------------------------------------------------------------------------- fs
+
+def test_fsync_dir_and_atomic_write(tmp_path):
+    fs.fsync_dir(tmp_path)        # a directory: no error
+    target = tmp_path / "a.txt"
+    fs.atomic_write_text(target, "one")
+    assert target.read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
