@@ -11,7 +11,6 @@ from astropy.nddata import StdDevUncertainty  # noqa: E402
 from specutils import Spectrum  # noqa: E402
 
 import remap  # noqa: E402
-from remap.inference.rest_frame import combine_rows  # noqa: E402
 from remap.libraries.linelist import LineListLibrary  # noqa: E402
 from remap.spectra.resampling import spline  # noqa: E402
 from remap.spectra.resolution import downconvolve  # noqa: E402
@@ -98,14 +97,18 @@ def test_rv_quality_rule():
     assert flags[0] and "only 12 pixels" in why[0]
 
 
-def test_combine_rows_weights_sure_rows():
-    star = np.array([0, 0, 1, 2])
-    rv, err, unc = combine_rows(star, np.array([10.0, 20.0, 5.0, np.nan]),
-                                np.array([1.0, 1.0, 0.5, np.nan]),
-                                np.array([False, True, True, False]), 3)
-    assert rv[0] == 10.0 and err[0] == 1.0 and not unc[0]      # the uncertain row left out
-    assert rv[1] == 5.0 and unc[1]
-    assert np.isnan(rv[2]) and unc[2]
+def test_a_star_in_pieces_is_measured_like_one_spectrum(bank):
+    from remap.spectra.velocity import estimate_rv_groups
+    wave = np.arange(4830.0, 5300.0, 0.1)
+    flux = lines(wave, 11_000, rv=33.0) + np.random.default_rng(4).normal(0, 0.02, wave.size)
+    whole = estimate_rv(wave, flux[None], [bank])
+    cut = 2000
+    pieces = estimate_rv_groups([(wave[:cut], flux[None, :cut], None),
+                                 (wave[cut:], flux[None, cut:], None)], [bank],
+                                np.array([0, 0]), 1)
+    assert abs(pieces.rv[0] - 33.0) < 0.5
+    assert abs(pieces.rv[0] - whole.rv[0]) < 0.1
+    assert pieces.npix[0] == whole.npix[0]
 
 
 # ------------------------------------------------------------------ the pipeline stage

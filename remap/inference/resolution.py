@@ -159,7 +159,7 @@ class Resolution(Stage):
         ccf = getattr(context, "ccf", {})
         todo = []
         for k, i in enumerate(rows):
-            rec = ccf.get((int(batch.star[i]), int(batch.piece[i])))
+            rec = ccf.get(int(batch.star[i]))
             if rec is None:
                 todo.append(k)
                 continue

@@ -16,11 +16,11 @@ import numpy as np
 
 from ..spectra.medium import convert_medium
 from ..spectra.velocity import (C_KMS, DEFAULT_RV_RANGE, MIN_PEAK, MIN_PEAK_RATIO, TemplateBank,
-                                estimate_rv, to_rest_frame)
+                                estimate_rv_groups, to_rest_frame)
 from .flags import Flag
 from .stages import Stage
 
-__all__ = ["RestFrame", "template_banks", "combine_rows"]
+__all__ = ["RestFrame", "template_banks"]
 
 _BANKS = weakref.WeakKeyDictionary()
 
@@ -45,41 +45,6 @@ def template_banks(model, rv_range=DEFAULT_RV_RANGE):
                                        rv_range=key, labels=t.labels, step=step)
         cache[key] = banks
     return cache[key]
-
-
-def combine_rows(star, rv, rv_err, uncertain, n):
-    """Per-star velocity from per-row estimates (a star's input spectra).
-
-    The rows whose peak is not uncertain are averaged with weights 1/err²
-    (all rows when every one is uncertain).
-
-    Returns
-    -------
-    rv, rv_err : ndarray, shape (n,)
-        NaN for stars without a finite estimate.
-    uncertain : ndarray of bool, shape (n,)
-        Every row of the star was uncertain.
-    """
-    out_rv = np.full(n, np.nan)
-    out_err = np.full(n, np.nan)
-    out_unc = np.zeros(n, bool)
-    for s in np.unique(star):
-        rows = np.flatnonzero((star == s) & np.isfinite(rv))
-        if rows.size == 0:
-            out_unc[s] = True
-            continue
-        sure = rows[~uncertain[rows]]
-        use = sure if sure.size else rows
-        err = rv_err[use]
-        good = np.isfinite(err) & (err > 0)
-        if good.any():
-            w = 1.0 / err[good] ** 2
-            out_rv[s] = float(np.sum(w * rv[use][good]) / np.sum(w))
-            out_err[s] = float(1.0 / np.sqrt(np.sum(w)))
-        else:
-            out_rv[s] = float(np.mean(rv[use]))
-        out_unc[s] = sure.size == 0
-    return out_rv, out_err, out_unc
 
 
 def _known_rv(value):
@@ -171,50 +136,38 @@ class RestFrame(Stage):
             return batches
         banks = list(self.banks.values())
         survey_medium = self.survey.wavelength_medium
-        rows_star, rows_rv, rows_err, rows_unc, rows_peak, reasons = [], [], [], [], [], []
-        context.ccf = {}
+        sets, star = [], []
         for batch in batches:
             wave = batch.wave
             if batch.medium is not None and batch.medium != survey_medium:
                 wave = convert_medium(wave * u.AA, batch.medium, survey_medium).to_value(u.AA)
-            est = estimate_rv(wave, batch.flux, banks, mask=batch.mask)
-            rows_star.append(batch.star)
-            rows_rv.append(est.rv)
-            rows_err.append(est.rv_err)
-            rows_unc.append(est.uncertain)
-            rows_peak.append(est.peak)
-            reasons += est.reason
-            for r in range(len(batch)):
-                context.ccf[(int(batch.star[r]), int(batch.piece[r]))] = (
-                    float(est.ccf_sigma[r]), float(est.acf_sigma[r]), float(est.pixel_var[r]),
-                    float(est.rv[r]))
-        if not rows_star:
+            sets.append((wave, batch.flux, batch.mask))
+            star.append(batch.star)
+        if not sets:
             return batches
-        star = np.concatenate(rows_star)
-        rv, err, unc = combine_rows(star, np.concatenate(rows_rv), np.concatenate(rows_err),
-                                    np.concatenate(rows_unc), n)
-        peak = np.full(n, np.nan)
-        allpeak = np.concatenate(rows_peak)
-        for s in np.unique(star):
-            p = allpeak[star == s]
-            peak[s] = np.nanmax(p) if np.isfinite(p).any() else np.nan
-        measured = np.isfinite(rv)
+        star = np.concatenate(star)
+        # one correlation per star: the CCFs of its spectra (beams, pieces) are summed
+        est = estimate_rv_groups(sets, banks, star, n)
+        present = np.zeros(n, bool)
+        present[star] = True
+        context.ccf = {int(s): (float(est.ccf_sigma[s]), float(est.acf_sigma[s]),
+                                float(est.pixel_var[s]), float(est.rv[s]))
+                       for s in np.flatnonzero(present)}
+        rv = est.rv
+        measured = present & np.isfinite(rv)
         context.set_value("rv", np.flatnonzero(measured), rv[measured])
-        context.set_value("rv_err", np.flatnonzero(measured), err[measured])
-        context.set_value("rv_ccf_peak", np.arange(n), peak)
-        flagged = np.zeros(n, bool)
-        for s in np.unique(star):
-            if not unc[s]:
-                continue
-            flagged[s] = True
-            why = "; ".join(dict.fromkeys(reasons[i] for i in np.flatnonzero(star == s)
-                                          if reasons[i]))
-            value = f"{rv[s]:+.1f} km/s" if np.isfinite(rv[s]) else "none"
-            context.note(int(s), self.name, "rv_uncertain",
-                         f"{context.labels[int(s)]}: radial velocity uncertain ({why}); "
-                         f"measured {value}, applied" if np.isfinite(rv[s]) else
-                         f"{context.labels[int(s)]}: radial velocity not measured ({why}); "
-                         f"the spectrum is taken as at rest")
+        context.set_value("rv_err", np.flatnonzero(measured), est.rv_err[measured])
+        context.set_value("rv_ccf_peak", np.flatnonzero(present), est.peak[present])
+        flagged = present & est.uncertain
+        for s in np.flatnonzero(flagged):
+            label = context.labels[int(s)]
+            if np.isfinite(rv[s]):
+                text = (f"{label}: radial velocity uncertain ({est.reason[s]}); measured "
+                        f"{rv[s]:+.1f} km/s, applied")
+            else:
+                text = (f"{label}: radial velocity not measured ({est.reason[s]}); the "
+                        f"spectrum is taken as at rest")
+            context.note(int(s), self.name, "rv_uncertain", text)
         context.flag(flagged, Flag.RV_UNCERTAIN)
         shift = np.where(measured, rv, 0.0)
         return [self._shift(b, shift) for b in batches]

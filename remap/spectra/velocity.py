@@ -50,7 +50,7 @@ from .resampling import linear_weights
 
 __all__ = ["C_KMS", "DEFAULT_RV_RANGE", "MIN_PEAK", "MIN_PEAK_RATIO", "MIN_CCF_PIXELS",
            "doppler_factor", "to_rest_frame", "to_observed_frame", "pseudo_continuum",
-           "TemplateBank", "RVEstimate", "estimate_rv", "rv_quality"]
+           "TemplateBank", "RVEstimate", "estimate_rv", "estimate_rv_groups", "rv_quality"]
 
 #: Speed of light in km/s.
 C_KMS = 299_792.458
@@ -576,53 +576,53 @@ def estimate_rv(wave, flux, banks, *, mask=None, rv=None, search=None, chunk=256
     banks : sequence of `TemplateBank`
         One per beam (e.g. the model's beams), all with the same number of
         templates in the same order (template k has the same labels in every
-        bank); the CCFs of the beams a row covers are summed.
+        bank) and one ln λ step; the CCFs of the beams a row covers are summed.
     mask : ndarray of bool, shape (n, npix), optional
     rv : float or ndarray, optional
         Known velocities (km/s): no search over the full range; the peak is
         looked for within ``search`` km/s of them (to measure its width).
     search : float, optional
-        Half-width (km/s) of that window (default 5 peak widths' worth, 30 km/s).
+        Half-width (km/s) of that window (default 30 km/s).
     chunk : int
         Rows processed at a time (memory).
 
     Returns
     -------
     estimate : `RVEstimate`
+        One entry per row.
     """
     flux = np.atleast_2d(np.asarray(flux, dtype=float))
     n = flux.shape[0]
+    wave = np.asarray(wave, dtype=float)
+    mask = None if mask is None else np.asarray(mask, dtype=bool)
+    known = None if rv is None else np.broadcast_to(_rv_array(rv), (n,)).astype(float)
+    parts = []
+    for start in range(0, n, int(chunk)):
+        rows = slice(start, min(n, start + int(chunk)))
+        w_rows = wave if wave.ndim == 1 else wave[rows]
+        m_rows = None if mask is None else mask[rows]
+        k = rows.stop - rows.start
+        parts.append(estimate_rv_groups([(w_rows, flux[rows], m_rows)], banks, np.arange(k), k,
+                                        rv=None if known is None else known[rows],
+                                        search=search))
+    if len(parts) == 1:
+        return parts[0]
+    return RVEstimate(**{f.name: (sum((getattr(p, f.name) for p in parts), [])
+                                  if f.name == "reason" else
+                                  np.concatenate([getattr(p, f.name) for p in parts]))
+                         for f in dataclasses.fields(RVEstimate)})
+
+
+def _check_banks(banks):
     banks = list(banks)
     if not banks:
         raise ValueError("estimate_rv needs at least one TemplateBank")
     nt = banks[0].n_templates
     if any(b.n_templates != nt for b in banks):
         raise ValueError("every template bank must hold the same templates (same number)")
-    steps = {round(b.step, 15) for b in banks}
-    step = banks[0].step
-    max_lag = min(b.max_lag for b in banks)
-    if len(steps) > 1:  # one lag axis for all banks: use the coarsest step's lag count
-        raise ValueError("the template banks must share one ln λ step (same sampling and "
-                         "oversampling)")
-    known = None if rv is None else np.broadcast_to(_rv_array(rv), (n,)).astype(float)
-    wave = np.asarray(wave, dtype=float)
-    mask = None if mask is None else np.asarray(mask, dtype=bool)
-    out = {k: np.full(n, np.nan) for k in ("rv", "rv_err", "peak", "ratio", "sigma",
-                                           "acf", "pixvar")}
-    out["template"] = np.full(n, -1, dtype=np.int64)
-    out["npix"] = np.zeros(n, dtype=np.int64)
-    out["edge"] = np.zeros(n, bool)
-    for start in range(0, n, int(chunk)):
-        rows = np.arange(start, min(n, start + int(chunk)))
-        w_rows = wave if wave.ndim == 1 else wave[rows]
-        m_rows = None if mask is None else mask[rows]
-        _estimate_chunk(banks, w_rows, flux[rows], m_rows, None if known is None
-                        else known[rows], search, step, max_lag, out, rows)
-    uncertain, reasons = rv_quality(out["peak"], out["ratio"], out["edge"], out["npix"])
-    return RVEstimate(rv=out["rv"], rv_err=out["rv_err"], peak=out["peak"],
-                      peak_ratio=out["ratio"], template=out["template"],
-                      ccf_sigma=out["sigma"], acf_sigma=out["acf"], pixel_var=out["pixvar"],
-                      npix=out["npix"], uncertain=uncertain, reason=reasons)
+    if len({round(b.step, 15) for b in banks}) > 1:
+        raise ValueError("the template banks must share one ln λ step (TemplateBank(step=))")
+    return banks
 
 
 def _overlaps(bank, wave):
@@ -632,47 +632,91 @@ def _overlaps(bank, wave):
     return hi > bank.wave[0] and lo < bank.wave[-1]
 
 
-def _estimate_chunk(banks, wave, flux, mask, known, search, step, max_lag, out, rows):
-    n = flux.shape[0]
-    banks = [b for b in banks if _overlaps(b, wave)]
-    if not banks:
-        out["npix"][rows] = 0
-        return
-    prepared = [b.prepare(wave, flux, mask) for b in banks]
-    npix = sum(p[2] for p in prepared)
-    pix_var = np.max(np.stack([p[3] for p in prepared]), axis=0)
-    spectra_f = [sp_fft.rfft(p[0], axis=-1) for p in prepared]
-    a_norm2 = sum(np.sum(p[0] ** 2, axis=1) for p in prepared)
+def _group_sum(values, inv, n_groups):
+    out = np.zeros((n_groups,) + values.shape[1:], dtype=np.result_type(values, np.float64))
+    np.add.at(out, inv, values)
+    return out
 
-    def ccf_with(template_idx):
-        num = 0.0
-        t_norm2 = 0.0
-        for b, p, af in zip(banks, prepared, spectra_f):
-            lags = b._lags(af * np.conj(b.spectra_f[template_idx]))
+
+def estimate_rv_groups(sets, banks, groups, n_groups, *, rv=None, search=None):
+    """Radial velocities of groups of rows (the spectra of one star) from their summed CCFs.
+
+    The rows of a group are correlated together: their CCF numerators and
+    norms are summed before the peak is fitted, so that a star given as one
+    spectrum or as several pieces (beams, orders) is measured alike.
+
+    Parameters
+    ----------
+    sets : list of (wave, flux, mask)
+        Arrays as for :func:`estimate_rv`; the sets may have different pixel
+        counts.  Their rows are taken in order.
+    banks : sequence of `TemplateBank`
+    groups : ndarray of int, shape (total rows,)
+        The group (0 .. n_groups - 1) of each row.
+    n_groups : int
+    rv : float or ndarray, shape (n_groups,), optional
+        Known velocities per group (see :func:`estimate_rv`).
+    search : float, optional
+
+    Returns
+    -------
+    estimate : `RVEstimate`
+        One entry per group (groups without rows: NaN and ``npix`` 0).
+    """
+    banks = _check_banks(banks)
+    inv = np.asarray(groups, dtype=np.int64)
+    step = banks[0].step
+    max_lag = min(b.max_lag for b in banks)
+    known = None if rv is None else np.broadcast_to(_rv_array(rv), (n_groups,)).astype(float)
+    per_bank = []
+    for b in banks:
+        parts = []
+        for w, f, m in sets:
+            f = np.atleast_2d(np.asarray(f, dtype=float))
+            w = np.asarray(w, dtype=float)
+            if _overlaps(b, w):
+                parts.append(b.prepare(w, f, m))
+            else:
+                k = f.shape[0]
+                parts.append((np.zeros((k, b.nfft), np.float32), np.zeros((k, b.nfft), bool),
+                              np.zeros(k, np.int64), np.zeros(k)))
+        per_bank.append(tuple(np.concatenate([p[i] for p in parts]) for i in range(4)))
+    if inv.shape != (per_bank[0][0].shape[0],):
+        raise ValueError(f"groups must give one group per row ({per_bank[0][0].shape[0]}); "
+                         f"received shape {inv.shape}")
+    g_npix = _group_sum(sum(p[2] for p in per_bank).astype(float), inv, n_groups)
+    g_pixvar = np.zeros(n_groups)
+    np.maximum.at(g_pixvar, inv, np.max(np.stack([p[3] for p in per_bank]), axis=0))
+    g_a2 = _group_sum(sum(np.sum(np.asarray(p[0], float) ** 2, axis=1) for p in per_bank),
+                      inv, n_groups)
+    spectra_f = [sp_fft.rfft(p[0], axis=-1) for p in per_bank]
+
+    def ccf_with(best):
+        """Per group: the summed CCF with template ``best[group]``."""
+        tb = best[inv]
+        num, t2 = 0.0, 0.0
+        for b, p, af in zip(banks, per_bank, spectra_f):
+            lags = b._lags(af * np.conj(b.spectra_f[tb]))
             k = b.max_lag
             num = num + lags[:, k - max_lag:k + max_lag + 1]
-            # the template's power where the row has data
-            t_norm2 = t_norm2 + np.einsum("ij,ij->i", p[1].astype(float),
-                                          b.depth_sq[template_idx])
+            t2 = t2 + np.einsum("ij,ij->i", p[1].astype(float), b.depth_sq[tb])
         with np.errstate(divide="ignore", invalid="ignore"):
-            return num / np.sqrt(a_norm2 * t_norm2)[:, None]
+            return _group_sum(num, inv, n_groups) / np.sqrt(
+                g_a2 * _group_sum(t2, inv, n_groups))[:, None]
 
-    zero = np.zeros(n, dtype=np.int64)
     if known is None:
-        fit0 = _peak_fit(ccf_with(zero))
-        lag0 = fit0["lag"]
+        lag0 = _peak_fit(ccf_with(np.zeros(n_groups, np.int64)))["lag"]
         window = None
     else:
         lag0 = np.arctanh(known / C_KMS) / step
         win = 30.0 if search is None else float(search)
-        window = np.full(n, max(math.atanh(win / C_KMS) / step, 3.0))
-    # the best template at that lag: correlation of the shifted row with each template
-    shift = np.where(np.isfinite(lag0), np.rint(lag0), 0).astype(np.int64)
-    score_num = 0.0
-    score_den = 0.0
-    for b, p in zip(banks, prepared):
-        num = np.empty((n, b.n_templates))
-        den = np.empty((n, b.n_templates))
+        window = np.full(n_groups, max(math.atanh(win / C_KMS) / step, 3.0))
+    # the best template at that lag: correlation of the shifted rows with each template
+    shift = np.where(np.isfinite(lag0), np.rint(lag0), 0).astype(np.int64)[inv]
+    score_num, score_den = 0.0, 0.0
+    for b, p in zip(banks, per_bank):
+        num = np.zeros((inv.size, b.n_templates))
+        den = np.zeros((inv.size, b.n_templates))
         for k in np.unique(shift):       # rows of one lag together (often all of them)
             sel = np.flatnonzero(shift == k)
             a_shift = np.roll(p[0][sel], -int(k), axis=1)
@@ -682,33 +726,31 @@ def _estimate_chunk(banks, wave, flux, mask, known, search, step, max_lag, out, 
         score_num = score_num + num
         score_den = score_den + den
     with np.errstate(divide="ignore", invalid="ignore"):
-        score = score_num / np.sqrt(score_den)
+        score = _group_sum(score_num, inv, n_groups) / np.sqrt(
+            _group_sum(score_den, inv, n_groups))
     score = np.where(np.isfinite(score), score, -np.inf)
     best = np.argmax(score, axis=1)
     ccf = ccf_with(best)
-    if window is None:
-        fit = _peak_fit(ccf)
-    else:
-        fit = _peak_fit(ccf, k_center=lag0, search=window)
+    ccf = np.where(np.isfinite(ccf), ccf, 0.0)
+    fit = _peak_fit(ccf) if window is None else _peak_fit(ccf, k_center=lag0, search=window)
     s = fit["lag"] * step
-    rv = C_KMS * np.tanh(s)
+    rv_fit = C_KMS * np.tanh(s)
     c_pk = np.clip(fit["height"], 1e-6, 1 - 1e-9)
     with np.errstate(divide="ignore", invalid="ignore"):
         # Zucker (2003): sigma_s^2 = sigma_ccf^2 (1 - C^2) / (N C^2) for a Gaussian peak
-        err_lag = fit["sigma"] * np.sqrt((1 - c_pk ** 2) / (np.maximum(npix, 1) * c_pk ** 2))
+        err_lag = fit["sigma"] * np.sqrt((1 - c_pk ** 2) / (np.maximum(g_npix, 1) * c_pk ** 2))
     rv_err = C_KMS * err_lag * step / np.cosh(s) ** 2
-    acf = np.stack([b.acf_sigma for b in banks])  # (n_banks, nt)
-    weights = np.stack([p[2] for p in prepared]).astype(float)  # pixels per bank
+    acf = np.stack([b.acf_sigma for b in banks])                          # (n_banks, nt)
+    weights = np.stack([_group_sum(p[2].astype(float), inv, n_groups) for p in per_bank])
     with np.errstate(invalid="ignore", divide="ignore"):
-        acf_row = np.sum(weights * acf[:, best], axis=0) / weights.sum(axis=0)
-    valid = npix >= 1
-    out["rv"][rows] = np.where(valid, rv, np.nan)
-    out["rv_err"][rows] = np.where(valid, rv_err, np.nan)
-    out["peak"][rows] = np.where(valid, fit["height"], np.nan)
-    out["ratio"][rows] = fit["ratio"]
-    out["sigma"][rows] = fit["sigma"] * step
-    out["acf"][rows] = acf_row
-    out["pixvar"][rows] = pix_var
-    out["template"][rows] = np.where(valid, best, -1)
-    out["npix"][rows] = npix
-    out["edge"][rows] = fit["edge"] if window is None else False
+        acf_g = np.sum(weights * acf[:, best], axis=0) / weights.sum(axis=0)
+    valid = g_npix >= 1
+    npix = g_npix.astype(np.int64)
+    edge = fit["edge"] if window is None else np.zeros(n_groups, bool)
+    peak = np.where(valid, fit["height"], np.nan)
+    uncertain, reasons = rv_quality(peak, fit["ratio"], edge, npix)
+    return RVEstimate(rv=np.where(valid, rv_fit, np.nan), rv_err=np.where(valid, rv_err, np.nan),
+                      peak=peak, peak_ratio=fit["ratio"],
+                      template=np.where(valid, best, -1).astype(np.int64),
+                      ccf_sigma=fit["sigma"] * step, acf_sigma=acf_g, pixel_var=g_pixvar,
+                      npix=npix, uncertain=uncertain, reason=reasons)
