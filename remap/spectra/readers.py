@@ -1084,21 +1084,29 @@ def register():
         The formats now registered by remap (a format of that name registered
         by someone else is left alone).
     """
-    from specutils import Spectrum
+    from specutils import Spectrum, SpectrumList
     from specutils.io.registers import data_loader
 
     done = []
-    for fmt, (reader, identifier) in _READERS.items():
-        try:
-            existing = io_registry.get_reader(fmt, Spectrum)
-        except io_registry.IORegistryError:
-            existing = None
-        if existing is not None and getattr(existing, "__module__", None) != __name__:
-            continue
-        data_loader(fmt, identifier=identifier, dtype=Spectrum, extensions=None,
-                    priority=_PRIORITY[fmt], force=existing is not None)(_registry_loader(reader))
-        done.append(fmt)
+    # one rebuild of the read() docstrings at the end instead of one per registration
+    with io_registry.delay_doc_updates(Spectrum), io_registry.delay_doc_updates(SpectrumList):
+        for fmt, (reader, identifier) in _READERS.items():
+            if _register_one(fmt, reader, identifier, data_loader, Spectrum):
+                done.append(fmt)
     return done
+
+
+def _register_one(fmt, reader, identifier, data_loader, Spectrum):
+    """Register one reader; False when a reader of that name by someone else is there."""
+    try:
+        existing = io_registry.get_reader(fmt, Spectrum)
+    except io_registry.IORegistryError:
+        existing = None
+    if existing is not None and getattr(existing, "__module__", None) != __name__:
+        return False
+    data_loader(fmt, identifier=identifier, dtype=Spectrum, extensions=None,
+                priority=_PRIORITY[fmt], force=existing is not None)(_registry_loader(reader))
+    return True
 
 
 # ----------------------------------------------------------------------------- reading
