@@ -473,3 +473,22 @@ def test_wat_cards_split_at_a_space_are_joined_back():
     spec2 = text.split('spec2 = "')[1].rstrip('"')
     wave, _ = _multispec_wavelengths(spec2, 1200, "t")
     assert wave[0] == 5090.0
+
+
+def test_registration_is_idempotent_and_leaves_others_alone():
+    import importlib
+
+    import remap.spectra.readers as readers
+
+    assert readers.register() == list(readers.REMAP_FORMATS)
+    importlib.reload(readers)  # a reload registers the new functions over the old ones
+    assert readers.register() == list(readers.REMAP_FORMATS)
+
+
+def test_echelle_fitter_can_be_chosen(tmp_path):
+    waves, fluxes, sigmas = echelle_orders(seed=5)
+    path = tmp_path / "orders.fits"
+    Table({"wavelength": waves * u.AA, "flux": fluxes, "err": sigmas}).write(path)
+    spec = read_spectrum(path, fitter="chebyshev")
+    assert any("(chebyshev)" in n for n in spec.meta["reader_notes"])
+    assert any("(clipped)" in n for n in read_spectrum(path).meta["reader_notes"])
