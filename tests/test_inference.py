@@ -348,3 +348,22 @@ def test_rows_with_their_own_grids_go_through_every_stage(model, stars, monkeypa
     np.testing.assert_allclose(shifted.teff.median.value, reference.teff.median.value,
                                atol=60.0)
     assert not np.array_equal(shifted.teff.pmf[1::2], reference.teff.pmf[1::2])
+
+
+def test_resample_rows_equals_the_scipy_spline_row_by_row():
+    from remap.spectra.resampling import resample_arrays, resample_rows
+
+    rng = np.random.default_rng(3)
+    base = np.linspace(5000.0, 5050.0, 501)
+    wave = np.stack([base * (1 + 2e-5 * rng.standard_normal()) for _ in range(5)])
+    wave[2] = np.sort(base + rng.uniform(-0.02, 0.02, base.size))   # not uniform
+    flux = 1 + 0.2 * rng.standard_normal((5, base.size))
+    sigma = rng.uniform(0.01, 0.02, (5, base.size))
+    mask = rng.random((5, base.size)) < 0.05
+    grid = np.arange(5001.0, 5049.0, 0.1)
+    f, s, m = resample_rows(wave, grid, flux, sigma, mask)
+    for r in range(5):
+        rf, rs, rm = resample_arrays(wave[r], grid, flux[r], sigma[r], mask[r])
+        np.testing.assert_allclose(f[r], rf, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(s[r], rs)
+        np.testing.assert_array_equal(m[r], rm)

@@ -50,7 +50,7 @@ from ..labels import conflate
 from ..model.artifact import Neighbours
 from ..plugins import get_continuum_fitter
 from ..spectra.medium import convert_medium, validate_medium
-from ..spectra.resampling import resample_arrays
+from ..spectra.resampling import resample_arrays, resample_rows
 from ..spectra.validation import MAX_BAD_FRACTION, MIN_PIXELS, spectrum_arrays, spectrum_class
 from ..surveys.base import DEFAULT_MIN_COVERAGE, Survey, fill_spikes, find_spikes
 from . import flags as rules
@@ -554,6 +554,9 @@ class Resample(Stage):
         for batch in batches:
             grid = self.grids[batch.beam]
             step = float(np.median(np.diff(grid)))
+            if batch.wave.ndim == 2 and not (batch.wave == batch.wave[0]).all():
+                self._own_grids(batch, grid, by_window, context)
+                continue
             for rows, w in batch.wave_groups():
                 sub = batch if len(rows) == len(batch) else batch.take(rows)
                 if w.size == grid.size and np.allclose(w, grid, rtol=0, atol=1e-6 * step):
@@ -576,6 +579,33 @@ class Resample(Stage):
                     sub.wave, sub.window = g, (i0, i0 + count)
                 by_window.setdefault((batch.beam, sub.window), []).append(sub)
         return [Batch.concatenate(parts) for parts in by_window.values()]
+
+    def _own_grids(self, batch, grid, by_window, context):
+        """Rows with their own grids: one compiled spline pass per set of rows covering the
+        same model-grid pixels (:func:`remap.spectra.resampling.resample_rows`)."""
+        w = batch.wave
+        i0 = np.searchsorted(grid, w[:, 0], side="left")
+        i1 = np.searchsorted(grid, w[:, -1], side="right")
+        few = i1 - i0 < MIN_PIXELS
+        for r in np.flatnonzero(few):
+            star = int(batch.star[r])
+            context.note(star, self.name, "beam_not_used",
+                         f"{context.labels[star]}: beam {batch.beam} not used: the spectrum "
+                         f"({w[r, 0]:.6g}-{w[r, -1]:.6g} Å) covers only {int(i1[r] - i0[r])} "
+                         f"pixels of the model grid", beam=batch.beam)
+        rows = np.flatnonzero(~few)
+        if not rows.size:
+            return
+        ends, inverse = np.unique(np.stack([i0[rows], i1[rows]], axis=1), axis=0,
+                                  return_inverse=True)
+        inverse = np.asarray(inverse).ravel()
+        for k, (a, b) in enumerate(ends):
+            sub = batch.take(rows[inverse == k])
+            g = grid[a:b]
+            sub.flux, sub.sigma, sub.mask = resample_rows(sub.wave, g, sub.flux, sub.sigma,
+                                                          sub.mask)
+            sub.wave, sub.window = g, (int(a), int(b))
+            by_window.setdefault((batch.beam, sub.window), []).append(sub)
 
 
 # ============================================================================ continuum

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.interpolate import make_interp_spline
 
-__all__ = ["linear_weights", "apply_linear", "spline", "resample_arrays"]
+__all__ = ["linear_weights", "apply_linear", "spline", "resample_arrays", "resample_rows"]
 
 
 def linear_weights(x_old: np.ndarray, x_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,4 +85,43 @@ def resample_arrays(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
         out_mask = (m[..., idx] & (w < 1)) | (m[..., idx + 1] & (w > 0))
+    return out, out_sigma, out_mask
+
+
+def resample_rows(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
+                  sigma: np.ndarray | None = None, mask: np.ndarray | None = None):
+    """Like :func:`resample_arrays` for rows that each have their own wavelength grid.
+
+    The same not-a-knot cubic spline (solved per row by a compiled kernel,
+    ``remap.spectra._spline_kernel``, equal to SciPy's to rounding), the
+    same linear uncertainty and mask rules.
+
+    Parameters
+    ----------
+    wave : ndarray, shape (n, npix)
+        Strictly increasing wavelengths of each row (npix >= 4).
+    grid : ndarray, shape (m,)
+        Target wavelengths, inside every row's range.
+    flux, sigma, mask : ndarray, shape (n, npix)
+        As for :func:`resample_arrays` (``sigma``/``mask`` optional).
+
+    Returns
+    -------
+    flux, sigma, mask : ndarray, shape (n, m)
+    """
+    from ._spline_kernel import spline_rows   # numba: imported on first use
+
+    n = len(flux)
+    out = spline_rows(wave, flux, np.broadcast_to(grid, (n, grid.size)))
+    out_sigma = None if sigma is None else np.empty((n, grid.size))
+    out_mask = None if mask is None else np.empty((n, grid.size), dtype=bool)
+    for r in range(n):
+        if sigma is None and mask is None:
+            break
+        idx, w = linear_weights(wave[r], grid)
+        if sigma is not None:
+            out_sigma[r] = apply_linear(np.asarray(sigma[r], dtype=float), idx, w)
+        if mask is not None:
+            m = np.asarray(mask[r], dtype=bool)
+            out_mask[r] = (m[idx] & (w < 1)) | (m[idx + 1] & (w > 0))
     return out, out_sigma, out_mask
