@@ -492,3 +492,28 @@ def test_echelle_fitter_can_be_chosen(tmp_path):
     spec = read_spectrum(path, fitter="chebyshev")
     assert any("(chebyshev)" in n for n in spec.meta["reader_notes"])
     assert any("(clipped)" in n for n in read_spectrum(path).meta["reader_notes"])
+
+
+def test_repeated_wavelengths_of_joined_segments_are_averaged(tmp_path):
+    """Atlases joined from segments repeat the wavelength where two segments meet."""
+    wave = np.r_[5000 + 0.1 * np.arange(50), 5004.9 + 0.1 * np.arange(50)]  # 5004.9 twice
+    flux = np.r_[np.full(50, 1.0), np.full(50, 0.9)]
+    sigma = np.r_[np.full(50, 0.02), np.full(50, 0.04)]
+    mask = np.zeros(100, bool)
+    path = tmp_path / "joined.csv"
+    Table({"wave": wave, "flux": flux, "sigma": sigma, "mask": mask}).write(path)
+    spec = read_spectrum(path)
+    w = spec.spectral_axis.to_value(u.AA)
+    assert w.size == 99 and np.all(np.diff(w) > 0)
+    assert not spec.mask.any()  # the CSV's 'False' strings are good pixels
+    k = int(np.argmin(np.abs(w - 5004.9)))
+    assert spec.flux.value[k] == pytest.approx(0.95)
+    assert spec.uncertainty.array[k] == pytest.approx(np.sqrt(0.02 ** 2 + 0.04 ** 2) / 2)
+    assert any("1 repeated wavelength(s) (e.g. 5004.9)" in n for n in spec.meta["reader_notes"])
+    # a masked duplicate does not count; a descending file is only reversed, with no note
+    mask[49] = True
+    descending = Table({"wave": wave[::-1], "flux": flux[::-1], "mask": mask[::-1]})
+    descending.write(path, overwrite=True)
+    spec = read_spectrum(path)
+    assert spec.flux.value[k] == pytest.approx(0.9) and not spec.mask[k]
+    assert not any("not in order" in n for n in spec.meta["reader_notes"])

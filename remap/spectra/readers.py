@@ -276,16 +276,58 @@ def _spectrum(flux, wave, unit, flux_unit, uncertainty=None, mask=None, meta=Non
             mask = mask[good]
     order = np.argsort(wave, kind="stable")
     if np.any(np.diff(order) < 0):
+        if not np.all(np.diff(wave) <= 0):  # more than a descending axis
+            meta[_NOTES].append("wavelengths not in order: pixels sorted by wavelength")
         flux, wave = flux[order], wave[order]
         if uncertainty is not None:
             uncertainty = type(uncertainty)(uncertainty.array[order], unit=uncertainty.unit)
         if mask is not None:
             mask = mask[order]
+    if np.any(np.diff(wave) == 0):
+        flux, wave, uncertainty, mask = _average_duplicates(flux, wave, uncertainty, mask, meta)
     try:
         return Spectrum(flux=flux * flux_unit, spectral_axis=wave * unit,
                         uncertainty=uncertainty, mask=mask, meta=meta)
     except ValueError as exc:
         raise SpectrumFileError(f"{name}: {exc}") from None
+
+
+def _average_duplicates(flux, wave, uncertainty, mask, meta):
+    """One pixel per wavelength: repeated wavelengths (segment joins) averaged.
+
+    The unmasked values of a repeated wavelength are averaged (all of them when
+    all are masked, and then the pixel stays masked); the variance of the mean
+    is the sum of the variances over the count squared.
+    """
+    axis, index, counts = np.unique(wave, return_inverse=True, return_counts=True)
+    good = np.ones(wave.size, bool) if mask is None else ~np.asarray(mask, bool)
+    n_good = np.bincount(index, weights=good.astype(float), minlength=axis.size)
+    use = good | (n_good[index] == 0)  # a wavelength with no good value uses all of them
+    n_use = np.bincount(index, weights=use.astype(float), minlength=axis.size)
+    new_flux = np.bincount(index, weights=np.where(use, flux, 0.0), minlength=axis.size) / n_use
+    new_unc = None
+    if uncertainty is not None:
+        if isinstance(uncertainty, InverseVariance):
+            with np.errstate(divide="ignore"):
+                var = 1.0 / np.asarray(uncertainty.array, float)
+        elif isinstance(uncertainty, VarianceUncertainty):
+            var = np.asarray(uncertainty.array, float)
+        else:
+            var = np.asarray(uncertainty.array, float) ** 2
+        mean_var = np.bincount(index, weights=np.where(use, var, 0.0),
+                               minlength=axis.size) / n_use ** 2
+        if isinstance(uncertainty, InverseVariance):
+            with np.errstate(divide="ignore"):
+                new_unc = InverseVariance(1.0 / mean_var, unit=uncertainty.unit)
+        elif isinstance(uncertainty, VarianceUncertainty):
+            new_unc = VarianceUncertainty(mean_var, unit=uncertainty.unit)
+        else:
+            new_unc = StdDevUncertainty(np.sqrt(mean_var), unit=uncertainty.unit)
+    new_mask = None if mask is None else n_good == 0
+    first = axis[counts > 1][0]
+    meta[_NOTES].append(f"{wave.size - axis.size} repeated wavelength(s) (e.g. {first:g}): "
+                        "their values averaged")
+    return new_flux, axis, new_unc, new_mask
 
 
 # ----------------------------------------------------------------------- 1-D FITS image
@@ -641,8 +683,7 @@ def _table_spectrum(table, header, roles, name, fitter):
         unc = (_column_values(table, ucol), kind)
     mask = None
     if roles["mask"] is not None:
-        mvals = np.ma.filled(np.ma.asarray(table[roles["mask"]]), 1)
-        mask = np.asarray(mvals).astype(bool)
+        mask = _mask_values(table[roles["mask"]], roles["mask"])
     if masked.any():
         mask = masked if mask is None else (mask | masked)
     meta = {"header": header, _NOTES: notes}
@@ -673,6 +714,23 @@ def _table_spectrum(table, header, roles, name, fitter):
                                 "wavelength; remap reads one star per file")
     uncertainty = None if unc is None else _uncertainty(unc[1], unc[0], flux_unit)
     return _spectrum(flux, wave, unit, flux_unit, uncertainty, mask, meta, name)
+
+
+_TRUE = {"true", "t", "1", "yes", "y", "bad"}
+_FALSE = {"false", "f", "0", "no", "n", "good", ""}
+
+
+def _mask_values(column, name):
+    """A boolean mask (True = bad) from a numeric, boolean or text ('True'/'False') column."""
+    values = np.ma.asarray(column)
+    if values.dtype.kind in "US":  # text tables: 'True'/'False', 'T'/'F', ...
+        words = np.char.lower(np.char.strip(np.ma.filled(values, "1").astype(str)))
+        unknown = sorted(set(words.ravel()) - _TRUE - _FALSE)
+        if unknown:
+            raise SpectrumFileError(f"mask column {name!r} holds {unknown[:3]}; expected "
+                                    "numbers, booleans or True/False")
+        return np.isin(words, list(_TRUE))
+    return np.asarray(np.ma.filled(values, 1)).astype(bool)
 
 
 def _to_sigma(values, kind):
