@@ -367,9 +367,11 @@ class Split(Stage):
             inverse = np.asarray(inverse).ravel()
             for g, (a, b) in enumerate(uniq):
                 sel = rows[inverse == g]
-                part = batch.take(sel).columns(slice(int(a), int(b)), wave[sel, a:b])
-                part.beam, part.medium = beam.name, self.survey.wavelength_medium
-                parts[beam.name].append(part)
+                parts[beam.name].append(Batch(
+                    flux=batch.flux[sel, a:b], sigma=batch.sigma[sel, a:b],
+                    mask=batch.mask[sel, a:b], wave=wave[sel, a:b], star=batch.star[sel],
+                    piece=batch.piece[sel], beam=beam.name,
+                    medium=self.survey.wavelength_medium))
 
     def _join_chunks(self, beam, parts, context):
         """Parts of one beam: stars reaching it through several spectra get one joined row."""
