@@ -29,7 +29,7 @@ two modes that implement the same reading:
     comparison); it
     could jump over a bin that stops and restarts within one jump, and differs
     from the pass-by-pass process (and so from the present fast mode) by up
-    to ~0.2 % on about one spectrum in ten.
+    to ~0.25 % on about one spectrum in ten.
 """
 
 from __future__ import annotations
