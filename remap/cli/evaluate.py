@@ -45,15 +45,20 @@ def _model(path):
     return resolve_model(path)
 
 
+#: ``--model`` of ``remap evaluate`` and ``remap embed``.
+_MODEL_OPTION = click.option(
+    "--model", "model_path", default=None,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Model artifact directory [default: the default model shipped with remap].")
+
+
 def _save_figure(fig, path, dpi=120):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
 
 
 @click.command("evaluate")
-@click.option("--model", "model_path", default=None,
-              type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Model artifact directory [default: the default model shipped with remap].")
+@_MODEL_OPTION
 @click.option("--data", "data_path", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Labelled data set (remap dataset simulate / build, or your own).")
@@ -118,9 +123,7 @@ def evaluate_cmd(model_path, data_path, out, beams, truth, rows, batch_size):
 
 
 @click.command("embed")
-@click.option("--model", "model_path", default=None,
-              type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Model artifact directory [default: the default model shipped with remap].")
+@_MODEL_OPTION
 @click.option("--data", "data_path", default=None,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Data set whose spectra are embedded (required unless --stored).")

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import datetime
 import errno
 import json
@@ -72,7 +71,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._util.fs import fsync_dir as _fsync_dir
 from .._util.fs import sha256_of
+from .._util.json import jsonable
 from ..exceptions import RemapError
 from .survey_grids import check_survey_grids
 
@@ -151,57 +152,14 @@ class Templates(NamedTuple):
 # --------------------------------------------------------------------------- helpers
 
 
-def _fsync_dir(path):
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _fsync_file(path):
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
 
 
 def _jsonify(obj, where):
-    """A JSON-compatible copy of ``obj``; non-finite floats become None."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, numbers.Integral):
-        return int(obj)
-    if isinstance(obj, numbers.Real):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, np.ndarray):
-        return _jsonify(obj.tolist(), where)
-    if isinstance(obj, np.generic):
-        return _jsonify(obj.item(), where)
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonify(dataclasses.asdict(obj), where)
-    if isinstance(obj, dict):
-        out = {}
-        for key, value in obj.items():
-            if not isinstance(key, str):
-                raise ArtifactError(f"manifest keys must be strings; received {key!r} at "
-                                    f"{where or 'the top level'}")
-            out[key] = _jsonify(value, f"{where}.{key}" if where else key)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [_jsonify(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    try:  # astropy Quantity, Unit
-        import astropy.units as u
-        if isinstance(obj, u.Quantity):
-            return {"value": _jsonify(obj.value, where), "unit": obj.unit.to_string()}
-        if isinstance(obj, u.UnitBase):
-            return obj.to_string()
-    except ImportError:  # pragma: no cover - astropy is a dependency
-        pass
-    raise ArtifactError(f"manifest value at {where or 'the top level'} is a "
-                        f"{type(obj).__name__}, which cannot be stored as JSON: {obj!r}")
+    """A JSON-compatible copy of ``obj`` for the manifest; non-finite floats become None."""
+    return jsonable(obj, where, what="manifest", error=ArtifactError)
 
 
 def _versions():
