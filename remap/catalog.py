@@ -216,7 +216,7 @@ def _error_text(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
-def _fit_group(spectra, model, survey, batch_size):
+def _fit_group(spectra, model, survey, batch_size, fit_options=None):
     """Fit ``spectra`` in one :func:`remap.fit` call; on failure bisect to isolate the bad ones.
 
     Returns a list with, per spectrum, either the exception it raised or a
@@ -230,7 +230,7 @@ def _fit_group(spectra, model, survey, batch_size):
         # rather than by its position in a batch that means nothing to the user
         one = len(spectra) == 1
         result = fit(spectra[0] if one else list(spectra), model=model, survey=survey,
-                     batch_size=batch_size, errors="raise")
+                     batch_size=batch_size, errors="raise", **(fit_options or {}))
         if len(result) != len(spectra):
             raise RuntimeError(f"remap.fit returned {len(result)} results for "
                                f"{len(spectra)} spectra")
@@ -239,8 +239,8 @@ def _fit_group(spectra, model, survey, batch_size):
         if len(spectra) == 1:
             return [exc]
         half = len(spectra) // 2
-        return (_fit_group(spectra[:half], model, survey, batch_size)
-                + _fit_group(spectra[half:], model, survey, batch_size))
+        return (_fit_group(spectra[:half], model, survey, batch_size, fit_options)
+                + _fit_group(spectra[half:], model, survey, batch_size, fit_options))
     return [(result, j, table) for j in range(len(spectra))]
 
 
@@ -285,7 +285,7 @@ def _survey_medium(survey, model):
 
 
 def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress=None,
-               medium=None):
+               medium=None, fit_options=None):
     """Read and fit ``items`` (list of `_Item`) in this process; return the QTable.
 
     Every spectrum gets a declared wavelength medium (``medium``, its own, or
@@ -319,7 +319,7 @@ def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress
         on_progress(failed_reads)
     for start in range(0, len(readable), batch_size):
         chunk = readable[start:start + batch_size]
-        results = _fit_group([s for _, s in chunk], model, survey, batch_size)
+        results = _fit_group([s for _, s in chunk], model, survey, batch_size, fit_options)
         for (i, _), res in zip(chunk, results):
             if isinstance(res, BaseException):
                 errors[i] = _error_text(res)
@@ -443,6 +443,20 @@ def _align(table, template):
     return out
 
 
+def _check_fit_options(fit_options):
+    """``fit_options`` as a dict of keyword arguments of :func:`remap.fit`."""
+    if fit_options is None:
+        return {}
+    if not isinstance(fit_options, dict) or not all(isinstance(k, str) for k in fit_options):
+        raise TypeError(f"fit_options must be a dict of keyword arguments of remap.fit; "
+                        f"received {fit_options!r}")
+    reserved = {"model", "survey", "batch_size", "errors"} & set(fit_options)
+    if reserved:
+        raise ValueError(f"fit_options cannot set {sorted(reserved)}: they are arguments of "
+                         f"the catalogue functions themselves")
+    return dict(fit_options)
+
+
 def _check_batch_size(batch_size):
     if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; received {batch_size!r}")
@@ -450,7 +464,7 @@ def _check_batch_size(batch_size):
 
 
 def fit_files(paths, model=None, survey=None, *, format=None, medium=None, batch_size=256,
-              progress=False, plot_dir=None):
+              progress=False, plot_dir=None, fit_options=None):
     """Fit many spectrum files in this process; one table row per file.
 
     Parameters
@@ -474,6 +488,9 @@ def fit_files(paths, model=None, survey=None, *, format=None, medium=None, batch
         Show a tqdm progress bar on stderr.
     plot_dir : str or path, optional
         Write ``result.plot()`` of every fitted file to ``plot_dir/<stem>.png``.
+    fit_options : dict, optional
+        Options of the pipeline's stages passed on to :func:`remap.fit`, e.g.
+        ``{"rv": 0}`` (the spectra are at rest) or ``{"resolution": 60000}``.
 
     Returns
     -------
@@ -499,13 +516,14 @@ def fit_files(paths, model=None, survey=None, *, format=None, medium=None, batch
 
     batch_size = _check_batch_size(batch_size)
     medium = None if medium is None else validate_medium(medium, "medium")
+    fit_options = _check_fit_options(fit_options)
     items = _make_items(list(paths))
     loaded = cached_model(_model_path(model)) if not hasattr(model, "predict") else model
     if plot_dir is not None:
         Path(plot_dir).mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(items), unit="file", desc="remap fit", disable=not progress) as bar:
         table = _fit_items(items, loaded, survey, format, batch_size, plot_dir, bar.update,
-                           medium=medium)
+                           medium=medium, fit_options=fit_options)
     _warn_assumed([table], survey, loaded)
     _summarize(table)
     return table
@@ -588,7 +606,7 @@ def _item_identity(item):
     return f"spectrum:{item.name}:{h.hexdigest()}"
 
 
-def _part_key(items, model_id, survey, fmt, medium=None):
+def _part_key(items, model_id, survey, fmt, medium=None, fit_options=None):
     """SHA-256 naming what a part holds: its inputs, the model, the survey, format and medium."""
     survey_name = survey if survey is None or isinstance(survey, str) else \
         getattr(survey, "name", repr(survey))
@@ -597,6 +615,8 @@ def _part_key(items, model_id, survey, fmt, medium=None):
               "format": fmt_name, "items": [_item_identity(it) for it in items]}
     if medium is not None:
         record["medium"] = medium
+    if fit_options:
+        record["fit_options"] = {k: repr(v) for k, v in sorted(fit_options.items())}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
@@ -638,13 +658,15 @@ def _write_part(table, path, key, part_format):
             table.write(tmp, format="parquet")
 
 
-def _fit_partition(items, model_path, survey, fmt, batch_size, plot_dir, medium=None):
+def _fit_partition(items, model_path, survey, fmt, batch_size, plot_dir, medium=None,
+                   fit_options=None):
     """Dask task: fit one partition of inputs on a worker (model from the process cache)."""
     from .datasets import limit_blas_threads
 
     model = cached_model(model_path)
     with limit_blas_threads(1):
-        return _fit_items(items, model, survey, fmt, batch_size, plot_dir, medium=medium)
+        return _fit_items(items, model, survey, fmt, batch_size, plot_dir, medium=medium,
+                          fit_options=fit_options)
 
 
 def _make_client(client, scheduler, n_workers):
@@ -673,7 +695,8 @@ def _make_client(client, scheduler, n_workers):
 
 def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, scheduler=None,
                 n_workers=None, partition_size=64, output=None, format=None, medium=None,
-                progress=False, batch_size=256, plot_dir=None, part_format="ecsv", retries=2):
+                progress=False, batch_size=256, plot_dir=None, part_format="ecsv", retries=2,
+                fit_options=None):
     """Fit a catalogue on a Dask cluster; one table row per input, in input order.
 
     Parameters
@@ -717,6 +740,9 @@ def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, sched
         Extra attempts of a task that raised (a task whose worker died is
         rescheduled anyway, up to ``distributed.scheduler.allowed-failures``
         times).
+    fit_options : dict, optional
+        Options passed on to :func:`remap.fit` (see :func:`fit_files`); part
+        of the identity of a part file.
 
     Returns
     -------
@@ -752,7 +778,8 @@ def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, sched
     model_path = _model_path(model)
     model_id = _model_identity(model_path)
     partitions = [items[i:i + partition_size] for i in range(0, len(items), partition_size)]
-    keys = [_part_key(p, model_id, survey, format, medium) for p in partitions]
+    fit_options = _check_fit_options(fit_options)
+    keys = [_part_key(p, model_id, survey, format, medium, fit_options) for p in partitions]
     tables = [None] * len(partitions)
     reused = 0
     if output is not None:
@@ -772,7 +799,7 @@ def fit_catalog(paths_or_spectra, model=None, survey=None, *, client=None, sched
         if todo:
             _run_partitions(todo, partitions, keys, tables, model_path, survey, format,
                             batch_size, plot_dir, output, part_format, retries, bar,
-                            client, scheduler, n_workers, medium)
+                            client, scheduler, n_workers, medium, fit_options)
     finally:
         bar.close()
     template = next((t for t in tables if t is not None and np.any(t["status"] != "error")),
@@ -816,7 +843,7 @@ def _empty_result(model_path):
 
 def _run_partitions(todo, partitions, keys, tables, model_path, survey, fmt, batch_size,
                     plot_dir, output, part_format, retries, bar, client, scheduler, n_workers,
-                    medium=None):
+                    medium=None, fit_options=None):
     """Submit the partitions in ``todo``, collect (and write) them as they finish."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
@@ -827,7 +854,8 @@ def _run_partitions(todo, partitions, keys, tables, model_path, survey, fmt, bat
         futures = {}
         for k in todo:
             fut = client.submit(_fit_partition, partitions[k], model_path, survey, fmt,
-                                batch_size, plot_dir, medium, retries=int(retries), pure=False,
+                                batch_size, plot_dir, medium, fit_options, retries=int(retries),
+                                pure=False,
                                 key=f"remap-fit-part-{k}-{keys[k][:16]}-{os.urandom(4).hex()}")
             futures[fut] = k
         for fut in as_completed(list(futures)):

@@ -327,3 +327,22 @@ def test_fit_medium_option(layouts, tmp_path, capsys):
     assert main(["fit", table_file, "-o", str(tmp_path / "x.ecsv"), "--medium",
                  "glass"]) == 2
     assert "'glass' is not one of 'air', 'vacuum'" in capsys.readouterr().err
+
+
+def test_fit_rv_and_resolution_options(layouts, tmp_path, capsys):
+    """--rv gives a known velocity (reported as given), --resolution a known R."""
+    table_file = str(layouts / "d_table.csv")
+    assert main(["fit", table_file, "-o", str(tmp_path / "m.ecsv"), "--no-progress",
+                 "--medium", "air"]) == 0
+    assert main(["fit", table_file, "-o", str(tmp_path / "g.ecsv"), "--no-progress",
+                 "--medium", "air", "--rv", "25", "--resolution", "survey"]) == 0
+    measured, given = QTable.read(tmp_path / "m.ecsv"), QTable.read(tmp_path / "g.ecsv")
+    assert abs(measured["rv"][0].to_value(u.km / u.s)) < 2      # the star is at rest
+    assert given["rv"][0].to_value(u.km / u.s) == pytest.approx(25.0)
+    # a 25 km/s (0.44 Å) wrong shift moves the labels
+    assert abs(given["teff"][0].value - measured["teff"][0].value) > 20 or \
+        abs(given["feh"][0].value - measured["feh"][0].value) > 0.02
+    capsys.readouterr()
+    assert main(["fit", table_file, "-o", str(tmp_path / "x.ecsv"), "--resolution",
+                 "sharp"]) == 2
+    assert "positive resolving power or 'survey'" in capsys.readouterr().err

@@ -34,6 +34,12 @@ OUTPUT_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts"
 @click.option("--medium", type=click.Choice(["air", "vacuum"]), default=None,
               help="Wavelength medium of the inputs, overriding what the files declare "
                    "[default: the file's; else the survey's, with a warning].")
+@click.option("--rv", "rv", default=None, metavar="KM/S", type=float,
+              help="Known radial velocity of every input in km/s (0: the spectra are at "
+                   "rest) [default: measured per star by cross-correlation].")
+@click.option("--resolution", "resolution", default=None, metavar="R",
+              help="Resolving power of the inputs, a number or 'survey' (the survey's own) "
+                   "[default: the file's meta, else estimated from the line widths].")
 @click.option("--plot", "plot_dir", default=None, metavar="DIR",
               type=click.Path(file_okay=False, path_type=Path),
               help="Write the PMF figure of every fitted file to DIR/<name>.png.")
@@ -50,8 +56,8 @@ OUTPUT_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts"
               help="Dask runs: files per task and per part file.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar.")
-def fit_cmd(files, output, overwrite, model, survey, fmt, medium, plot_dir, batch_size,
-            scheduler, workers, parts_dir, partition_size, progress):
+def fit_cmd(files, output, overwrite, model, survey, fmt, medium, rv, resolution, plot_dir,
+            batch_size, scheduler, workers, parts_dir, partition_size, progress):
     """Fit T_eff, log g and [Fe/H] of every spectrum file; write one table.
 
     FILES are spectrum files (one star each) in any format specutils reads
@@ -90,6 +96,11 @@ def fit_cmd(files, output, overwrite, model, survey, fmt, medium, plot_dir, batc
     if scheduler is not None and workers is not None:
         raise click.UsageError("give --scheduler (an existing cluster) or --workers (a local "
                                "one), not both")
+    fit_options = {}
+    if rv is not None:
+        fit_options["rv"] = rv
+    if resolution is not None:
+        fit_options["resolution"] = _resolution_option(resolution)
     paths = expand_paths(files)
     if not paths:
         raise click.UsageError("no input files: the directories given are empty")
@@ -99,7 +110,7 @@ def fit_cmd(files, output, overwrite, model, survey, fmt, medium, plot_dir, batc
             # checked again under the lock: another run may have finished it meanwhile
             check_output(output, paths, overwrite=overwrite, what="-o/--output")
             table = _fit(paths, model, survey, fmt, medium, plot_dir, batch_size, scheduler,
-                         workers, parts_dir, partition_size, progress)
+                         workers, parts_dir, partition_size, progress, fit_options)
             try:
                 write_table(table, output, writer)
             except OSError as exc:
@@ -114,8 +125,22 @@ def fit_cmd(files, output, overwrite, model, survey, fmt, medium, plot_dir, batc
     return 0
 
 
+def _resolution_option(text):
+    """``--resolution``: a positive number or ``survey``."""
+    if text.strip().lower() == "survey":
+        return "survey"
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise click.BadParameter(f"expected a positive resolving power or 'survey'; received "
+                                 f"{text!r}", param_hint="--resolution")
+    return value
+
+
 def _fit(paths, model, survey, fmt, medium, plot_dir, batch_size, scheduler, workers,
-         parts_dir, partition_size, progress):
+         parts_dir, partition_size, progress, fit_options=None):
     """Fit the files in this process or on Dask; the catalogue table."""
     import warnings
 
@@ -132,11 +157,11 @@ def _fit(paths, model, survey, fmt, medium, plot_dir, batch_size, scheduler, wor
                                     n_workers=workers, partition_size=partition_size,
                                     output=parts_dir, format=fmt, medium=medium,
                                     progress=progress, batch_size=batch_size,
-                                    plot_dir=plot_dir)
+                                    plot_dir=plot_dir, fit_options=fit_options)
             else:
                 table = fit_files(paths, model=model_arg, survey=survey, format=fmt,
                                   medium=medium, batch_size=batch_size, progress=progress,
-                                  plot_dir=plot_dir)
+                                  plot_dir=plot_dir, fit_options=fit_options)
     except (OSError, ValueError) as exc:
         if isinstance(exc, RemapError):
             raise
