@@ -156,7 +156,7 @@ def embed_cmd(model_path, data_path, out, beam, head, n, perplexity, seed, store
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # imported on use: it loads h5py and the data-set code; `remap --help` stays fast
-    from ..evaluation.report import embed, resolve_dataset
+    from ..evaluation import embed, resolve_dataset
     if stored and data_path is not None:
         raise click.UsageError("give either --data or --stored, not both")
     if not stored and data_path is None:
