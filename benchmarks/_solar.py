@@ -60,8 +60,8 @@ def load_solar_reference(path=None):
     return wave[keep], flux[keep]
 
 
-def observed_sun(*, snr=100.0, seed=0, wave_range=(4840.0, 5760.0), resolution=None,
-                 rv=0.0, path=None, declare_resolution=True):
+def observed_sun(*, snr=100.0, seed=0, wave_range=(4840.0, 5760.0), degrade_to=None,
+                 shift=0.0, path=None, declare_resolution=True, grid_step=None):
     """The solar reference as a `specutils.Spectrum` an observer could hand to ``remap.fit``.
 
     Parameters
@@ -71,12 +71,16 @@ def observed_sun(*, snr=100.0, seed=0, wave_range=(4840.0, 5760.0), resolution=N
     seed : int
     wave_range : (float, float)
         Å, air.
-    resolution : float or None
+    degrade_to : float or None
         Degrade to this resolving power first (None: keep the native ~47,000).
-    rv : float
+    shift : float
         Doppler shift applied, km/s (exact relativistic formula).
     declare_resolution : bool
         Put the resolution in ``meta["resolution"]``.
+    grid_step : float or None
+        Resample (linear interpolation, noiseless) onto a uniform grid of this
+        step in Å before the noise is added, so that ``snr`` is per pixel of
+        that grid (e.g. 0.1, MARVELS); None keeps the reference's 0.01 Å.
     """
     from astropy.nddata import StdDevUncertainty
     from specutils import Spectrum
@@ -87,13 +91,17 @@ def observed_sun(*, snr=100.0, seed=0, wave_range=(4840.0, 5760.0), resolution=N
     sel = (wave >= wave_range[0]) & (wave <= wave_range[1])
     wave, flux = wave[sel], flux[sel]
     r = SOLAR_RESOLUTION
-    if resolution is not None and resolution < SOLAR_RESOLUTION:
+    if degrade_to is not None and degrade_to < SOLAR_RESOLUTION:
         spec = Spectrum(flux=flux * u.one, spectral_axis=wave * u.AA)
-        flux = np.asarray(downconvolve(spec, resolution, from_resolution=SOLAR_RESOLUTION)
+        flux = np.asarray(downconvolve(spec, degrade_to, from_resolution=SOLAR_RESOLUTION)
                           .flux.value)
-        r = float(resolution)
-    if rv:
-        beta = rv / _C_KMS
+        r = float(degrade_to)
+    if grid_step is not None:
+        grid = np.arange(wave[0], wave[-1], float(grid_step))
+        flux = np.interp(grid, wave, flux)
+        wave = grid
+    if shift:
+        beta = shift / _C_KMS
         wave = wave * np.sqrt((1 + beta) / (1 - beta))
     meta = {"wavelength_medium": "air"}
     if declare_resolution:
@@ -107,8 +115,8 @@ def observed_sun(*, snr=100.0, seed=0, wave_range=(4840.0, 5760.0), resolution=N
                     uncertainty=StdDevUncertainty(sigma), meta=meta)
 
 
-def fit_sun(model=None, *, snr=100.0, seeds=(0, 1, 2), **options):
-    """``remap.fit`` on noisy copies of the Sun; one row per seed plus their mean.
+def fit_sun(model=None, *, snr=100.0, seeds=(0, 1, 2), fit_options=None, **options):
+    """``remap.fit`` on noisy copies of the Sun (:func:`observed_sun` ``**options``), per seed.
 
     Returns
     -------
@@ -118,14 +126,11 @@ def fit_sun(model=None, *, snr=100.0, seeds=(0, 1, 2), **options):
     """
     import remap
 
-    fit_options = {k: options.pop(k) for k in ("rv", "resolution", "medium") if k in options}
+    fit_options = dict(fit_options or {})
     rows = []
     for seed in seeds:
         spec = observed_sun(snr=snr, seed=seed, **options)
-        try:
-            result = remap.fit(spec, model=model, **fit_options)
-        except TypeError:   # an installation whose fit takes none of these options
-            result = remap.fit(spec, model=model)
+        result = remap.fit(spec, model=model, **fit_options)
         row = {"seed": seed, "flags": ",".join(result.flag_names()) or "-"}
         for p in ("teff", "logg", "feh"):
             par = getattr(result, p)

@@ -237,3 +237,39 @@ def main(quick=False):
     fig = _ROOT / "benchmarks" / "results" / "realism" / "realism.png"
     _figure(fig, ref_wave, ref_flux, spectra, velocity)
     print(f"figure: {fig}")
+    _model_rows(path, quick)
+
+
+def _model_rows(path, quick):
+    """The default model on the real Sun through remap.fit, as an observer would give it."""
+    from benchmarks._solar import SUN, fit_sun
+
+    seeds = (0, 1, 2) if quick else tuple(range(10))
+    cases = [
+        ("R 11,000, 0.1 Å pixels, SNR 100 (MARVELS-like)", 100.0,
+         dict(degrade_to=11_000, grid_step=0.1), {}),
+        ("R 11,000, 0.1 Å pixels, SNR 50", 50.0, dict(degrade_to=11_000, grid_step=0.1), {}),
+        ("native R 47,000 declared, 0.01 Å, SNR 100", 100.0, {}, {}),
+        ("native R 47,000, not declared (estimated)", 100.0, dict(declare_resolution=False),
+         {}),
+        ("R 11,000, 0.1 Å, SNR 100, shifted +20.6 km/s", 100.0,
+         dict(degrade_to=11_000, grid_step=0.1, shift=20.6), {}),
+        ("R 11,000, 0.1 Å, SNR 100, 4977-5760 Å only", 100.0,
+         dict(degrade_to=11_000, grid_step=0.1, wave_range=(4977.0, 5760.0)), {}),
+    ]
+    print(f"default model on the Sun ({path.name}) through remap.fit, {len(seeds)} noise draws; "
+          f"median of the medians, [min, max]; labels {SUN['teff']:.0f} / {SUN['logg']} / "
+          f"{SUN['feh']:+.2f} (target: within 50 K / 0.1 / 0.05, no FAR_FROM_TRAINING)")
+    print(f"{'input':<48} {'dT_eff (K)':>18} {'dlog g':>18} {'d[Fe/H]':>18} {'rv':>7}  flags")
+    for name, snr, observe, options in cases:
+        rows = fit_sun(snr=snr, seeds=seeds, fit_options=options, **observe)
+        cols = []
+        for p, fmt in (("teff", "{:+.0f}"), ("logg", "{:+.2f}"), ("feh", "{:+.2f}")):
+            d = np.array([r[f"d{p}"] for r in rows])
+            cols.append(f"{fmt.format(np.median(d))} [{fmt.format(d.min())},"
+                        f"{fmt.format(d.max())}]")
+        rv = np.median([r.get("rv", np.nan) for r in rows])
+        flags = sorted({f for r in rows for f in r["flags"].split(",") if f != "-"})
+        n_flagged = sum(r["flags"] != "-" for r in rows)
+        print(f"{name:<48} {cols[0]:>18} {cols[1]:>18} {cols[2]:>18} {rv:>+7.2f}  "
+              f"{n_flagged}/{len(rows)} {','.join(flags) or '-'}")
