@@ -367,3 +367,25 @@ def test_resample_rows_equals_the_scipy_spline_row_by_row():
         np.testing.assert_allclose(f[r], rf, rtol=0, atol=1e-12)
         np.testing.assert_array_equal(s[r], rs)
         np.testing.assert_array_equal(m[r], rm)
+
+
+def test_outside_domain_rule_and_flag():
+    """A cool M dwarf (no molecules in the library) is flagged, a solar twin is not."""
+    from remap.inference.flags import outside_domain
+    from remap.libraries.linelist import TRUSTED_DOMAIN, LineListLibrary
+
+    out = outside_domain(TRUSTED_DOMAIN, np.array([3700.0, 5772.0, np.nan, 5000.0]),
+                         np.array([4.7, 4.44, 4.4, 2.5]), np.array([0.0, 0.0, 0.0, -2.5]))
+    assert out.tolist() == [True, False, False, True]
+    assert not outside_domain(None, np.array([3000.0]), np.array([5.0]), np.array([0.0])).any()
+
+    lib = LineListLibrary(resolution=50_000, wave_range=(4830, 5770) * u.AA)
+    stars = []
+    for labels in [(3700.0, 4.7, 0.0), (5772.0, 4.44, 0.0)]:
+        spec = lib.spectrum(*labels, normalized=True)
+        spec.meta.update(resolution=50_000, wavelength_medium="air")
+        stars.append(spec)
+    result = remap.fit(stars)
+    assert "OUTSIDE_DOMAIN" in result.flag_names(0)
+    assert "trusted domain" in result.messages[0]
+    assert "OUTSIDE_DOMAIN" not in result.flag_names(1)

@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["Flag", "flag_names", "EDGE_MASS", "EDGE_BINS", "LOW_SNR", "MASKED_FRACTION",
            "FAR_PERCENTILE", "TENSION_SIGMA", "low_snr", "heavily_masked", "edge_mass",
-           "beam_tension", "far_threshold", "far_from_training"]
+           "beam_tension", "far_threshold", "far_from_training", "outside_domain"]
 
 #: `Flag.EDGE_PMF` is set when more than this fraction of a head's conflated PMF
 #: lies in its lowest `EDGE_BINS` bins, or in its highest `EDGE_BINS` bins.
@@ -84,11 +84,16 @@ class Flag(enum.IntFlag):
         Only with ``errors="flag"`` (the default for a batch); with
         ``errors="raise"`` the error is raised instead.
     RV_UNCERTAIN
-        Reserved for the radial-velocity stage: the cross-correlation peak is
+        Set by the radial-velocity stage: the cross-correlation peak is
         weak or ambiguous.
     LOW_RESOLUTION
-        Reserved for the resolution stage: the input's resolving power is
-        below the model's.
+        Set by the resolution stage: the input's resolving power is below
+        the model's.
+    OUTSIDE_DOMAIN
+        The conflated medians lie outside the domain where the model's
+        training library is trusted (the library plugin's ``trusted_domain``,
+        e.g. `remap.libraries.linelist.TRUSTED_DOMAIN`: no molecules, so no
+        M dwarfs); the PMFs are reported but should not be believed.
     """
 
     MISSING_BEAM = 1
@@ -101,6 +106,7 @@ class Flag(enum.IntFlag):
     BAD_INPUT = 128
     RV_UNCERTAIN = 256
     LOW_RESOLUTION = 512
+    OUTSIDE_DOMAIN = 1024
 
 
 def flag_names(value: int) -> list[str]:
@@ -216,3 +222,27 @@ def far_threshold(stored: np.ndarray, labels: np.ndarray) -> float:
 def far_from_training(distance: np.ndarray, limit: float) -> np.ndarray:
     """True where the nearest-neighbour distance exceeds :func:`far_threshold`'s limit."""
     return np.asarray(distance, dtype=float) > limit
+
+
+def outside_domain(domain, teff, logg, feh):
+    """The `Flag.OUTSIDE_DOMAIN` rule: labels outside a library's ``trusted_domain``.
+
+    Parameters
+    ----------
+    domain : object with ``contains(teff, logg, feh)``, or None
+        None (a library that declares no trusted domain) flags nothing.
+    teff, logg, feh : ndarray
+        The conflated medians; NaN (no result) is never flagged.
+
+    Returns
+    -------
+    outside : ndarray of bool
+    """
+    teff, logg, feh = (np.asarray(x, dtype=float) for x in (teff, logg, feh))
+    if domain is None:
+        return np.zeros(teff.shape, bool)
+    finite = np.isfinite(teff) & np.isfinite(logg) & np.isfinite(feh)
+    inside = np.asarray(domain.contains(np.where(finite, teff, 5772.0),
+                                        np.where(finite, logg, 4.44),
+                                        np.where(finite, feh, 0.0)), dtype=bool)
+    return finite & ~inside

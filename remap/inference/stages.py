@@ -48,7 +48,7 @@ from ..continuum.base import ContinuumError
 from ..exceptions import SpectrumError
 from ..labels import conflate
 from ..model.artifact import Neighbours
-from ..plugins import get_continuum_fitter
+from ..plugins import get_continuum_fitter, registry
 from ..spectra.medium import convert_medium, validate_medium
 from ..spectra.resampling import resample_arrays, resample_rows
 from ..spectra.validation import MAX_BAD_FRACTION, MIN_PIXELS, spectrum_arrays, spectrum_class
@@ -830,18 +830,26 @@ class Conflation(Stage):
 class QualityFlags(Stage):
     """The quality flags and their notes (rules and thresholds: :mod:`remap.inference.flags`).
 
-    NO_COVERAGE, MISSING_BEAM, LOW_SNR, MASKED, BEAMS_DISAGREE, EDGE_PMF
-    (FAR_FROM_TRAINING is set by ``neighbours``, BAD_INPUT where a stage gave
-    a star up).
+    NO_COVERAGE, MISSING_BEAM, LOW_SNR, MASKED, BEAMS_DISAGREE, EDGE_PMF,
+    OUTSIDE_DOMAIN (FAR_FROM_TRAINING is set by ``neighbours``, BAD_INPUT
+    where a stage gave a star up).  OUTSIDE_DOMAIN uses the ``trusted_domain``
+    of the library plugin the model's manifest names (none: not checked).
     """
 
     name = "flags"
 
+    def __init__(self, model, survey, **options):
+        super().__init__(model, survey, **options)
+        self.domain = _trusted_domain(model)
+
     def describe(self):
+        domain = ("" if self.domain is None else
+                  f", OUTSIDE_DOMAIN (library {self.model.manifest['library']['name']!r} "
+                  f"trusted domain)")
         return (f"LOW_SNR < {rules.LOW_SNR:g}, MASKED > {rules.MASKED_FRACTION:.0%}, "
                 f"BEAMS_DISAGREE > {rules.TENSION_SIGMA:g} sigma, EDGE_PMF > "
                 f"{rules.EDGE_MASS:.0%} in {rules.EDGE_BINS} edge bins, MISSING_BEAM, "
-                f"NO_COVERAGE")
+                f"NO_COVERAGE{domain}")
 
     def run(self, batches, context):
         beams = self.model.beams
@@ -906,7 +914,37 @@ class QualityFlags(Stage):
                              f"{h.label}: {mass:.0%} of the probability in the {side} "
                              f"{rules.EDGE_BINS} bins ({lim} {unit}): probably outside the "
                              f"training domain")
+        self._domain_flags(context)
         return batches
+
+    def _domain_flags(self, context):
+        names = {h.name for h in self.model.heads}
+        if self.domain is None or not {"teff", "logg", "feh"} <= names:
+            return
+        med = {p: self.model.bins[p].decode(context.pmfs[p])["median"]
+               for p in ("teff", "logg", "feh")}
+        outside = rules.outside_domain(self.domain, med["teff"], med["logg"], med["feh"])
+        context.flag(outside, Flag.OUTSIDE_DOMAIN)
+        reason = getattr(self.domain, "reason", "")
+        for i in np.flatnonzero(outside):
+            context.note(int(i), self.name, "outside_domain",
+                         f"{med['teff'][i]:.0f} K / {med['logg'][i]:.2f} / "
+                         f"{med['feh'][i]:+.2f} is outside the trusted domain of the "
+                         f"training library {self.model.manifest['library']['name']!r}"
+                         + (f" ({reason})" if reason else ""))
+
+
+def _trusted_domain(model):
+    """``trusted_domain`` of the library plugin named in the model's manifest, or None."""
+    name = ((getattr(model, "manifest", None) or {}).get("library") or {}).get("name")
+    if not name:
+        return None
+    try:
+        factory = registry("library").get(name)
+    except Exception:  # noqa: BLE001 - a broken plugin set must not break fitting
+        return None
+    domain = getattr(factory, "trusted_domain", None)
+    return domain if callable(getattr(domain, "contains", None)) else None
 
 
 # ============================================================================ neighbours
