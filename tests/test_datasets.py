@@ -414,8 +414,9 @@ def test_cli_build_with_the_real_linelist_library_and_algorithm1(tmp_path):
     ds = Dataset(tmp_path / "ll", verify=True)
     assert len(ds) == 45 and ds.manifest["config"]["fitter"]["name"] == "algorithm1"
     flux, mask, labels, _ = ds.read_arrays(np.arange(45), "A")
-    # continuum-normalized absorption spectra: median near (below) 1, lines below
-    assert 0.8 < np.median(flux) < 1.02 and flux.min() < 0.7
+    # continuum-normalized absorption spectra: median below 1, lines below (seed 2 draws
+    # a 4,050 K metal-rich giant, [Fe/H] +0.44: crowded lines put the median near 0.78)
+    assert 0.7 < np.median(flux) < 1.02 and flux.min() < 0.7
     # two draws of one noise level differ by the noise: rows 0-2 have 0.5 %, rows 12-14 2 %
     table = ds.labels
     assert np.allclose(np.asarray(table["sigma"][12:15]), 0.02)
