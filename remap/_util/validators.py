@@ -9,7 +9,40 @@ import astropy.units as u
 import numpy as np
 
 __all__ = ["is_int", "is_real", "bounds_text", "check_int", "check_real", "check_choice",
-           "check_seed", "wavelength_range"]
+           "check_seed", "per_star", "wavelength_range"]
+
+
+# --------------------------------------------------------------------------- per star
+
+def per_star(value, name, expected):
+    """A number or one number per star: a 0-d or 1-D float array (finiteness not checked).
+
+    Parameters
+    ----------
+    value : number or sequence of numbers
+    name : str
+        Option name for the messages.
+    expected : str
+        What the option may be, for the message (e.g. ``"None, a velocity in km/s
+        or one per star"``).
+
+    Raises
+    ------
+    ValueError
+        Not numbers, or an array that is not 1-D.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be {expected}; received {value!r}")
+    if isinstance(value, numbers.Real):
+        return np.asarray(float(value))
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {expected}; received {type(value).__name__}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a number or a 1-D array (one per star); received "
+                         f"shape {arr.shape}")
+    return arr
 
 
 # --------------------------------------------------------------------------- scalars

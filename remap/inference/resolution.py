@@ -25,11 +25,11 @@ such broad lines).
 from __future__ import annotations
 
 import math
-import numbers
 
 import astropy.units as u
 import numpy as np
 
+from .._util.validators import per_star
 from ..exceptions import SpectrumError
 from ..spectra.medium import convert_medium
 from ..spectra.resolution import convolve_rows, resolution_from_widths
@@ -65,17 +65,8 @@ def high_resolution(resolution, high, estimated, tolerance=ESTIMATE_TOLERANCE):
 def _option(value):
     if value is None or value in ("survey", "estimate"):
         return value
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        arr = np.asarray(float(value))
-    else:
-        try:
-            arr = np.asarray(value, dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(f"resolution must be None, 'survey', 'estimate', a resolving "
-                             f"power or one per star; received {value!r}") from None
-        if arr.ndim != 1:
-            raise ValueError(f"resolution must be a number or a 1-D array (one per star); "
-                             f"received shape {arr.shape}")
+    arr = per_star(value, "resolution",
+                   "None, 'survey', 'estimate', a resolving power or one per star")
     if np.any(~np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(f"resolution must be positive and finite; received {value!r}")
     return float(arr) if arr.ndim == 0 else arr

@@ -14,6 +14,7 @@ import weakref
 import astropy.units as u
 import numpy as np
 
+from .._util.validators import per_star
 from ..spectra.medium import convert_medium
 from ..spectra.velocity import (C_KMS, DEFAULT_RV_RANGE, MIN_PEAK, MIN_PEAK_RATIO, TemplateBank,
                                 estimate_rv_groups, to_rest_frame)
@@ -57,17 +58,7 @@ def _known_rv(value):
         except u.UnitConversionError:
             raise ValueError(f"rv must be a velocity (e.g. 12.3 * u.km / u.s) or a number in "
                              f"km/s; received a Quantity in {value.unit}") from None
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        arr = np.asarray(float(value))
-    else:
-        try:
-            arr = np.asarray(value, dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(f"rv must be None (measure it), a velocity in km/s or one per "
-                             f"star; received {type(value).__name__}") from None
-        if arr.ndim != 1:
-            raise ValueError(f"rv must be a scalar or a 1-D array (one per star); received "
-                             f"shape {arr.shape}")
+    arr = per_star(value, "rv", "None (measure it), a velocity in km/s or one per star")
     if np.any(~np.isfinite(arr)) or np.any(np.abs(arr) >= C_KMS):
         raise ValueError(f"rv must be finite and below the speed of light in km/s; received "
                          f"{value!r}")
