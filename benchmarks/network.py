@@ -320,7 +320,7 @@ def main(quick=False):
     import tensorflow as tf
 
     import remap
-    from remap.model.artifact import load_model, save_model
+    from remap.model import load_model, save_model
     from remap.labels import LabelBins
     from remap.nn.model import NetworkConfig, build_model
 

@@ -19,7 +19,7 @@ from .plugins import (get_plugin_manager, get_survey, get_continuum_fitter, get_
                       list_heads, plugin_infos)
 from .spectra.validation import prepare
 from .continuum import normalize
-from .model.artifact import load_model
+from .model.loading import load_model
 from .spectra import io  # noqa: F401  registers the "remap-beam" specutils format
 from .spectra.readers import read_spectrum  # registers remap's fallback readers too
 

@@ -14,9 +14,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import remap  # noqa: E402
-from remap.model import artifact  # noqa: E402
-from remap.model.artifact import (ArtifactError, RemapModel, compute_embeddings,  # noqa: E402
-                                  load_model, save_model, verify_files)
+from remap.model import artifact, safety  # noqa: E402
+from remap.model import (ArtifactError, RemapModel, compute_embeddings,  # noqa: E402
+                         load_model, save_model, verify_files)
 from remap.labels import LabelEncoder  # noqa: E402
 from remap.nn import NetworkConfig, build_model  # noqa: E402
 from remap.train.callbacks import recompute_batchnorm  # noqa: E402
@@ -313,7 +313,7 @@ def test_lambda_layer_with_regenerated_hashes_is_refused_without_running_it(
     assert not marker.exists()
     # second line of defence: Keras' safe mode refuses it even without remap's own scan,
     # and even after a global keras.config.enable_unsafe_deserialization()
-    monkeypatch.setattr(artifact, "_check_keras_config", lambda *a, **k: None)
+    monkeypatch.setattr(safety, "check_keras_config", lambda *a, **k: None)
     keras.config.enable_unsafe_deserialization()
     try:
         with pytest.raises(ArtifactError, match=r"beam_A.keras: Keras refused to load the "

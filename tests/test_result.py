@@ -6,7 +6,7 @@ import pytest
 from astropy.table import QTable
 from matplotlib.figure import Figure
 
-from remap.model.artifact import Neighbours
+from remap.model import Neighbours
 from remap.inference.flags import EDGE_MASS, Flag
 from remap.inference.result import FitResult, ParameterResult
 
@@ -165,6 +165,6 @@ def test_plot_returns_figure_with_one_panel_per_parameter():
 
 def test_flag_enum():
     assert Flag.NO_COVERAGE & (Flag.NO_COVERAGE | Flag.MASKED)
-    assert len({int(f) for f in Flag}) == len(Flag) == 10
-    assert [int(f) for f in Flag] == [2 ** i for i in range(10)]
+    assert len({int(f) for f in Flag}) == len(Flag) == 11
+    assert [int(f) for f in Flag] == [2 ** i for i in range(11)]
     assert 0 < EDGE_MASS < 1

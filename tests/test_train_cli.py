@@ -130,7 +130,7 @@ def model_weights(path):
 
 
 def test_train_writes_an_artifact_that_loads_and_predicts(tiny_run):
-    from remap.model.artifact import load_model
+    from remap.model import load_model
 
     config, out, result = tiny_run
     assert result.exit_code == 0, result.output
@@ -238,7 +238,7 @@ def test_make_folds_and_split_keep_label_points_together():
 
 @pytest.mark.slow
 def test_ablations_single_task_no_swa_no_triplet_both_beams(toy_survey, tmp_path):
-    from remap.model.artifact import load_model
+    from remap.model import load_model
 
     config = write_config(tmp_path / "abl.toml", beams=("A", "B"), lr_max='"auto"',
                           lr_min='"auto"', extra="""
@@ -273,7 +273,7 @@ def test_ablations_single_task_no_swa_no_triplet_both_beams(toy_survey, tmp_path
 def test_cv_enabled_runs_in_the_chain_and_selects_the_best_architecture(toy_survey, tmp_path):
     from astropy.table import Table
 
-    from remap.model.artifact import load_model
+    from remap.model import load_model
     from remap.heads import FEH, LOGG, TEFF
     from remap.nn.model import NetworkConfig, build_model
 

@@ -32,7 +32,7 @@ def add_templates_cmd(directory, library, library_options):
     remap fit measures radial velocities and resolutions with and fills
     uncovered pixels from.  Artifacts written by 'remap train' have them.
     """
-    from ..model.artifact import load_model
+    from ..model.loading import load_model
     from ..model.templates import add_templates
 
     options = None

@@ -47,7 +47,7 @@ from specutils import SpectrumList
 from ..continuum.base import ContinuumError
 from ..exceptions import SpectrumError
 from ..labels import conflate
-from ..model.artifact import Neighbours
+from ..model.runtime import Neighbours
 from ..plugins import get_continuum_fitter, registry
 from ..spectra.medium import convert_medium, validate_medium
 from ..spectra.resampling import resample_arrays, resample_rows

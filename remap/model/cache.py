@@ -12,7 +12,8 @@ import os
 import threading
 from pathlib import Path
 
-from .artifact import RemapModel, load_model
+from .loading import load_model
+from .runtime import RemapModel
 
 __all__ = ["DEFAULT_MODEL_PATH", "cached_model", "default_model", "resolve_model"]
 

@@ -53,7 +53,8 @@ import numpy as np
 
 from ..datasets import Dataset, DatasetError, build_synthetic, draw_labels, grid_labels
 from ..labels import LabelEncoder
-from ..model.artifact import compute_embeddings, save_model
+from ..model.artifact import save_model
+from ..model.runtime import compute_embeddings
 from ..model.templates import build_templates
 from ..plugins import get_continuum_fitter, get_head, get_library, get_survey, list_heads
 from ..simulate import SimulationConfig, build_simulated
