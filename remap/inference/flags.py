@@ -4,16 +4,17 @@ Each rule is a pure function of arrays beside the threshold it uses; the
 ``flags`` and ``neighbours`` stages of :func:`remap.fit`
 (:mod:`remap.inference.stages`) call them and write the notes.
 
-=====================  ==================================================
-threshold              rule
-=====================  ==================================================
-:data:`LOW_SNR`        :func:`low_snr`
-:data:`MASKED_FRACTION`  :func:`heavily_masked`
-:data:`EDGE_MASS`,     :func:`edge_mass`
+========================  ================================================
+threshold                 rule
+========================  ================================================
+:data:`LOW_SNR`           :func:`low_snr`
+:data:`MASKED_FRACTION`   :func:`heavily_masked`
+:data:`EDGE_MASS`,        :func:`edge_mass`
 :data:`EDGE_BINS`
-:data:`TENSION_SIGMA`  :func:`beam_tension`
-:data:`FAR_PERCENTILE`  :func:`far_threshold`, :func:`far_from_training`
-=====================  ==================================================
+:data:`TENSION_SIGMA`     :func:`beam_tension`
+:data:`FAR_PERCENTILE`    :func:`far_threshold`, :func:`far_from_training`
+trusted domain            :func:`outside_domain` (the library's ``trusted_domain``)
+========================  ================================================
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def edge_mass(pmf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def beam_tension(bins, pmfs: list[np.ndarray]):
-    """Largest pairwise |median difference| / combined width between beam PMFs, per star.
+    """Largest pairwise absolute median difference / combined width between beam PMFs, per star.
 
     The width of a pair is ``sqrt(std_a² + std_b² + 2 w²/12)`` (``w`` the bin
     width, the floor of a one-bin PMF); NaN rows (unused beams) give 0.
