@@ -389,3 +389,21 @@ def test_outside_domain_rule_and_flag():
     assert "OUTSIDE_DOMAIN" in result.flag_names(0)
     assert "trusted domain" in result.messages[0]
     assert "OUTSIDE_DOMAIN" not in result.flag_names(1)
+
+
+def test_medium_option_and_the_assumed_medium_warning():
+    """No medium anywhere: one warning; medium= states it (and vacuum moves the lines)."""
+    star = load_example()
+    for spec in star.values():
+        spec.meta.pop("wavelength_medium", None)
+    with pytest.warns(remap.MediumAssumedWarning, match="assumed air wavelengths"):
+        assumed = remap.fit(star, rv=0, resolution="survey")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", remap.MediumAssumedWarning)
+        air = remap.fit(star, rv=0, resolution="survey", medium="air")
+        vacuum = remap.fit(star, rv=0, resolution="survey", medium="vacuum")
+    assert air.teff.median == assumed.teff.median
+    assert abs(vacuum.teff.median - air.teff.median) > 20 * u.K   # lines moved by ~1.4 Å
+    with pytest.raises(ValueError, match="medium"):
+        remap.fit(star, medium="glass")

@@ -49,7 +49,7 @@ from ..exceptions import SpectrumError
 from ..labels import conflate
 from ..model.runtime import Neighbours
 from ..plugins import get_continuum_fitter, registry
-from ..spectra.medium import convert_medium, validate_medium
+from ..spectra.medium import convert_medium, validate_medium, warn_medium_assumed
 from ..spectra.resampling import resample_arrays, resample_rows
 from ..spectra.validation import MAX_BAD_FRACTION, MIN_PIXELS, spectrum_arrays, spectrum_class
 from ..surveys.base import DEFAULT_MIN_COVERAGE, Survey, fill_spikes, find_spikes
@@ -179,9 +179,20 @@ class Validate(Stage):
     everywhere is taken as *not given* (with a note).  Rows that share a
     wavelength grid and medium go into one `Batch`, whatever the input's shape
     (list of dicts, SpectrumList, list of 1-D spectra, 2-D spectrum).
+
+    Wavelength medium: the ``medium=`` option (``"air"``/``"vacuum"``) states
+    it for every input; otherwise each spectrum's ``meta["wavelength_medium"]``;
+    inputs that declare neither are taken in the survey's medium, with one
+    `remap.MediumAssumedWarning` per chunk of stars naming them.
     """
 
     name = "validate"
+    OPTIONS = {"medium": None}
+
+    def __init__(self, model, survey, **options):
+        super().__init__(model, survey, **options)
+        medium = self.options["medium"]
+        self.medium = None if medium is None else validate_medium(medium, "medium")
 
     def describe(self):
         return ("inputs -> array rows (Å, σ, mask); σ ≤ 0 masked, σ ≡ 0 taken as not "
@@ -252,14 +263,23 @@ class Validate(Stage):
                 groups.setdefault(key, []).append((star, p, a, 0))
                 waves[key] = (a["wave"], a["medium"])
         batches = []
+        assumed = []
         for key, rows in groups.items():
             wave, medium = waves[key]
+            if self.medium is not None:
+                medium = self.medium
+            elif medium is None:
+                assumed.extend(context.labels[s] for s, p, _, _ in rows if p == 0)
             batches.append(Batch(
                 flux=np.stack([a["flux"][r] for _, _, a, r in rows]),
                 sigma=np.stack([a["sigma"][r] for _, _, a, r in rows]),
                 mask=np.stack([a["mask"][r] for _, _, a, r in rows]),
                 wave=wave, star=np.array([s for s, _, _, _ in rows], dtype=np.int64),
                 piece=np.array([p for _, p, _, _ in rows], dtype=np.int64), medium=medium))
+        if assumed:
+            warn_medium_assumed(assumed, self.survey.wavelength_medium,
+                                f"the medium of survey {getattr(self.survey, 'name', '?')!r}",
+                                stacklevel=4)
         return batches
 
 
