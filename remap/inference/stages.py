@@ -169,6 +169,14 @@ def _spectrum_arrays(spectrum, name, *, batch=False):
     return a
 
 
+def _require_spectrum(obj, label):
+    """Raise TypeError naming ``label`` unless ``obj`` is a specutils Spectrum."""
+    if not isinstance(obj, spectrum_class()):
+        raise TypeError(f"{label}: expected a specutils Spectrum (or Spectrum1D), a "
+                        f"SpectrumList or a dict of beam spectra; received "
+                        f"{type(obj).__name__}")
+
+
 class Validate(Stage):
     """Check every input and turn it into array rows, grouped by wavelength grid.
 
@@ -209,19 +217,13 @@ class Validate(Stage):
             out = []
             for key, spec in entries:
                 sub = f"{item.label} ({kind} {key!r})"
-                if not isinstance(spec, spectrum_class()):
-                    raise TypeError(f"{sub}: expected a specutils Spectrum (or Spectrum1D), a "
-                                    f"SpectrumList or a dict of beam spectra; received "
-                                    f"{type(spec).__name__}")
+                _require_spectrum(spec, sub)
                 if np.ndim(spec.flux) != 1:
                     raise SpectrumError(f"{sub}: each spectrum of one star must have 1-D "
                                         f"flux; received shape {np.shape(spec.flux)}")
                 out.append((sub, spec))
             return out
-        if not isinstance(obj, spectrum_class()):
-            raise TypeError(f"{item.label}: expected a specutils Spectrum (or Spectrum1D), a "
-                            f"SpectrumList or a dict of beam spectra; received "
-                            f"{type(obj).__name__}")
+        _require_spectrum(obj, item.label)
         if np.ndim(obj.flux) != 1:
             raise SpectrumError(f"{item.label}: a batch item must be one star (1-D flux); "
                                 f"received flux of shape {np.shape(obj.flux)}. Pass a 2-D "
@@ -941,8 +943,7 @@ class QualityFlags(Stage):
         names = {h.name for h in self.model.heads}
         if self.domain is None or not {"teff", "logg", "feh"} <= names:
             return
-        med = {p: self.model.bins[p].decode(context.pmfs[p])["median"]
-               for p in ("teff", "logg", "feh")}
+        med = {p: context.summaries[p]["median"] for p in ("teff", "logg", "feh")}
         outside = rules.outside_domain(self.domain, med["teff"], med["logg"], med["feh"])
         context.flag(outside, Flag.OUTSIDE_DOMAIN)
         reason = getattr(self.domain, "reason", "")

@@ -110,18 +110,12 @@ def load_model(path):
             raise ArtifactError(f"{root}: beam {beam!r} must use model file "
                                 f"{model_file(beam)!r}; manifest says {record.get('model')!r}")
         expected.add(model_file(beam))
-        if record.get("embeddings") is not None:
-            if record["embeddings"] != embeddings_file(beam):
-                raise ArtifactError(f"{root}: beam {beam!r} must use embeddings file "
-                                    f"{embeddings_file(beam)!r}; manifest says "
-                                    f"{record['embeddings']!r}")
-            expected.add(embeddings_file(beam))
-        if record.get("templates") is not None:
-            if record["templates"] != templates_file(beam):
-                raise ArtifactError(f"{root}: beam {beam!r} must use templates file "
-                                    f"{templates_file(beam)!r}; manifest says "
-                                    f"{record['templates']!r}")
-            expected.add(templates_file(beam))
+        for key, file_of in (("embeddings", embeddings_file), ("templates", templates_file)):
+            if record.get(key) is not None:    # optional members
+                if record[key] != file_of(beam):
+                    raise ArtifactError(f"{root}: beam {beam!r} must use {key} file "
+                                        f"{file_of(beam)!r}; manifest says {record[key]!r}")
+                expected.add(file_of(beam))
     present = {p.name for p in root.iterdir()} - {SUMS_NAME}
     for name in sorted(present - expected):
         raise ArtifactError(f"{root}: unexpected file {name!r}, not part of the artifact "
