@@ -347,7 +347,7 @@ def test_multispec_three_orders(tmp_path, dtype):
 
 
 def test_multispec_wavelengths_per_order(tmp_path):
-    from remap.spectra.readers import _multispec_wavelengths
+    from remap.spectra.readers.multispec import _multispec_wavelengths
 
     waves, _, _ = echelle_orders()
     for dtype, spec in [(0, "1 1 0 5000 0.1 1200 0. 1. 2."),
@@ -460,7 +460,7 @@ def test_no_dispersion_is_refused(tmp_path):
 
 def test_wat_cards_split_at_a_space_are_joined_back():
     """IRAF cuts the WAT text every 68 characters; FITS drops a value's trailing blanks."""
-    from remap.spectra.readers import _multispec_wavelengths, _wat_text
+    from remap.spectra.readers.multispec import _multispec_wavelengths, _wat_text
 
     head = 'wtype=multispec spec1 = "1 1 0 5000 0.1 1200 0. 1 2" spec2 = "2 2 0 '
     assert len(head) == 68 and head[-1] == " " and head[-2] != " "  # a card ending in a blank
@@ -479,9 +479,11 @@ def test_registration_is_idempotent_and_leaves_others_alone():
     import importlib
 
     import remap.spectra.readers as readers
+    from remap.spectra.readers import registry
 
     assert readers.register() == list(readers.REMAP_FORMATS)
-    importlib.reload(readers)  # a reload registers the new functions over the old ones
+    importlib.reload(registry)  # a reload registers the new functions over the old ones
+    importlib.reload(readers)
     assert readers.register() == list(readers.REMAP_FORMATS)
 
 
