@@ -1,5 +1,7 @@
 """Tests of the continuum fitters, remap.normalize and remap.testing."""
 
+import re
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -76,7 +78,7 @@ def test_config_round_trip(cls):
     (Clipped, {"correct_bias": "yes"}, "correct_bias='yes'"),
 ])
 def test_bad_options_echo_the_value(cls, options, received):
-    with pytest.raises(ValueError, match=f"Received: {received}"):
+    with pytest.raises(ValueError, match=f"; received {re.escape(received)}$"):
         cls(**options)
 
 

@@ -41,7 +41,8 @@ from numpy.polynomial import Polynomial
 from numpy.polynomial import legendre
 from scipy.ndimage import gaussian_filter1d
 
-from .base import ContinuumError, ContinuumFitter, check_choice, check_int, check_real
+from .._util.validators import check_choice, check_int, check_real
+from .base import ContinuumError, ContinuumFitter
 
 __all__ = ["Algorithm1", "BIN_COUNTS", "POLYNOMIAL_BELOW", "FAST_TOLERANCE"]
 

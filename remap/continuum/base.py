@@ -8,16 +8,20 @@ with :func:`remap.spectra.prepare` first and returns the continuum as a
 `~astropy.units.Quantity`.  :meth:`ContinuumFitter.get_config` returns the
 options so that a model artifact can record which fitter produced its training
 data, and :meth:`ContinuumFitter.from_config` rebuilds the fitter.
+
+``check_int``, ``check_real`` and ``check_choice``, the checks the fitters run on
+their options, are remap's shared validators (``remap._util.validators``),
+importable from here for fitter plugins.
 """
 
 from __future__ import annotations
 
 import abc
-import numbers
 
 import astropy.units as u
 import numpy as np
 
+from .._util.validators import check_choice, check_int, check_real
 from ..exceptions import RemapError
 from ..spectra.validation import prepare
 
@@ -26,94 +30,6 @@ __all__ = ["ContinuumFitter", "ContinuumError", "check_int", "check_real", "chec
 
 class ContinuumError(RemapError, RuntimeError):
     """A continuum could not be fitted (e.g. an iteration limit was reached)."""
-
-
-def check_int(name, value, minimum=None, maximum=None):
-    """Return ``value`` as an int, or raise `ValueError` echoing the bad value.
-
-    Parameters
-    ----------
-    name : str
-        Option name used in the message.
-    value : object
-        The value to check (any integral type, not bool).
-    minimum, maximum : int, optional
-        Inclusive bounds.
-
-    Returns
-    -------
-    value : int
-
-    Raises
-    ------
-    ValueError
-        Not an integer, or out of bounds.
-    """
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if ok and minimum is not None and value < minimum:
-        ok = False
-    if ok and maximum is not None and value > maximum:
-        ok = False
-    if not ok:
-        bounds = _bounds_text(minimum, maximum)
-        raise ValueError(f"{name} must be an integer{bounds}. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_real(name, value, minimum=None, maximum=None, *, strict_min=False, strict_max=False):
-    """Return ``value`` as a float, or raise `ValueError` echoing the bad value.
-
-    Parameters
-    ----------
-    name : str
-        Option name used in the message.
-    value : object
-        The value to check (any real number, not bool; must be finite).
-    minimum, maximum : float, optional
-        Bounds, inclusive unless ``strict_min``/``strict_max``.
-    strict_min, strict_max : bool
-        Make the corresponding bound exclusive.
-
-    Returns
-    -------
-    value : float
-
-    Raises
-    ------
-    ValueError
-        Not a finite real number, or out of bounds.
-    """
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and np.isfinite(value))
-    if ok and minimum is not None:
-        ok = value > minimum if strict_min else value >= minimum
-    if ok and maximum is not None:
-        ok = value < maximum if strict_max else value <= maximum
-    if not ok:
-        lo = None if minimum is None else ((">" if strict_min else ">=") + f" {minimum}")
-        hi = None if maximum is None else (("<" if strict_max else "<=") + f" {maximum}")
-        bounds = " and ".join(b for b in (lo, hi) if b)
-        raise ValueError(f"{name} must be a finite number" + (f" {bounds}" if bounds else "")
-                         + f". Received: {name}={value!r}")
-    return float(value)
-
-
-def check_choice(name, value, choices):
-    """Return ``value`` if it is one of ``choices``, else raise `ValueError`."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}. "
-                         f"Received: {name}={value!r}")
-    return value
-
-
-def _bounds_text(minimum, maximum):
-    if minimum is not None and maximum is not None:
-        return f" in [{minimum}, {maximum}]"
-    if minimum is not None:
-        return f" >= {minimum}"
-    if maximum is not None:
-        return f" <= {maximum}"
-    return ""
 
 
 class ContinuumFitter(abc.ABC):

@@ -18,7 +18,8 @@ from astropy.modeling import fitting
 from astropy.modeling.polynomial import Chebyshev1D
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .base import ContinuumError, ContinuumFitter, check_choice, check_int
+from .._util.validators import check_choice, check_int
+from .base import ContinuumError, ContinuumFitter
 
 __all__ = ["Chebyshev"]
 
@@ -58,8 +59,8 @@ class Chebyshev(ContinuumFitter):
         self.degree = check_int("degree", degree, 0, 30)
         self.median_window = check_int("median_window", median_window, minimum=1)
         if self.median_window % 2 == 0:
-            raise ValueError(f"median_window must be an odd number of pixels. "
-                             f"Received: median_window={median_window!r}")
+            raise ValueError(f"median_window must be an odd number of pixels; received "
+                             f"median_window={median_window!r}")
         self.fitter = check_choice("fitter", fitter, tuple(_FITTERS))
 
     def get_config(self):
@@ -75,19 +76,9 @@ class Chebyshev(ContinuumFitter):
     def fit(self, flux, mask=None, wavelength=None):
         """Fit the continuum of one spectrum or of a batch (one spectrum at a time).
 
-        Parameters
-        ----------
-        flux : array-like, shape (n_spectra, n_pix) or (n_pix,)
-            Flux in any unit.
-        mask : array-like of bool, optional
-            True = bad pixel (left out of the fit).
-        wavelength : array-like, optional
-            Wavelengths in Å (pixel indices are used when omitted).
-
-        Returns
-        -------
-        continuum : `~numpy.ndarray`
-            Same shape and unit as ``flux``.
+        Parameters and result as `ContinuumFitter.fit`.  The Chebyshev
+        polynomial's variable is ``wavelength`` (Å) when given, else the pixel
+        index; each spectrum is scaled by its median |flux| for the fit.
 
         Raises
         ------

@@ -25,7 +25,8 @@ import numpy as np
 from numpy.polynomial import legendre
 from scipy.stats import norm
 
-from .base import ContinuumError, ContinuumFitter, check_int, check_real
+from .._util.validators import check_int, check_real
+from .base import ContinuumError, ContinuumFitter
 
 __all__ = ["Clipped"]
 
@@ -70,8 +71,8 @@ class Clipped(ContinuumFitter):
         self.upper = check_real("upper", upper, 0, strict_min=True)
         self.maxiters = check_int("maxiters", maxiters, minimum=1)
         if not isinstance(correct_bias, (bool, np.bool_)):
-            raise ValueError(f"correct_bias must be True or False. "
-                             f"Received: correct_bias={correct_bias!r}")
+            raise ValueError(f"correct_bias must be True or False; received "
+                             f"correct_bias={correct_bias!r}")
         self.correct_bias = bool(correct_bias)
 
     def get_config(self):
@@ -118,19 +119,9 @@ class Clipped(ContinuumFitter):
     def fit(self, flux, mask=None, wavelength=None):
         """Fit the continuum of one spectrum or of a batch.
 
-        Parameters
-        ----------
-        flux : array-like, shape (n_spectra, n_pix) or (n_pix,)
-            Flux in any unit.
-        mask : array-like of bool, optional
-            True = bad pixel (ignored).
-        wavelength : array-like, optional
-            Wavelengths (Å); the polynomial's variable if given.
-
-        Returns
-        -------
-        continuum : `~numpy.ndarray`
-            Same shape and unit as ``flux``.
+        Parameters and result as `ContinuumFitter.fit`.  The Legendre
+        polynomial's variable is ``wavelength`` (Å) when given, else the pixel
+        index; the whole batch is fitted at once.
 
         Raises
         ------
