@@ -358,19 +358,30 @@ def _normalize_templates(record, beam, grid):
             "meta": np.array(json.dumps(meta, allow_nan=False), dtype=str)}
 
 
+def _per_beam(records, what, beams):
+    """``{beam: record}`` (or None: ``{}``), checked to name only beams that have a model.
+
+    Raises
+    ------
+    ArtifactError
+        ``records`` is not a dict, or names a beam not in ``beams``.
+    """
+    if records is None:
+        return {}
+    if not isinstance(records, dict):
+        raise ArtifactError(f"{what} must be a dict beam -> dict; received "
+                            f"{type(records).__name__}")
+    unknown = sorted(set(records) - set(beams))
+    if unknown:
+        raise ArtifactError(f"{what} given for beams {unknown} that have no model "
+                            f"(models: {sorted(beams)})")
+    return records
+
+
 def _templates_arrays_for(templates, grids):
     """``{beam: arrays}`` of :func:`_normalize_templates` for ``{beam: record}``."""
-    if templates is None:
-        return {}
-    if not isinstance(templates, dict):
-        raise ArtifactError(f"templates must be a dict beam -> dict; received "
-                            f"{type(templates).__name__}")
-    unknown = sorted(set(templates) - set(grids))
-    if unknown:
-        raise ArtifactError(f"templates given for beams {unknown} that have no model "
-                            f"(models: {sorted(grids)})")
     return {beam: _normalize_templates(rec, beam, grids[beam]) for beam, rec in
-            templates.items()}
+            _per_beam(templates, "templates", grids).items()}
 
 
 # --------------------------------------------------------------------------- writing
@@ -508,14 +519,7 @@ def save_model(directory, models, manifest, *, embeddings=None, overwrite=False,
     if not isinstance(survey_name, str) or not survey_name:
         raise ArtifactError(f"manifest needs 'survey', the survey name (e.g. 'marvels'); "
                             f"received {survey_name!r}")
-    embeddings = {} if embeddings is None else embeddings
-    if not isinstance(embeddings, dict):
-        raise ArtifactError(f"embeddings must be a dict beam -> dict; received "
-                            f"{type(embeddings).__name__}")
-    unknown = sorted(set(embeddings) - set(models))
-    if unknown:
-        raise ArtifactError(f"embeddings given for beams {unknown} that have no model "
-                            f"(models: {sorted(models)})")
+    embeddings = _per_beam(embeddings, "embeddings", models)
 
     # ---- the networks: heads, input sizes
     outputs = None

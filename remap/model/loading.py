@@ -20,12 +20,17 @@ from .survey_grids import check_survey_grids
 __all__ = ["load_model"]
 
 
-def _load_embeddings(path, heads):
+def _npz_arrays(path, what):
+    """Every array of the ``.npz`` file ``path`` (no pickles), or an ArtifactError naming it."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+            return {key: data[key] for key in data.files}
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise ArtifactError(f"{path.name}: cannot read the embeddings ({exc})") from None
+        raise ArtifactError(f"{path.name}: cannot read the {what} ({exc})") from None
+
+
+def _load_embeddings(path, heads):
+    arrays = _npz_arrays(path, "embeddings")
     for key in ("labels", "label_names"):
         if key not in arrays:
             raise ArtifactError(f"{path.name}: no {key!r} array")
@@ -49,11 +54,7 @@ def _load_embeddings(path, heads):
 
 
 def _load_templates(path, grid):
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise ArtifactError(f"{path.name}: cannot read the templates ({exc})") from None
+    arrays = _npz_arrays(path, "templates")
     want = {"wave", "flux", "labels", "label_names", "meta"}
     if set(arrays) != want:
         raise ArtifactError(f"{path.name}: expected arrays {sorted(want)}; found "
