@@ -152,6 +152,14 @@ def server_rel(p):
     return f"{GRID_NAME}/{grid_relative_path(*p)}"
 
 
+def write_part(dest, p, data):
+    """An interrupted earlier download of grid point ``p``: its ``.part`` file under ``dest``."""
+    part = dest / (grid_relative_path(*p) + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(data)
+    return part
+
+
 def assert_same_files(server_root, dest, points):
     assert (dest / WAVE_FILE_NAME).read_bytes() == (server_root / WAVE_FILE_NAME).read_bytes()
     for p in points:
@@ -242,9 +250,7 @@ def test_server_ignoring_range_restarts_file(server_tree, tmp_path):
     dest = tmp_path / "grid"
     p = (5800.0, 4.5, 0.0, 0.0)
     full = (server_tree / server_rel(p)).read_bytes()
-    part = dest / (grid_relative_path(*p) + ".part")
-    part.parent.mkdir(parents=True)
-    part.write_bytes(full[:1000])  # an interrupted earlier download
+    write_part(dest, p, full[:1000])
     with GridServer(server_tree, ignore_range=True, drop_first={server_rel(p)}) as srv:
         report = fetch_phoenix(teff=5800, logg=4.5, feh=0.0, dest=dest, base_url=srv.url,
                                workers=1, progress=False, backoff=0)
@@ -259,9 +265,7 @@ def test_server_ignoring_range_restarts_file(server_tree, tmp_path):
 def test_resume_from_existing_part_and_skip_complete(server_tree, tmp_path):
     dest = tmp_path / "grid"
     p1, p2 = (5700.0, 4.0, 0.0, 0.0), (5700.0, 4.0, -0.5, 0.0)
-    part = dest / (grid_relative_path(*p1) + ".part")
-    part.parent.mkdir(parents=True)
-    part.write_bytes((server_tree / server_rel(p1)).read_bytes()[:4000])
+    write_part(dest, p1, (server_tree / server_rel(p1)).read_bytes()[:4000])
     done = dest / grid_relative_path(*p2)
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_bytes((server_tree / server_rel(p2)).read_bytes())
@@ -285,9 +289,7 @@ def test_oversized_part_restarts(server_tree, tmp_path):
     dest = tmp_path / "grid"
     p = (5700.0, 4.0, 0.0, 0.0)
     full = (server_tree / server_rel(p)).read_bytes()
-    part = dest / (grid_relative_path(*p) + ".part")
-    part.parent.mkdir(parents=True)
-    part.write_bytes(full + b"junk")  # longer than the server's file: HTTP 416
+    write_part(dest, p, full + b"junk")  # longer than the server's file: HTTP 416
     path = dest / grid_relative_path(*p)
     with GridServer(server_tree) as srv:
         assert download_file(srv.url + server_rel(p), path, backoff=0)[0] == "downloaded"
