@@ -998,6 +998,13 @@ def _figures(rec, config, predictions, out):
     import matplotlib.pyplot as plt
 
     figs = []
+
+    def save(fig, name, dpi, caption):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=dpi)
+        plt.close(fig)
+        figs.append((name, caption))
+
     snrs = np.array(config.test_snrs)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, name in zip(axes, LABELS):
@@ -1015,11 +1022,8 @@ def _figures(rec, config, predictions, out):
         ax.set_xlabel("SNR")
         ax.set_ylabel(f"scatter in {SYMBOLS[name]} ({UNITS[name]})")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "scatter_vs_snr.png", dpi=110)
-    plt.close(fig)
-    figs.append(("scatter_vs_snr.png", "Scatter against SNR for each method, with the "
-                 "Cramér–Rao bound and three times it (the goal)."))
+    save(fig, "scatter_vs_snr.png", 110, "Scatter against SNR for each method, with the "
+         "Cramér–Rao bound and three times it (the goal).")
 
     fig, axes = plt.subplots(3, 3, figsize=(11, 10))
     sel = np.asarray(predictions["snr"]) == 100.0
@@ -1041,11 +1045,8 @@ def _figures(rec, config, predictions, out):
             ax.set_title(f"{method}: {SYMBOLS[name]}", fontsize=9)
             ax.set_xlabel(f"true ({UNITS[name]})", fontsize=8)
             ax.set_ylabel(f"predicted ({UNITS[name]})", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "predicted_vs_true_snr100.png", dpi=100)
-    plt.close(fig)
-    figs.append(("predicted_vs_true_snr100.png", "Predicted against true labels of the "
-                 "held-out spectra at SNR 100 (remap with its 16–84 % interval)."))
+    save(fig, "predicted_vs_true_snr100.png", 100, "Predicted against true labels of the "
+         "held-out spectra at SNR 100 (remap with its 16–84 % interval).")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     labels = ["full model", "no triplet", "no SWA", "single-task (x3)"]
@@ -1068,12 +1069,9 @@ def _figures(rec, config, predictions, out):
     axes[1].set_xticks(x, variants, fontsize=8)
     axes[1].set_ylabel("RMS error / CRB (calibration stars)")
     axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "ablations_transfer.png", dpi=110)
-    plt.close(fig)
-    figs.append(("ablations_transfer.png", "Left: ablations, scatter relative to the full model "
-                 "(same schedule). Right: transfer learning, RMS error (bias included) on the "
-                 "simulated calibration stars over their Cramér–Rao bound."))
+    save(fig, "ablations_transfer.png", 110, "Left: ablations, scatter relative to the full "
+         "model (same schedule). Right: transfer learning, RMS error (bias included) on the "
+         "simulated calibration stars over their Cramér–Rao bound.")
     return figs
 
 

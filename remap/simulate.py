@@ -41,7 +41,6 @@ log gf errors come from ``seed`` alone and are shared by all sets of a seed.
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 
 import astropy.units as u
@@ -50,6 +49,7 @@ from numpy.polynomial import legendre
 from scipy.interpolate import make_interp_spline
 from tqdm import tqdm
 
+from ._util.validators import check_int, check_real, is_real
 from .continuum import normalize
 from .datasets import DatasetWriter, limit_blas_threads
 from .heads import FEH, LOGG, TEFF
@@ -127,25 +127,15 @@ class SimulationConfig:
         for name in ("loggf_sigma", "vmicro", "wavelength_rms_px", "rv_sigma",
                      "continuum_amplitude"):
             value = getattr(self, name)
-            if name == "vmicro" and value == "relation":
-                continue
-            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0; received {value!r}")
-        if not 0 <= self.spike_fraction <= 1:
-            raise ValueError(f"spike_fraction must be in [0, 1]; received "
-                             f"{self.spike_fraction!r}")
-        lo, hi = self.resolution_range
-        if not 0 < lo <= hi:
-            raise ValueError(f"resolution_range must be (low, high) with 0 < low <= high; "
-                             f"received {self.resolution_range!r}")
-        lo, hi = self.snr_range
-        if not 0 < lo <= hi:
-            raise ValueError(f"snr_range must be (low, high) with 0 < low <= high; received "
-                             f"{self.snr_range!r}")
-        if not (isinstance(self.max_spike_width, numbers.Integral)
-                and 1 <= self.max_spike_width):
-            raise ValueError(f"max_spike_width must be an integer >= 1; received "
-                             f"{self.max_spike_width!r}")
+            if not (name == "vmicro" and value == "relation"):
+                check_real(name, value, 0)
+        check_real("spike_fraction", self.spike_fraction, 0, 1)
+        for name in ("resolution_range", "snr_range"):
+            lo, hi = getattr(self, name)
+            if not (is_real(lo) and is_real(hi) and 0 < lo <= hi):
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high; received "
+                                 f"{name}={getattr(self, name)!r}")
+        check_int("max_spike_width", self.max_spike_width, 1)
 
 
 def perturbed_library(seed, config=None, **options):
