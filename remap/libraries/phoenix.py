@@ -199,7 +199,8 @@ def grid_folder_name(feh, alpha=0.0):
     Raises
     ------
     ValueError
-        A label cannot be written in the PHOENIX convention.
+        ``feh`` or ``alpha`` is not finite or has more decimals than the
+        PHOENIX names hold (one for [Fe/H], two for [α/Fe]).
     """
     return f"Z{format_feh(feh)}{format_alpha(alpha)}"
 
@@ -251,7 +252,8 @@ def grid_relative_path(teff, logg, feh, alpha=0.0):
     Raises
     ------
     ValueError
-        A label cannot be written in the PHOENIX convention.
+        A label cannot be written in the PHOENIX convention (see
+        :func:`grid_folder_name` and :func:`grid_file_name`).
     """
     return f"{grid_folder_name(feh, alpha)}/{grid_file_name(teff, logg, feh, alpha)}"
 
