@@ -45,10 +45,12 @@ def _model(path):
     return resolve_model(path)
 
 
+#: An existing directory: a model artifact or a data set.
+_EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
 #: ``--model`` of ``remap evaluate`` and ``remap embed``.
 _MODEL_OPTION = click.option(
-    "--model", "model_path", default=None,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    "--model", "model_path", default=None, type=_EXISTING_DIR,
     help="Model artifact directory [default: the default model shipped with remap].")
 
 
@@ -59,8 +61,7 @@ def _save_figure(fig, path, dpi=120):
 
 @click.command("evaluate")
 @_MODEL_OPTION
-@click.option("--data", "data_path", required=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--data", "data_path", required=True, type=_EXISTING_DIR,
               help="Labelled data set (remap dataset simulate / build, or your own).")
 @click.option("-o", "--out", "out", required=True,
               type=click.Path(file_okay=False, path_type=Path),
@@ -124,8 +125,7 @@ def evaluate_cmd(model_path, data_path, out, beams, truth, rows, batch_size):
 
 @click.command("embed")
 @_MODEL_OPTION
-@click.option("--data", "data_path", default=None,
-              type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.option("--data", "data_path", default=None, type=_EXISTING_DIR,
               help="Data set whose spectra are embedded (required unless --stored).")
 @click.option("-o", "--out", "out", required=True,
               type=click.Path(dir_okay=False, path_type=Path),
