@@ -107,3 +107,62 @@ def test_fsync_dir_and_atomic_write(tmp_path):
     fs.atomic_write_text(target, "one")
     assert target.read_text() == "one"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_n_threads_reads_remap_num_threads(monkeypatch):
+    from remap._util.threads import n_threads
+
+    monkeypatch.setenv("REMAP_NUM_THREADS", "3")
+    assert n_threads() == 3
+    for bad in ("0", "-2", "two"):
+        monkeypatch.setenv("REMAP_NUM_THREADS", bad)
+        with pytest.raises(ValueError, match="REMAP_NUM_THREADS must be a positive integer"):
+            n_threads()
+
+
+def test_over_rows_covers_every_row_once_and_raises_a_part_error(monkeypatch):
+    from remap._util.threads import over_rows
+
+    seen = np.zeros(100, dtype=int)
+
+    def kernel(r0, r1, out):
+        out[r0:r1] += 1
+
+    for threads in ("1", "2", "7"):
+        monkeypatch.setenv("REMAP_NUM_THREADS", threads)
+        seen[:] = 0
+        over_rows(kernel, 100, seen)
+        assert seen.tolist() == [1] * 100
+
+    def failing(r0, r1):
+        if r0 > 0:
+            raise RuntimeError(f"rows {r0}-{r1}")
+
+    monkeypatch.setenv("REMAP_NUM_THREADS", "2")
+    with pytest.raises(RuntimeError, match="rows 50-100"):
+        over_rows(failing, 100)
+
+
+def test_threaded_kernels_give_the_same_result_whatever_the_split(monkeypatch):
+    """Continuum (Algorithm 1 fast), spikes and per-row splines: one thread vs three."""
+    from remap.continuum import Algorithm1
+    from remap.spectra.resampling import resample_rows
+    from remap.surveys.base import find_spikes
+
+    rng = np.random.default_rng(5)
+    x = np.linspace(0, 1, 1500)
+    flux = (1 + 0.3 * x) * (1 - 0.4 * np.exp(-0.5 * ((x[None] - rng.uniform(0, 1, (40, 1)))
+                                                       / 0.01) ** 2))
+    flux = flux + 0.01 * rng.standard_normal(flux.shape)
+    flux[::7, 700] += 0.5                                      # spikes
+    wave = 5000 + 0.1 * np.arange(1500) + rng.uniform(-0.05, 0.05, (40, 1))
+    grid = 5001 + 0.1 * np.arange(1400)
+    out = {}
+    for threads in ("1", "3"):
+        monkeypatch.setenv("REMAP_NUM_THREADS", threads)
+        out[threads] = (Algorithm1().fit(flux), find_spikes(flux, stddev=np.full_like(flux, 0.01)),
+                        resample_rows(wave, grid, flux, np.full_like(flux, 0.01),
+                                      None)[0])
+    for one, three in zip(out["1"], out["3"]):
+        np.testing.assert_array_equal(one, three)
+    assert out["1"][1][::7, 700].all()

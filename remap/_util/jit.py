@@ -7,6 +7,9 @@ by their callers on first use, like TensorFlow.  :func:`njit` compiles with
 source, else the user cache directory, e.g. ``~/.cache/numba``; or
 ``NUMBA_CACHE_DIR``) and without a cache otherwise, so a read-only install
 still works (it compiles in every new process, a few seconds).
+
+The kernels release the GIL (``nogil=True``), so that
+:func:`remap._util.threads.over_rows` can split their rows between threads.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import numba
 
 __all__ = ["njit"]
-
 
 def njit(func):
     """Compile ``func`` in nopython mode, cached on disk when a cache directory is writable.

@@ -45,6 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._util.jit import njit
+from .._util.threads import over_rows
 
 __all__ = ["solve_stages", "combine", "NEVER", "WIDTH"]
 
@@ -261,11 +262,13 @@ def _refresh(k, T, e, z, ws, bs, sg, ed_s, mono, a_k, log_s, gbuf, hist, sl_idx,
     return cnt
 
 
-@njit
 def solve_stages(zt, start, a_eff, stage_v, edges, centres, w, base, seg_end, touch_lo,
                  touch_hi, monotone, step, max_passes, shortlist, out_e, status, status_stage,
                  stats):
     """Run every stage of Algorithm 1 (fast) for each row; write the last stage's centres.
+
+    The rows are independent: they are split between threads
+    (`remap._util.threads.over_rows`), each row's result the same whatever the split.
 
     Parameters
     ----------
@@ -303,6 +306,19 @@ def solve_stages(zt, start, a_eff, stage_v, edges, centres, w, base, seg_end, to
         Output, added to per stage: events, pixels scanned in full passes over a bin,
         pixels solved from shortlists, full-bin solves.
     """
+    n = zt.shape[0]
+    row_stats = np.zeros((n,) + stats.shape, dtype=np.int64)
+    over_rows(_solve_rows, n, zt, start, a_eff, stage_v, edges, centres, w, base, seg_end,
+              touch_lo, touch_hi, monotone, float(step), int(max_passes), int(shortlist), out_e,
+              status, status_stage, row_stats)
+    stats += row_stats.sum(axis=0)
+
+
+@njit
+def _solve_rows(r0, r1, zt, start, a_eff, stage_v, edges, centres, w, base, seg_end, touch_lo,
+                touch_hi, monotone, step, max_passes, shortlist, out_e, status, status_stage,
+                row_stats):
+    """Rows ``r0:r1`` of `solve_stages` (one thread's share; statistics per row)."""
     n, npix = zt.shape
     n_stages = stage_v.size
     vmax = out_e.shape[1]
@@ -328,8 +344,9 @@ def solve_stages(zt, start, a_eff, stage_v, edges, centres, w, base, seg_end, to
     top = np.empty(a_eff.max() + 2 if a_eff.size else 2)
     ups = np.empty(npix)
     downs = np.empty(npix)
-    for row in range(n):
+    for row in range(r0, r1):
         z = zt[row]
+        stats = row_stats[row]
         status[row] = 0
         for s in range(n_stages):
             v = stage_v[s]
@@ -441,12 +458,17 @@ def solve_stages(zt, start, a_eff, stage_v, edges, centres, w, base, seg_end, to
             out_e[row, i] = e[i]
 
 
-@njit
 def combine(e, basis, out):
     """``out[r] = sum_i e[r, i] * basis[i]``, summed in the order of ``i`` for every row."""
-    n, v = e.shape
+    over_rows(_combine_rows, e.shape[0], e, basis, out)
+
+
+@njit
+def _combine_rows(r0, r1, e, basis, out):
+    """Rows ``r0:r1`` of `combine`."""
+    v = e.shape[1]
     npix = basis.shape[1]
-    for r in range(n):
+    for r in range(r0, r1):
         for p in range(npix):
             out[r, p] = e[r, 0] * basis[0, p]
         for i in range(1, v):

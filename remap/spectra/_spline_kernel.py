@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._util.jit import njit
+from .._util.threads import over_rows
 
-__all__ = ["spline_rows"]
+__all__ = ["spline_rows", "linear_rows"]
 
 
 @njit
@@ -65,7 +66,7 @@ def _row(x, y, xq, out, slope, dx, sub, diag, sup, rhs):
 
 
 @njit
-def _rows(x, y, xq, out):
+def _rows(r0, r1, x, y, xq, out):
     n = x.shape[1]
     slope = np.empty(n)
     dx = np.empty(n)
@@ -73,7 +74,7 @@ def _rows(x, y, xq, out):
     diag = np.empty(n)
     sup = np.empty(n)
     rhs = np.empty(n)
-    for r in range(x.shape[0]):
+    for r in range(r0, r1):
         _row(x[r], y[r], xq[r], out[r], slope, dx, sub, diag, sup, rhs)
 
 
@@ -96,5 +97,57 @@ def spline_rows(x, y, xq):
     y = np.ascontiguousarray(y, dtype=np.float64)
     xq = np.ascontiguousarray(xq, dtype=np.float64)
     out = np.empty(xq.shape)
-    _rows(x, y, xq, out)
+    over_rows(_rows, x.shape[0], x, y, xq, out)
     return out
+
+
+@njit
+def _linear_rows(r0, r1, x, xq, sigma, mask, out_sigma, out_mask, with_sigma, with_mask):
+    """Rows ``r0:r1`` of `linear_rows`."""
+    n = x.shape[1]
+    for r in range(r0, r1):
+        j = 0
+        xr = x[r]
+        for q in range(xq.shape[1]):
+            xv = xq[r, q]
+            # the last knot <= xv, within [0, n - 2]; weights clipped to [0, 1]
+            while j < n - 2 and xr[j + 1] <= xv:
+                j += 1
+            w = (xv - xr[j]) / (xr[j + 1] - xr[j])
+            w = min(max(w, 0.0), 1.0)
+            if with_sigma:
+                out_sigma[r, q] = sigma[r, j] * (1.0 - w) + sigma[r, j + 1] * w
+            if with_mask:
+                out_mask[r, q] = (mask[r, j] and w < 1.0) or (mask[r, j + 1] and w > 0.0)
+
+
+def linear_rows(x, xq, sigma=None, mask=None):
+    """Linear interpolation of ``sigma`` and the mask rule of `resample_arrays`, row by row.
+
+    Equal to :func:`remap.spectra.resampling.linear_weights` /
+    ``apply_linear`` applied to each row (the same clipping and formula).
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, npix)
+        Strictly increasing abscissae per row.
+    xq : ndarray, shape (n, m)
+        Ascending query points per row.
+    sigma : ndarray, shape (n, npix), optional
+    mask : ndarray of bool, shape (n, npix), optional
+
+    Returns
+    -------
+    sigma, mask : ndarray, shape (n, m), or None where not given
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    xq = np.ascontiguousarray(xq, dtype=np.float64)
+    n, m = xq.shape
+    with_sigma, with_mask = sigma is not None, mask is not None
+    sig = (np.ascontiguousarray(sigma, dtype=np.float64) if with_sigma else np.zeros((1, 1)))
+    msk = (np.ascontiguousarray(mask, dtype=np.bool_) if with_mask
+           else np.zeros((1, 1), dtype=np.bool_))
+    out_sigma = np.empty((n, m)) if with_sigma else np.zeros((1, 1))
+    out_mask = np.empty((n, m), dtype=np.bool_) if with_mask else np.zeros((1, 1), np.bool_)
+    over_rows(_linear_rows, n, x, xq, sig, msk, out_sigma, out_mask, with_sigma, with_mask)
+    return (out_sigma if with_sigma else None), (out_mask if with_mask else None)

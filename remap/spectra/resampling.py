@@ -109,19 +109,10 @@ def resample_rows(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
     -------
     flux, sigma, mask : ndarray, shape (n, m)
     """
-    from ._spline_kernel import spline_rows   # numba: imported on first use
+    from ._spline_kernel import linear_rows, spline_rows   # numba: imported on first use
 
     n = len(flux)
-    out = spline_rows(wave, flux, np.broadcast_to(grid, (n, grid.size)))
-    out_sigma = None if sigma is None else np.empty((n, grid.size))
-    out_mask = None if mask is None else np.empty((n, grid.size), dtype=bool)
-    for r in range(n):
-        if sigma is None and mask is None:
-            break
-        idx, w = linear_weights(wave[r], grid)
-        if sigma is not None:
-            out_sigma[r] = apply_linear(np.asarray(sigma[r], dtype=float), idx, w)
-        if mask is not None:
-            m = np.asarray(mask[r], dtype=bool)
-            out_mask[r] = (m[idx] & (w < 1)) | (m[idx + 1] & (w > 0))
+    grid_rows = np.broadcast_to(grid, (n, grid.size))
+    out = spline_rows(wave, flux, grid_rows)
+    out_sigma, out_mask = linear_rows(wave, grid_rows, sigma, mask)
     return out, out_sigma, out_mask

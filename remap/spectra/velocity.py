@@ -41,11 +41,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import typing
 
 import numpy as np
 from scipy import fft as sp_fft
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
+from .._util.threads import n_threads
 from .resampling import linear_weights
 
 __all__ = ["C_KMS", "DEFAULT_RV_RANGE", "MIN_PEAK", "MIN_PEAK_RATIO", "MIN_CCF_PIXELS",
@@ -409,9 +411,9 @@ class TemplateBank:
         """Number of templates."""
         return self.flux.shape[0]
 
-    def _lags(self, product_f):
+    def _lags(self, product_f, workers=None):
         """Lags -max_lag..max_lag of an inverse FFT (rows)."""
-        full = sp_fft.irfft(product_f, self.nfft, axis=-1)
+        full = sp_fft.irfft(product_f, self.nfft, axis=-1, workers=workers)
         k = self.max_lag
         return np.concatenate([full[..., -k:], full[..., :k + 1]], axis=-1)
 
@@ -434,51 +436,21 @@ class TemplateBank:
         pixel_var : ndarray, shape (n,)
             Median squared observed pixel size in ln λ (for resolution estimates).
         """
+        from ._ccf_kernel import prepare_rows   # numba: imported on first use
+
         flux = np.atleast_2d(np.asarray(flux, dtype=float))
         n, npix = flux.shape
         wave = np.asarray(wave, dtype=float)
         bad = ~np.isfinite(flux) if mask is None else (np.asarray(mask, bool)
                                                        | ~np.isfinite(flux))
-        values = np.where(bad, 0.0, flux).astype(np.float32)
-        on = np.zeros((n, self.nfft), np.float32)
-        weight = np.zeros((n, self.nfft), np.float32)
-        npx = np.zeros(n, dtype=np.int64)
-        pix_var = np.zeros(n)
-        t_lo, t_hi = self.wave[0], self.wave[-1]
-        if wave.ndim == 1:
-            groups = [(wave, np.arange(n))]
-        else:
-            keys = {}
-            for r in range(n):
-                keys.setdefault(wave[r].tobytes(), []).append(r)
-            groups = [(wave[rows[0]], np.asarray(rows)) for rows in keys.values()]
-        for wr, rows in groups:
-            lnw = np.log(wr)
-            sel = (self.grid >= lnw[0]) & (self.grid <= lnw[-1])
-            idx, w = linear_weights(lnw, self.grid[sel])
-            w = w.astype(np.float32)
-            in_t = (wr >= t_lo) & (wr <= t_hi)
-            dln = np.diff(lnw)
-            cols = slice(int(np.argmax(sel)), int(np.argmax(sel)) + int(sel.sum()))
-            sub_bad = bad if rows.size == n else bad[rows]
-            sub_val = values if rows.size == n else values[rows]
-            target = slice(None) if rows.size == n else rows
-            on[target, cols] = apply_linear(sub_val, idx, w)
-            if sub_bad.any():
-                weight[target, cols] = apply_linear((~sub_bad).astype(np.float32), idx, w)
-            else:
-                weight[target, cols] = 1.0
-            npx[rows] = np.count_nonzero(in_t[None, :] & ~bad[rows], axis=1)
-            pix_var[rows] = float(np.median(dln) ** 2) if dln.size else 0.0
-        covered = weight > 0.999
-        on = np.where(covered, on, 0.0)
-        cont = pseudo_continuum(on, covered, window=self.cont_window)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            depth = np.where(covered, 1.0 - on / cont, 0.0)
-        depth = np.where(np.isfinite(depth), depth, 0.0)
-        covered &= np.isfinite(cont)
-        depth = np.where(covered, depth - _smooth_weighted(depth, covered, self.highpass),
-                         0.0)
+        lnw = np.log(wave)
+        depth, covered = prepare_rows(lnw, flux, bad, self.grid, self.cont_window,
+                                      self.highpass)
+        in_t = (wave >= self.wave[0]) & (wave <= self.wave[-1])
+        npx = np.count_nonzero(in_t & ~bad, axis=1).astype(np.int64)
+        dln = np.diff(lnw, axis=-1)
+        step = np.median(dln, axis=-1) if dln.shape[-1] else np.zeros(lnw.shape[:-1])
+        pix_var = np.broadcast_to(np.asarray(step, dtype=float) ** 2, (n,)).copy()
         return depth, covered, npx, pix_var
 
 
@@ -632,6 +604,16 @@ def _overlaps(bank, wave):
     return hi > bank.wave[0] and lo < bank.wave[-1]
 
 
+class _BankRows(typing.NamedTuple):
+    """The rows of a batch that reach one bank's templates, prepared (`TemplateBank.prepare`)."""
+
+    rows: np.ndarray       # their indices among all rows
+    depth: np.ndarray      # (len(rows), nfft)
+    covered: np.ndarray    # (len(rows), nfft)
+    npix: np.ndarray       # observed pixels in the bank's range, for ALL rows (0: none)
+    pixvar: np.ndarray     # squared median pixel size, for ALL rows (0: none)
+
+
 def _group_sum(values, inv, n_groups):
     out = np.zeros((n_groups,) + values.shape[1:], dtype=np.result_type(values, np.float64))
     np.add.at(out, inv, values)
@@ -668,38 +650,59 @@ def estimate_rv_groups(sets, banks, groups, n_groups, *, rv=None, search=None):
     step = banks[0].step
     max_lag = min(b.max_lag for b in banks)
     known = None if rv is None else np.broadcast_to(_rv_array(rv), (n_groups,)).astype(float)
+    # per bank: only the rows that reach its templates (the others add nothing)
+    n_rows = sum(np.atleast_2d(np.asarray(f)).shape[0] for _, f, _ in sets)
+    if inv.shape != (n_rows,):
+        raise ValueError(f"groups must give one group per row ({n_rows}); received shape "
+                         f"{inv.shape}")
     per_bank = []
     for b in banks:
-        parts = []
+        rows, depth, cover = [], [], []
+        npix_b = np.zeros(n_rows, np.int64)
+        pixvar_b = np.zeros(n_rows)
+        first = 0
         for w, f, m in sets:
             f = np.atleast_2d(np.asarray(f, dtype=float))
             w = np.asarray(w, dtype=float)
+            k = f.shape[0]
             if _overlaps(b, w):
-                parts.append(b.prepare(w, f, m))
-            else:
-                k = f.shape[0]
-                parts.append((np.zeros((k, b.nfft), np.float32), np.zeros((k, b.nfft), bool),
-                              np.zeros(k, np.int64), np.zeros(k)))
-        per_bank.append(tuple(np.concatenate([p[i] for p in parts]) for i in range(4)))
-    if inv.shape != (per_bank[0][0].shape[0],):
-        raise ValueError(f"groups must give one group per row ({per_bank[0][0].shape[0]}); "
-                         f"received shape {inv.shape}")
-    g_npix = _group_sum(sum(p[2] for p in per_bank).astype(float), inv, n_groups)
+                d, c, npx, pv = b.prepare(w, f, m)
+                rows.append(np.arange(first, first + k))
+                depth.append(d)
+                cover.append(c)
+                npix_b[first:first + k] = npx
+                pixvar_b[first:first + k] = pv
+            first += k
+        if rows:
+            per_bank.append(_BankRows(np.concatenate(rows), np.concatenate(depth),
+                                      np.concatenate(cover), npix_b, pixvar_b))
+        else:
+            per_bank.append(_BankRows(np.zeros(0, np.int64), np.zeros((0, b.nfft)),
+                                      np.zeros((0, b.nfft), bool), npix_b, pixvar_b))
+    g_npix = _group_sum(sum(p.npix for p in per_bank).astype(float), inv, n_groups)
     g_pixvar = np.zeros(n_groups)
-    np.maximum.at(g_pixvar, inv, np.max(np.stack([p[3] for p in per_bank]), axis=0))
-    g_a2 = _group_sum(sum(np.sum(np.asarray(p[0], float) ** 2, axis=1) for p in per_bank),
-                      inv, n_groups)
-    spectra_f = [sp_fft.rfft(p[0], axis=-1) for p in per_bank]
+    np.maximum.at(g_pixvar, inv, np.max(np.stack([p.pixvar for p in per_bank]), axis=0))
+    a2 = np.zeros(n_rows)
+    for p in per_bank:
+        a2[p.rows] += np.einsum("ij,ij->i", p.depth, p.depth)
+    g_a2 = _group_sum(a2, inv, n_groups)
+    workers = n_threads()
+    spectra_f = [sp_fft.rfft(p.depth, axis=-1, workers=workers) for p in per_bank]
+    # each row's covered part of each template's squared depth (the CCF normalization)
+    covered_sq = [p.covered.astype(np.float64) @ b.depth_sq.T for b, p in zip(banks, per_bank)]
 
     def ccf_with(best):
         """Per group: the summed CCF with template ``best[group]``."""
-        tb = best[inv]
-        num, t2 = 0.0, 0.0
-        for b, p, af in zip(banks, per_bank, spectra_f):
-            lags = b._lags(af * np.conj(b.spectra_f[tb]))
+        num = np.zeros((n_rows, 2 * max_lag + 1))
+        t2 = np.zeros(n_rows)
+        for b, p, af, csq in zip(banks, per_bank, spectra_f, covered_sq):
+            if not p.rows.size:
+                continue
+            tb = best[inv[p.rows]]
+            lags = b._lags(af * np.conj(b.spectra_f[tb]), workers=workers)
             k = b.max_lag
-            num = num + lags[:, k - max_lag:k + max_lag + 1]
-            t2 = t2 + np.einsum("ij,ij->i", p[1].astype(float), b.depth_sq[tb])
+            num[p.rows] += lags[:, k - max_lag:k + max_lag + 1]
+            t2[p.rows] += csq[np.arange(p.rows.size), tb]
         with np.errstate(divide="ignore", invalid="ignore"):
             return _group_sum(num, inv, n_groups) / np.sqrt(
                 g_a2 * _group_sum(t2, inv, n_groups))[:, None]
@@ -713,18 +716,17 @@ def estimate_rv_groups(sets, banks, groups, n_groups, *, rv=None, search=None):
         window = np.full(n_groups, max(math.atanh(win / C_KMS) / step, 3.0))
     # the best template at that lag: correlation of the shifted rows with each template
     shift = np.where(np.isfinite(lag0), np.rint(lag0), 0).astype(np.int64)[inv]
-    score_num, score_den = 0.0, 0.0
+    score_num = np.zeros((n_rows, banks[0].n_templates))
+    score_den = np.zeros((n_rows, banks[0].n_templates))
     for b, p in zip(banks, per_bank):
-        num = np.zeros((inv.size, b.n_templates))
-        den = np.zeros((inv.size, b.n_templates))
-        for k in np.unique(shift):       # rows of one lag together (often all of them)
-            sel = np.flatnonzero(shift == k)
-            a_shift = np.roll(p[0][sel], -int(k), axis=1)
-            c_shift = np.roll(p[1][sel], -int(k), axis=1).astype(a_shift.dtype)
-            num[sel] = a_shift @ b.depth.T
-            den[sel] = c_shift @ b.depth_sq.T
-        score_num = score_num + num
-        score_den = score_den + den
+        shift_b = shift[p.rows]
+        for k in np.unique(shift_b):       # rows of one lag together (often all of them)
+            # rows shifted by -k against the templates = templates shifted by +k (circular)
+            sel = np.flatnonzero(shift_b == k)
+            rows_k = slice(None) if sel.size == p.rows.size else sel
+            score_num[p.rows[rows_k]] += p.depth[rows_k] @ np.roll(b.depth, int(k), axis=1).T
+            score_den[p.rows[rows_k]] += (p.covered[rows_k].astype(np.float64)
+                                          @ np.roll(b.depth_sq, int(k), axis=1).T)
     with np.errstate(divide="ignore", invalid="ignore"):
         score = _group_sum(score_num, inv, n_groups) / np.sqrt(
             _group_sum(score_den, inv, n_groups))
@@ -741,7 +743,7 @@ def estimate_rv_groups(sets, banks, groups, n_groups, *, rv=None, search=None):
         err_lag = fit["sigma"] * np.sqrt((1 - c_pk ** 2) / (np.maximum(g_npix, 1) * c_pk ** 2))
     rv_err = C_KMS * err_lag * step / np.cosh(s) ** 2
     acf = np.stack([b.acf_sigma for b in banks])                          # (n_banks, nt)
-    weights = np.stack([_group_sum(p[2].astype(float), inv, n_groups) for p in per_bank])
+    weights = np.stack([_group_sum(p.npix.astype(float), inv, n_groups) for p in per_bank])
     with np.errstate(invalid="ignore", divide="ignore"):
         acf_g = np.sum(weights * acf[:, best], axis=0) / weights.sum(axis=0)
     valid = g_npix >= 1

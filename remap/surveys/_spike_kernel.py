@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._util.jit import njit
+from .._util.threads import over_rows
 
 __all__ = ["spike_rows", "running_rank_rows"]
 
@@ -97,7 +98,6 @@ def _x_bound(fi, si, oi, qs, t):
     return x
 
 
-@njit
 def spike_rows(flux, sigma, max_width, window, rank, q, nsigma, grow_nsigma, out):
     """Flag the spikes of each row of ``flux`` (see the module docstring).
 
@@ -115,6 +115,13 @@ def spike_rows(flux, sigma, max_width, window, rank, q, nsigma, grow_nsigma, out
     out : bool (n, npix)
         Output: True at spike pixels.
     """
+    over_rows(_spike_rows, flux.shape[0], flux, sigma, max_width, window, rank, q, nsigma,
+              grow_nsigma, out)
+
+
+@njit
+def _spike_rows(r0, r1, flux, sigma, max_width, window, rank, q, nsigma, grow_nsigma, out):
+    """Rows ``r0:r1`` of `spike_rows` (one thread's share)."""
     n, npix = flux.shape
     m = max_width + 1
     ero = np.empty(npix)
@@ -125,7 +132,7 @@ def spike_rows(flux, sigma, max_width, window, rank, q, nsigma, grow_nsigma, out
     core = np.zeros(npix, dtype=np.bool_)
     grow = np.zeros(npix, dtype=np.bool_)
     lo = -(window // 2)
-    for row in range(n):
+    for row in range(r0, r1):
         f = flux[row]
         s = sigma[row]
         _opening(f, m, ero, pad, pre, suf, opening)
@@ -175,7 +182,6 @@ def spike_rows(flux, sigma, max_width, window, rank, q, nsigma, grow_nsigma, out
             i = j
 
 
-@njit
 def running_rank_rows(x, window, rank, out):
     """Running ``rank``-th smallest value over ``window`` pixels along each row (mode nearest).
 
@@ -183,11 +189,17 @@ def running_rank_rows(x, window, rank, out):
     with indices clamped at the ends, as `scipy.ndimage.rank_filter`; the
     values must not be NaN.
     """
+    over_rows(_running_rank_rows, x.shape[0], x, window, rank, out)
+
+
+@njit
+def _running_rank_rows(r0, r1, x, window, rank, out):
+    """Rows ``r0:r1`` of `running_rank_rows` (one thread's share)."""
     n, npix = x.shape
     buf = np.empty(window)
     lo = -(window // 2)
     hi = lo + window - 1
-    for row in range(n):
+    for row in range(r0, r1):
         r = x[row]
         for o in range(window):
             buf[o] = r[min(max(o + lo, 0), npix - 1)]

@@ -1,0 +1,85 @@
+"""Threads for remap's compiled kernels: one process-wide pool, rows split between them.
+
+The numba kernels (`remap._util.jit`) release the GIL; :func:`over_rows`
+splits a kernel's rows between the threads of one process-wide pool
+(`concurrent.futures.ThreadPoolExecutor`, one thread per usable core, or
+``REMAP_NUM_THREADS``), and :func:`n_threads` is also the ``workers`` of the
+FFTs (`scipy.fft`).  Python threads rather than numba's ``parallel=True``:
+a pool of threads is safe whatever threading layer numba finds (its
+``workqueue`` layer aborts the process when two threads -- e.g. two Dask
+tasks -- launch parallel kernels at once) and composes with the callers' own
+threads.  This module does not import numba.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+
+__all__ = ["n_threads", "over_rows"]
+
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def n_threads() -> int:
+    """Threads :func:`over_rows` uses: ``REMAP_NUM_THREADS`` if set, else the usable cores.
+
+    Raises
+    ------
+    ValueError
+        If ``REMAP_NUM_THREADS`` is not a positive integer.
+    """
+    value = os.environ.get("REMAP_NUM_THREADS")
+    if value is not None:
+        try:
+            count = int(value)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ValueError(f"REMAP_NUM_THREADS must be a positive integer; received "
+                             f"{value!r}")
+        return count
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _pool():
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=max(n_threads(), 1),
+                                                          thread_name_prefix="remap-kernel")
+        return _POOL
+
+
+def _forget_pool():   # a forked child does not inherit the pool's threads
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def over_rows(kernel, n: int, *args, min_rows: int = 8) -> None:
+    """Call ``kernel(r0, r1, *args)`` on consecutive row ranges covering ``0 .. n``, in threads.
+
+    The rows are split into one range per thread (:func:`n_threads`, at most
+    one per ``min_rows`` rows); with one range the kernel runs in the calling
+    thread.  ``kernel`` must be a compiled function that releases the GIL and
+    writes only the rows it is given.  An exception in any range is raised
+    after all ranges have finished.
+    """
+    parts = min(n_threads(), max(int(n) // int(min_rows), 1))
+    if parts <= 1:
+        kernel(0, int(n), *args)
+        return
+    bounds = [round(i * n / parts) for i in range(parts + 1)]
+    futures = [_pool().submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(parts)]
+    concurrent.futures.wait(futures)
+    for f in futures:
+        f.result()
