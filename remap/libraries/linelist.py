@@ -11,6 +11,25 @@ library reproduces a real solar-type star rather than only responding to the
 labels the way stellar lines do.  ``linelist="laboratory"`` gives the
 laboratory values.
 
+Physics versions
+----------------
+``physics="v3"`` (default): partition functions U(T) from Irwin's (1981)
+polynomials at every layer's temperature; van der Waals damping from the ABO
+theory (Anstee & O'Mara 1995; Barklem, Piskunov & O'Mara 2000;
+:func:`abo_gamma6`) for the 989 lines with ABO cross-sections in the
+Gaia-ESO line list (Heiter et al. 2021), Unsöld's approximation times
+:data:`UNSOLD_ENHANCEMENT` (1.3, the median ABO/Unsöld ratio of those lines;
+not fitted) for the others; and its own solar calibration
+(``linelist_4800_5800_calibrated_v3.csv``).  ``physics="v2"``: the
+two-point partition-function table, Unsöld damping for every line and
+``linelist_4800_5800_calibrated.csv`` (the library the default model shipped
+in December 2026 was trained on).  Both use linemake's laboratory log gf.  Every spectrum
+records its version in ``meta["physics"]``.  Measured against the real Sun
+(``python -m benchmarks realism``, R 11,000, 4850-5750 Å): laboratory line
+data 5.97 % rms (v2) and 5.80 % (v3); calibrated 1.42 % / 1.37 % in-sample and
+2.66 % / 2.53 % over held-out windows; chi^2 best-fit labels of the calibrated
+library 5690 K / 4.29 / -0.03 (v2) and 5730 K / 4.36 / +0.00 (v3).
+
 Trusted domain
 --------------
 The physics stops at :data:`TRUSTED_DOMAIN` (``LineListLibrary.trusted_domain``):
@@ -36,7 +55,8 @@ Line opacity
     For each line and layer the integrated line-to-continuum opacity ratio
     ``S = pi r_e lambda^2 gf (n_lower / N_H) (1 - e^{-hc/lambda kT}) / kappa_c``,
     with n_lower from Boltzmann (excitation potential) and Saha (ionization
-    stage) using partition functions U(T) (:mod:`remap.libraries._atomic`):
+    stage) using partition functions U(T) (:mod:`remap.libraries._atomic`;
+    Irwin's polynomials in v3):
     T_eff acts through excitation and ionization, log g through the electron
     pressure (Fe II/Fe I) and the continuum (H-, proportional to P_e), [Fe/H]
     through the abundances.
@@ -46,12 +66,18 @@ Line formation
     (``Atmosphere.source_weights``) and V is a Voigt profile
     (:func:`scipy.special.voigt_profile`) with thermal + microturbulent
     Doppler width and a Lorentz width from classical radiation damping and
-    Unsöld's van der Waals approximation
+    van der Waals broadening by neutral hydrogen: in v3 the ABO width
+    ``Gamma_6 = 2 (4/pi)^(alpha/2) Gamma((4 - alpha)/2) v0 sigma (vbar/v0)^(1 - alpha) N_HI``
+    (:func:`abo_gamma6`; N_HI and ln T averaged with the line's own depth
+    weights) where the line has ABO data, otherwise (and in v2 for every
+    line) Unsöld's approximation
     ``log gamma_6 = 19.6 + 0.4 log C6 + log P_g - 0.7 log T`` (Gray 2005,
-    eq. 11.29-11.30), P_g and T averaged with the line's own depth weights,
-    times an enhancement factor (the calibrated list: fitted per strong line
-    and globally, 1.0-6.3; Unsöld's approximation is known to underestimate
-    gamma_6 by factors ~1.5-3, Anstee & O'Mara 1995; the laboratory list: 1).
+    eq. 11.29-11.30), P_g and T averaged the same way, times
+    :data:`UNSOLD_ENHANCEMENT` in v3 (1 in v2); both times the calibration's
+    per-line factor (the calibrated lists: fitted per strong line, and
+    globally for the Unsöld lines; Unsöld's approximation is known to
+    underestimate gamma_6 by factors ~1.5-3, Anstee & O'Mara 1995; the
+    laboratory list: 1).
     Microturbulence: a fixed value, or (default, ``vmicro=None``) the
     label-dependent :func:`vmicro_relation` (Tsantaki et al. 2013 for dwarfs,
     Adibekyan et al. 2015 for giants).
@@ -140,17 +166,19 @@ from astropy import constants as const
 from astropy import units as u
 from astropy.table import Table
 from scipy.ndimage import gaussian_filter1d
-from scipy.special import erfcx, voigt_profile, wofz
+from scipy.special import erfcx, gamma as gamma_function, voigt_profile, wofz
 
 from .._util.validators import wavelength_range
 from ..plugins.hookspecs import hookimpl
 from ._atmosphere import LOG_TAU, build_atmosphere
-from ._atomic import THETA_EV, load_atomic_data, load_calibration
+from ._atomic import (SHIPPED_CALIBRATIONS, THETA_EV, load_atomic_data, load_calibration,
+                      load_ges_data)
 from .base import Domain, SyntheticLibrary
 
 __all__ = ["LineListLibrary", "VoigtTable", "voigt_table", "remap_synthetic_libraries",
            "ALPHA_ELEMENTS", "FLUX_UNIT", "LINELIST_RANGE", "ACCURACIES", "LINELISTS",
-           "CALIBRATION_FILE", "TRUSTED_DOMAIN", "TrustedDomain", "vmicro_relation"]
+           "CALIBRATION_FILE", "TRUSTED_DOMAIN", "TrustedDomain", "vmicro_relation",
+           "PHYSICS", "UNSOLD_ENHANCEMENT", "abo_gamma6"]
 
 #: Elements scaled by [alpha/Fe] in addition to [Fe/H].
 ALPHA_ELEMENTS = ("O", "Ne", "Mg", "Si", "S", "Ar", "Ca", "Ti")
@@ -211,8 +239,26 @@ _LN10 = np.log(10.0)
 #: Values of the ``linelist`` option besides a path to a calibration CSV.
 LINELISTS = ("calibrated", "laboratory")
 
-#: The shipped astrophysical calibration (``remap library calibrate`` writes the same format).
-CALIBRATION_FILE = "linelist_4800_5800_calibrated.csv"
+#: Physics versions of the synthesizer (the ``physics`` option; the newest first, the default):
+#: ``"v3"``: Irwin (1981) partition functions, ABO van der Waals damping where the Gaia-ESO
+#: list has it and Unsöld x :data:`UNSOLD_ENHANCEMENT` elsewhere; ``"v2"``: the two-point
+#: partition-function table and Unsöld damping for every line (the physics of remap <= the
+#: default model trained in December 2026).  Each has its own shipped calibration.
+PHYSICS = ("v3", "v2")
+
+#: The shipped astrophysical calibration of the default physics (``remap library calibrate``
+#: writes the same format); the other versions' are in
+#: `remap.libraries._atomic.SHIPPED_CALIBRATIONS`.
+CALIBRATION_FILE = SHIPPED_CALIBRATIONS[PHYSICS[0]]
+
+#: Physics v3: factor on Unsöld's gamma_6 of the lines without ABO data: the median ratio
+#: ABO / Unsöld (1.32; 16th-84th percentiles 0.87-2.10) of the 989 lines of the list that
+#: have both, at the solar labels, each line's depth average as in the synthesis
+#: (``tests/test_linelist.py`` recomputes it).  Not fitted to any spectrum.
+UNSOLD_ENHANCEMENT = 1.3
+
+_V0_ABO = 1e6               # cm/s: ABO cross-sections are tabulated at 10^4 m/s
+_M_H_AMU = 1.008
 
 _VMICRO_CLIP = (0.5, 3.0)       # km/s, the relation is clipped to this range
 _VMICRO_BLEND = (3.7, 4.2)      # log g range over which giants' and dwarfs' relations blend
@@ -247,6 +293,58 @@ def vmicro_relation(teff, logg, feh=0.0):
     w = np.clip((logg - lo) / (hi - lo), 0.0, 1.0)
     out = np.clip(w * dwarf + (1.0 - w) * giant, *_VMICRO_CLIP)
     return float(out) if out.ndim == 0 else out
+
+
+def abo_gamma6(sigma, alpha, mass_amu, temperature, n_h):
+    """Van der Waals (H I collision) damping of the ABO theory, FWHM in rad/s.
+
+    Anstee & O'Mara (1995, MNRAS 276, 859) and Barklem, Piskunov & O'Mara
+    (2000, A&AS 142, 467): for a broadening cross-section ``sigma`` (units of
+    a0^2) at the relative velocity v0 = 10^4 m/s, varying as ``v^-alpha``,
+    the full width at half maximum is::
+
+        Gamma_6 = 2 (4/pi)^(alpha/2) Gamma((4 - alpha)/2) v0 sigma a0^2 (vbar/v0)^(1 - alpha) N_H
+
+    with the mean relative speed ``vbar = sqrt(8 k T / (pi mu))`` of the atom
+    and H (reduced mass ``mu``) and the number density of neutral hydrogen
+    N_H; the same expression as MOOG, Turbospectrum and Korg.
+
+    Parameters
+    ----------
+    sigma, alpha : float or array_like
+        ABO parameters of the line(s).
+    mass_amu : float or array_like
+        Mass of the absorbing atom (amu).
+    temperature : float or array_like
+        K.
+    n_h : float or array_like
+        Neutral hydrogen number density, cm^-3.
+
+    Returns
+    -------
+    gamma6 : float or `numpy.ndarray`
+        rad/s (broadcast shape of the inputs).
+
+    Examples
+    --------
+    >>> from remap.libraries.linelist import abo_gamma6
+    >>> import numpy as np
+    >>> g6 = abo_gamma6(729.0, 0.238, 24.305, 10_000.0, 1.0)  # Mg b 5183, per H atom, 10^4 K
+    >>> round(float(np.log10(g6)), 2)
+    -7.27
+    """
+    sigma, alpha, mass, temperature, n_h = (np.asarray(v, dtype=float) for v in (
+        sigma, alpha, mass_amu, temperature, n_h))
+    out = _abo_coefficient(sigma, alpha, mass) * temperature ** (0.5 * (1.0 - alpha)) * n_h
+    return float(out) if out.ndim == 0 else out
+
+
+def _abo_coefficient(sigma, alpha, mass_amu):
+    """``Gamma_6 / (T^((1 - alpha)/2) N_H)`` of :func:`abo_gamma6` (cgs)."""
+    mu = _AMU * mass_amu * _M_H_AMU / (mass_amu + _M_H_AMU)
+    speed2 = 8.0 * _K_B / (np.pi * mu)                 # vbar^2 / T
+    return (2.0 * (4.0 / np.pi) ** (0.5 * alpha) * gamma_function(0.5 * (4.0 - alpha))
+            * _V0_ABO * sigma * _A0**2 * (np.sqrt(speed2) / _V0_ABO) ** (1.0 - alpha))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,7 +391,7 @@ class TrustedDomain:
 TRUSTED_DOMAIN = TrustedDomain()
 
 
-def _resolve_linelist(linelist):
+def _resolve_linelist(linelist, physics=PHYSICS[0]):
     """``(name, calibration or None)`` of the ``linelist`` option (see `LineListLibrary`)."""
     if isinstance(linelist, os.PathLike) or (isinstance(linelist, str)
                                              and linelist not in LINELISTS):
@@ -306,7 +404,7 @@ def _resolve_linelist(linelist):
         raise TypeError(f"linelist must be one of {LINELISTS} or a path, got {linelist!r}")
     if linelist == "laboratory":
         return linelist, None
-    return linelist, load_calibration(None)
+    return linelist, load_calibration(None, physics=physics)
 
 
 def _real(value, name, low=None, high=None):
@@ -587,11 +685,20 @@ class LineListLibrary(SyntheticLibrary):
         as used by `remap.simulate` to open a synthetic gap.
     linelist : {"calibrated", "laboratory"} or path
         ``"calibrated"`` (default): the astrophysical log gf and van der Waals
-        enhancements shipped in ``linelist_4800_5800_calibrated.csv`` (fitted
-        to a real solar spectrum by `remap.libraries.calibrate`; lines whose
-        fitted strength collapsed are dropped); ``"laboratory"``: the
-        linemake values with Unsöld damping; or the path of a CSV written by
-        ``remap library calibrate``.
+        enhancements shipped for the ``physics`` version
+        (``linelist_4800_5800_calibrated_v3.csv`` for v3; fitted to a real
+        solar spectrum by `remap.libraries.calibrate`; lines whose fitted
+        strength collapsed are dropped); ``"laboratory"``: the linemake
+        values with the version's laboratory damping; or the path of a CSV
+        written by ``remap library calibrate`` (with the same physics).
+    physics : {"v3", "v2"}
+        Physics version (:data:`PHYSICS`; recorded in every spectrum's
+        ``meta["physics"]``).  ``"v3"`` (default): Irwin partition functions,
+        ABO damping for the lines with Gaia-ESO ABO data, Unsöld x
+        :data:`UNSOLD_ENHANCEMENT` for the others.  ``"v2"``: the two-point
+        partition functions and Unsöld damping of every line, with its own
+        calibration (the physics the shipped default model was trained on
+        before v3).
 
     Raises
     ------
@@ -613,7 +720,10 @@ class LineListLibrary(SyntheticLibrary):
 
     def __init__(self, resolution=100_000, wave_range=LINELIST_RANGE, vmicro=None,
                  sampling=3.0, normalized=False, accuracy="fast", loggf_offsets=None,
-                 linelist="calibrated"):
+                 linelist="calibrated", physics=PHYSICS[0]):
+        if not isinstance(physics, str) or physics not in PHYSICS:
+            raise ValueError(f"physics must be one of {PHYSICS}, got {physics!r}")
+        self._physics = physics
         self._resolution = _real(resolution, "resolution", 1.0)
         self._sampling = _real(sampling, "sampling", 2.0, 20.0)
         if not 150_000 <= self._resolution * self._sampling <= 2_000_000:
@@ -623,7 +733,7 @@ class LineListLibrary(SyntheticLibrary):
         if isinstance(vmicro, u.Quantity):
             vmicro = vmicro.to_value(u.km / u.s)
         self._vmicro = None if vmicro is None else _real(vmicro, "vmicro (km/s)", 0.0, 10.0)
-        self._linelist, self._calibration = _resolve_linelist(linelist)
+        self._linelist, self._calibration = _resolve_linelist(linelist, physics)
         if not isinstance(normalized, (bool, np.bool_)):
             raise TypeError(f"normalized must be True or False, got {normalized!r}")
         self._normalized = bool(normalized)
@@ -693,6 +803,11 @@ class LineListLibrary(SyntheticLibrary):
     def vmicro(self):
         """Fixed microturbulence (km/s), or `None` when it follows :func:`vmicro_relation`."""
         return self._vmicro
+
+    @property
+    def physics(self):
+        """Physics version, one of :data:`PHYSICS`."""
+        return self._physics
 
     @property
     def linelist(self):
@@ -863,7 +978,7 @@ class LineListLibrary(SyntheticLibrary):
         return [self._check_labels(*row, where=f" (labels row {i})") for i, row in enumerate(arr)]
 
     def _setup_lines(self):
-        atomic = load_atomic_data()
+        atomic = load_atomic_data("irwin" if self._physics == "v3" else "two-point")
         self._atomic = atomic
         lines = atomic.lines
         lam = lines["wavelength_air_AA"].astype(float)
@@ -907,7 +1022,23 @@ class LineListLibrary(SyntheticLibrary):
         d_up = np.maximum(d_low - _HC_EV_AA / lam, 0.5)
         d_low = np.maximum(d_low, d_up + 1e-3)
         c6 = 0.3e-30 * (1.0 / d_up**2 - 1.0 / d_low**2)
-        self._l_g6 = 10.0 ** 19.6 * c6 ** 0.4 * vdw
+        unsold = 10.0 ** 19.6 * c6 ** 0.4
+        # physics v3: ABO where the Gaia-ESO list has it (gamma_6 = coef T^((1-alpha)/2) N_H),
+        # Unsöld x UNSOLD_ENHANCEMENT elsewhere; v2: Unsöld everywhere
+        abo_coef = np.zeros(lam.size)
+        abo_exp = np.zeros(lam.size)
+        if self._physics == "v3":
+            ges = load_ges_data()
+            sig, alp = ges["abo_sigma"][sel], ges["abo_alpha"][sel]
+            has = np.isfinite(sig) & (lines["element"][sel] != "H")
+            abo_coef[has] = (_abo_coefficient(sig[has], alp[has], atomic.mass_amu[el[has]])
+                             * vdw[has])
+            abo_exp[has] = 0.5 * (1.0 - alp[has])
+            unsold = np.where(has, 0.0, UNSOLD_ENHANCEMENT * unsold)
+        self._l_has_abo = abo_coef > 0
+        self._l_abo_coef = abo_coef
+        self._l_abo_exp = abo_exp
+        self._l_g6 = unsold * vdw
         self._l_grad = _GAMMA_RAD / (lam * 1e-8) ** 2
         self._l_hwhm_per_gamma = lam**2 * 1e-8 / (4.0 * np.pi * _C_CGS)      # Å per s^-1
         # continuum-opacity nodes and each line's interpolation weights
@@ -930,7 +1061,7 @@ class LineListLibrary(SyntheticLibrary):
         self._metal_mask = atomic.atomic_number > 2
 
     def _line_strengths(self, atm, feh, alpha, fast=False):
-        """Depth-averaged S, T, P_g T^-0.7 and N_e of every line.
+        """Depth-averaged S, T, P_g T^-0.7, N_e and N_HI T^((1-alpha)/2) of every line.
 
         With ``fast`` the (layer, line) exponents, exponentials and depth sums
         run in float32 (relative error ~1e-5 in S, ~1e-6 in the flux).
@@ -955,9 +1086,11 @@ class LineListLibrary(SyntheticLibrary):
         mid = self._nodes.size // 2
         w = kernel[layers, mid] * atm.tau[layers]
         w = w / w.sum()
-        # depth moments: sum_k w_k S_k * (1, T_k, P_g T^-0.7, N_e)
-        moments = np.stack([w, t * w, atm.pg[layers] * t ** -0.7 * w,
-                            atm.pe[layers] / (_K_B * t) * w])        # (4, K)
+        # depth moments: sum_k w_k S_k * (1, T_k, P_g T^-0.7, N_e, N_HI, N_HI ln T)
+        n_hi = ((atm.pg[layers] - atm.pe[layers]) / (_K_B * t) / atm.abundance_sum
+                * atm.f_hi[layers])
+        rows = np.stack([np.ones_like(t), t, atm.pg[layers] * t ** -0.7,
+                         atm.pe[layers] / (_K_B * t), n_hi, n_hi * np.log(t)])    # (6, K)
         if fast:
             # ln S = ln10 (log_pop + log_cont - theta chi + log C): one matrix product
             # and one gather; the exponentials and depth sums in float32
@@ -969,22 +1102,23 @@ class LineListLibrary(SyntheticLibrary):
             ln_s = coef.astype(np.float32) @ design.astype(np.float32)
             ln_s += (_LN10 * log_pop).astype(np.float32)[:, self._l_sp]
             s = np.exp(ln_s, out=ln_s)
-            sums = (moments.astype(np.float32) @ s).astype(float)
+            sums = ((rows * w).astype(np.float32) @ s).astype(float)
+            hb = ((s[:, -1].astype(float) * w, atm.pe[layers] / (_K_B * t)) if self._has_hbeta
+                  else None)
         else:
             log_s = (log_pop[:, self._l_sp] + log_cont @ self._l_interp
                      - theta[:, None] * self._l_chi + self._l_logc)
             s = 10.0 ** log_s                                        # (K, n_lines)
             ws = s * w[:, None]
-            s_eff = ws.sum(axis=0)
-            safe = np.where(s_eff > 0, s_eff, 1.0)
+            sums = rows @ ws
             hb = (ws[:, -1], atm.pe[layers] / (_K_B * t)) if self._has_hbeta else None
-            return (s_eff, (t @ ws) / safe, ((atm.pg[layers] * t ** -0.7) @ ws) / safe,
-                    ((atm.pe[layers] / (_K_B * t)) @ ws) / safe, d_lin, d_sat, hb)
         s_eff = sums[0]
         safe = np.where(s_eff > 0, s_eff, 1.0)
-        hb = ((s[:, -1].astype(float) * w, atm.pe[layers] / (_K_B * t)) if self._has_hbeta
-              else None)
-        return s_eff, sums[1] / safe, sums[2] / safe, sums[3] / safe, d_lin, d_sat, hb
+        n_h = np.where(sums[4] > 0, sums[4], 1.0)
+        # ABO damping ~ N_HI T^((1-alpha)/2): <N_HI> exp(((1-alpha)/2) <ln T>_N_HI)
+        abo = sums[4] / safe * np.exp(self._l_abo_exp * (sums[5] / n_h))
+        return (s_eff, sums[1] / safe, sums[2] / safe, sums[3] / safe, abo, d_lin, d_sat,
+                hb)
 
     def _line_state(self, teff, logg, feh, alpha):
         """Per-line formation parameters at some labels (shared by synthesis and calibration).
@@ -1001,14 +1135,15 @@ class LineListLibrary(SyntheticLibrary):
         log_abund = atomic.log_eps_sun + feh * self._metal_mask + alpha * self._alpha_mask
         atm = build_atmosphere(atomic, teff, logg, log_abund)
         fast = self._accuracy == "fast"
-        s, t_line, press, ne, d_lin, d_sat, hb = self._line_strengths(atm, feh, alpha, fast)
+        s, t_line, press, ne, abo, d_lin, d_sat, hb = self._line_strengths(atm, feh, alpha, fast)
         nmet = s.size - int(self._has_hbeta)
         lam = self._l_lam[:nmet]
         vmicro = self.vmicro_at(teff, logg, feh)
         vel2 = 2.0 * _K_B * t_line[:nmet] / self._l_mass[:nmet] + (vmicro * 1e5) ** 2
         sigma = lam * np.sqrt(vel2) / _C_CGS / np.sqrt(2.0)         # Gaussian sigma, Å
         gamma = self._l_hwhm_per_gamma[:nmet] * (self._l_grad[:nmet]
-                                                 + self._l_g6[:nmet] * press[:nmet])
+                                                 + self._l_g6[:nmet] * press[:nmet]
+                                                 + self._l_abo_coef[:nmet] * abo[:nmet])
         hbeta = (s[-1], t_line[-1], hb) if self._has_hbeta else None
         return {"lam": lam, "sigma": sigma, "gamma": gamma, "strength": s[:nmet],
                 "hbeta": hbeta, "d_lin": d_lin, "d_sat": d_sat, "vmicro": vmicro}
@@ -1304,7 +1439,8 @@ class LineListLibrary(SyntheticLibrary):
         labels = np.asarray(rows, dtype=float)
         meta = {"library": self.name, "wavelength_medium": self.wavelength_medium,
                 "resolution": self._resolution, "linelist": self._linelist,
-                "normalized": bool(normalized), "accuracy": self._accuracy}
+                "normalized": bool(normalized), "accuracy": self._accuracy,
+                "physics": self._physics}
         vmic = np.array([self.vmicro_at(r[0], r[1], r[2]) for r in labels])
         meta["vmicro"] = vmic if batch else float(vmic[0])
         for i, key in enumerate(("teff", "logg", "feh", "alpha")):
