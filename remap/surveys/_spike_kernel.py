@@ -21,7 +21,10 @@ rows with ``mode="nearest"``), in one pass per row:
 * the running median of the noise estimate keeps the window sorted while it
   slides (remove the outgoing value, insert the incoming one);
 * the propagation keeps every run of pixels above ``grow_nsigma`` that holds
-  a pixel above ``nsigma``.
+  a pixel above ``nsigma``: the kernel looks for the core pixels first (only
+  where ``(flux - opening) / sigma > nsigma``, a few pixels per row) and
+  grows each run from its core both ways, so that the percentile is counted
+  only at the pixels of spikes and their edges.
 
 numba is imported here (about a second); `remap.surveys.base` imports this
 module on the first call of :func:`~remap.surveys.base.find_spikes`.
@@ -129,57 +132,60 @@ def _spike_rows(r0, r1, flux, sigma, max_width, window, rank, q, nsigma, grow_ns
     pad = np.empty(npix + m)
     pre = np.empty(npix + m)
     suf = np.empty(npix + m)
-    core = np.zeros(npix, dtype=np.bool_)
-    grow = np.zeros(npix, dtype=np.bool_)
     lo = -(window // 2)
     for row in range(r0, r1):
         f = flux[row]
         s = sigma[row]
+        o = out[row]
         _opening(f, m, ero, pad, pre, suf, opening)
         for i in range(npix):
-            core[i] = False
-            grow[i] = False
-            out[row, i] = False
-            fi = f[i]
-            si = s[i]
-            oi = opening[i]
-            if not (fi - oi) / si > grow_nsigma:
+            o[i] = False
+        # a spike is a run of "grow" pixels holding a "core" pixel: find the cores (a
+        # core pixel has (f - opening) / sigma > nsigma, a cheap necessary condition:
+        # the baseline is never below the opening), then grow each run both ways
+        for i in range(npix):
+            if o[i] or not (f[i] - opening[i]) / s[i] > nsigma:
                 continue
-            qs = q * si
-            # the test on a window value x is "(fi - max(oi, x - qs)) / si > t": true
-            # below an exact bound on x (every step is monotone), found by stepping
-            # through the floats next to the real-valued bound; then a count
-            xg = _x_bound(fi, si, oi, qs, grow_nsigma)
-            xc = _x_bound(fi, si, oi, qs, nsigma)
-            n_grow = 0
-            n_core = 0
-            a = i + lo
-            if a >= 0 and a + window <= npix:
-                for p in range(a, a + window):
-                    x = f[p]
-                    n_grow += x < xg
-                    n_core += x < xc
-            else:
-                for p in range(a, a + window):
-                    x = f[min(max(p, 0), npix - 1)]
-                    n_grow += x < xg
-                    n_core += x < xc
-            grow[i] = n_grow > rank
-            core[i] = n_core > rank
-        i = 0
-        while i < npix:  # runs of the grow mask that hold a core pixel
-            if not grow[i]:
-                i += 1
+            if not _passes(f, s, opening, i, lo, window, rank, q, nsigma):
                 continue
-            j = i
-            hit = False
-            while j < npix and grow[j]:
-                hit = hit or core[j]
+            o[i] = True
+            j = i - 1
+            while j >= 0 and not o[j] and _passes(f, s, opening, j, lo, window, rank, q,
+                                                  grow_nsigma):
+                o[j] = True
+                j -= 1
+            j = i + 1
+            while j < npix and _passes(f, s, opening, j, lo, window, rank, q, grow_nsigma):
+                o[j] = True
                 j += 1
-            if hit:
-                for p in range(i, j):
-                    out[row, p] = True
-            i = j
+
+
+@njit
+def _passes(f, s, opening, i, lo, window, rank, q, t):
+    """Whether pixel ``i`` exceeds its baseline (the larger of the opening and the lowered
+    running percentile) by more than ``t`` sigma.
+
+    The test on a window value x is "(fi - max(oi, x - qs)) / si > t": true below an
+    exact bound on x (every step is monotone), found by stepping through the floats
+    next to the real-valued bound (`_x_bound`); the percentile passes when more than
+    ``rank`` window values lie below it: a count, no sort.
+    """
+    fi = f[i]
+    si = s[i]
+    oi = opening[i]
+    if not (fi - oi) / si > t:
+        return False
+    xb = _x_bound(fi, si, oi, q * si, t)
+    npix = f.size
+    count = 0
+    a = i + lo
+    if a >= 0 and a + window <= npix:
+        for p in range(a, a + window):
+            count += f[p] < xb
+    else:
+        for p in range(a, a + window):
+            count += f[min(max(p, 0), npix - 1)] < xb
+    return count > rank
 
 
 def running_rank_rows(x, window, rank, out):
