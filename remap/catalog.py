@@ -21,11 +21,12 @@ existing cluster through ``scheduler=`` / ``client=``).  Both return one
 followed by the columns of :meth:`remap.FitResult.to_table` (NaN for
 ``"error"`` rows).  A bad file never stops the run or loses the other rows.
 
-Files that were read successfully are fitted in batches of ``batch_size``
-through one :func:`remap.fit` call per batch, so that stars sharing a
-wavelength axis go through the pipeline as 2-D arrays.  If a batch raises
-(one bad spectrum in it), it is split in halves until the culprit is isolated
-and recorded; the others are fitted normally.
+Files that were read successfully are fitted in one pass through
+:func:`remap.fit_iter` (chunks of ``batch_size``, so that stars sharing a
+wavelength axis go through the pipeline as 2-D arrays), with
+``errors="flag"``: a spectrum that fails validation comes back as a NaN row
+flagged `remap.Flag.BAD_INPUT` with its error, which becomes that file's
+``"error"`` row; the others are fitted normally.
 
 On a cluster each worker process loads the model once (a
 `distributed.WorkerPlugin` warms :func:`remap.model.cache.cached_model`, the
@@ -216,34 +217,6 @@ def _error_text(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
-def _fit_group(spectra, model, survey, batch_size, fit_options=None):
-    """Fit ``spectra`` in one :func:`remap.fit` call; on failure bisect to isolate the bad ones.
-
-    Returns a list with, per spectrum, either the exception it raised or a
-    tuple ``(result, j, table)``: the FitResult of its group, its index there
-    and that result's ``to_table()``.
-    """
-    from . import fit
-
-    try:
-        # a lone spectrum goes in as itself, so that messages call it "spectrum"
-        # rather than by its position in a batch that means nothing to the user
-        one = len(spectra) == 1
-        result = fit(spectra[0] if one else list(spectra), model=model, survey=survey,
-                     batch_size=batch_size, errors="raise", **(fit_options or {}))
-        if len(result) != len(spectra):
-            raise RuntimeError(f"remap.fit returned {len(result)} results for "
-                               f"{len(spectra)} spectra")
-        table = result.to_table()
-    except Exception as exc:  # noqa: BLE001 - recorded per spectrum
-        if len(spectra) == 1:
-            return [exc]
-        half = len(spectra) // 2
-        return (_fit_group(spectra[:half], model, survey, batch_size, fit_options)
-                + _fit_group(spectra[half:], model, survey, batch_size, fit_options))
-    return [(result, j, table) for j in range(len(spectra))]
-
-
 #: How remap.fit names its input (one spectrum, or an item of a batch) in its messages.
 _BATCH_LABEL = re.compile(r"^(spectra\[\d+\]|spectrum)(?= )")
 
@@ -255,11 +228,29 @@ _NOTE_LABEL = re.compile(r"(^|; )(?:spectra\[\d+\]|spectrum)(?=[: ])")
 _COVERAGE_NOTE = re.compile(r"(spectra\[\d+\]|spectrum) covers .*$")
 
 
+def _bad_input_error(result, j):
+    """The error of star ``j`` of a FitResult, flagged BAD_INPUT, as ``"Type: message"``.
+
+    `remap.inference.Context.fail` records a `remap.SpectrumError` as its
+    message, which names the star by its label (``spectra[12]``) first, and
+    any other error as ``"Type: message"``.  The label becomes "spectrum":
+    one row is one star.
+    """
+    label = f"spectra[{int(result.index[j])}]"
+    text = next((n.message for n in result.notes[j] if n.code == "bad_input"),
+                result.messages[j] if len(result.messages) > j else "")
+    if text.startswith(label):
+        text = "SpectrumError: spectrum" + text[len(label):]
+    return _BATCH_INDEX.sub("spectrum", text)
+
+
 def _status_of(result, j):
     """(status, error) of star ``j`` of a FitResult."""
     from .inference.flags import Flag
 
     flags = int(np.asarray(result.flags).reshape(-1)[j])
+    if flags & int(Flag.BAD_INPUT):
+        return "error", _bad_input_error(result, j)
     if flags & int(Flag.NO_COVERAGE):
         message = result.messages[j] if len(result.messages) > j else ""
         # the star's notes are joined with "; "; the reason is the one about its coverage
@@ -294,6 +285,9 @@ def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress
     """
     from astropy.table import QTable
 
+    # remap.inference.pipeline imports this module (read_spectrum_file): imported on use
+    from .inference.pipeline import fit_iter
+
     n = len(items)
     status = ["error"] * n
     errors = [""] * n
@@ -317,22 +311,21 @@ def _fit_items(items, model, survey, fmt, batch_size, plot_dir=None, on_progress
     failed_reads = n - len(readable)
     if on_progress is not None and failed_reads:
         on_progress(failed_reads)
-    for start in range(0, len(readable), batch_size):
-        chunk = readable[start:start + batch_size]
-        results = _fit_group([s for _, s in chunk], model, survey, batch_size, fit_options)
-        for (i, _), res in zip(chunk, results):
-            if isinstance(res, BaseException):
-                errors[i] = _error_text(res)
-                continue
-            result, j, table = res
+    # one pass: a spectrum that fails validation is a BAD_INPUT row of its chunk
+    chunks = fit_iter([s for _, s in readable], model=model, survey=survey,
+                      batch_size=batch_size, errors="flag", **(fit_options or {})) \
+        if readable else ()
+    for result in chunks:
+        table = result.to_table()
+        for j, position in enumerate(result.index):
+            i = readable[position][0]
             status[i], errors[i] = _status_of(result, j)
             if status[i] != "error":
                 rows[i] = (table, j)
                 if plot_dir is not None:
-                    single = result[j] if result.is_batch else result
-                    _write_plot(single, Path(plot_dir) / f"{items[i].stem}.png", errors, i)
+                    _write_plot(result[j], Path(plot_dir) / f"{items[i].stem}.png", errors, i)
         if on_progress is not None:
-            on_progress(len(chunk))
+            on_progress(len(result))
     template = next((r[0] for r in rows if r is not None), None)
     if template is None:
         template = _template_table(model)

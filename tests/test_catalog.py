@@ -4,6 +4,7 @@ One 2-worker LocalCluster (processes) serves the whole module: starting it and
 loading the model in each worker costs most of this file's run time.
 """
 
+import importlib
 import os
 import signal
 import warnings
@@ -114,6 +115,19 @@ def test_read_missing_file_and_directory(catalogue):
         read_spectrum_file(catalogue)
 
 
+def test_read_errors_name_the_file_once(catalogue):
+    """Also when a reader's own message names the file, and through a custom reader."""
+    path = catalogue / "corrupt.fits"
+    with pytest.raises(SpectrumFileError) as direct:
+        read_spectrum_file(path)
+    text = str(direct.value)
+    assert text.count(str(path)) == 1 and "the remap-beam reader failed (BeamFileError: the " \
+        in text
+    with pytest.raises(SpectrumFileError) as custom:
+        read_spectrum_file(path, format=read_spectrum_file)
+    assert str(custom.value) == text
+
+
 def test_read_with_a_custom_reader(catalogue):
     calls = []
 
@@ -175,6 +189,32 @@ def test_fit_files_isolates_a_bad_spectrum_in_a_batch(paths, reference):
     star = str(paths[[p.name for p in paths].index("star_00.fits")])
     assert list(table["file"]) == [star, "spectrum[1]", star]  # read ones keep their file
     np.testing.assert_allclose(table["teff"][0].value, table["teff"][2].value)
+
+
+def test_fit_files_fits_a_batch_with_bad_spectra_in_one_pass(paths, monkeypatch):
+    """Bad spectra are BAD_INPUT rows of remap.fit_iter: one pass, no re-fit of the others."""
+    # the module (remap.inference.pipeline is also the name of a function there)
+    pipeline = importlib.import_module("remap.inference.pipeline")
+    calls = []
+    real = pipeline.fit_iter
+
+    def counting(stars, *args, **kwargs):
+        calls.append((len(stars), kwargs.get("errors")))
+        return real(stars, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit_iter", counting)
+    good = read_spectrum_file(paths[[p.name for p in paths].index("star_02.fits")])
+    short = Spectrum(flux=np.ones(3) * u.Jy, spectral_axis=[5000.0, 5001.0, 5002.0] * u.AA)
+    velocity = Spectrum(flux=np.ones(600) * u.Jy,
+                        spectral_axis=np.linspace(-300, 300, 600) * u.km / u.s)
+    table = fit_files([short, good, velocity, good], batch_size=2)
+    assert calls == [(4, "flag")]
+    assert list(table["status"][[0, 2]]) == ["error", "error"]
+    assert list(table["status"][[1, 3]]) != ["error", "error"]
+    assert table["error"][0].startswith("SpectrumError: spectrum: ")
+    assert "spectral axis is a velocity" in table["error"][2]
+    assert "spectra[" not in "".join(table["error"])  # one row is one star
+    np.testing.assert_allclose(table["teff"][1].value, table["teff"][3].value)
 
 
 def test_fit_files_warns_once_about_assumed_media(reference):

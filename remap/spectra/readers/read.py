@@ -160,7 +160,9 @@ def read_spectrum(path, format=None, *, medium=None, fitter=None):
         try:
             spectra = _as_spectra(format(str(path)), reader)
         except SpectrumFileError as exc:
-            raise SpectrumFileError(f"{path}: {exc}") from None
+            # a reader that calls read_spectrum itself has named the file already
+            text = str(exc) if str(exc).startswith(f"{path}: ") else f"{path}: {exc}"
+            raise SpectrumFileError(text) from None
         return _result(_declare(spectra, path, reader, medium))
     if path.stat().st_size == 0:
         raise SpectrumFileError(f"{path}: the file is empty (0 bytes)")
@@ -203,7 +205,7 @@ def _read_file(path, format, fitter):
         try:
             return _read_with(path, fmt, fitter), fmt
         except Exception as exc:  # noqa: BLE001 - readers raise anything on a bad file
-            text = _first_line(exc).replace(f"{name}: ", "")
+            text = _first_line(exc).replace(f"{path}: ", "").replace(f"{name}: ", "")
             tried.append(f"the {fmt} reader failed ({type(exc).__name__}: {text})")
     if not tried:
         kind = "a FITS file" if _is_fits(path) else "a text file" if _is_text(path) else \
