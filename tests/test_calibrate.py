@@ -53,8 +53,9 @@ def perturbed():
         return off
 
     lib, wave, flux = _stand_in(offsets)
+    # the stand-in's truth is the laboratory list: centre the prior there
     result = cal.calibrate_linelist(wave, flux, wave_range=RANGE * u.AA, holdout=0,
-                                    iterations=10)
+                                    iterations=10, loggf_prior="laboratory")
     return lib, picks, result
 
 
@@ -93,7 +94,7 @@ def test_calibration_file_round_trip(perturbed, tmp_path):
 def test_holdout_reports_heldout_rms():
     lib, wave, flux = _stand_in(lambda lib: np.zeros(lib.n_lines))
     result = cal.calibrate_linelist(wave, flux, wave_range=RANGE * u.AA, holdout=3, window=3.0,
-                                    iterations=4)
+                                    iterations=4, loggf_prior="laboratory")
     assert len(result.holdout_windows) == 2
     assert np.isfinite(result.rms_holdout) and result.rms_holdout < 0.01
     assert abs(result.absorption_ratio_holdout - 1.0) < 0.05
@@ -148,14 +149,20 @@ def test_shipped_calibration_matches_line_list(physics):
 
 def test_ges_prior_centres_the_fit_on_the_ges_values():
     lib, wave, flux = _stand_in(lambda lib: np.zeros(lib.n_lines))
+    # the default prior of physics v3 (the shipped v3 calibration's) is the Gaia-ESO log gf
     result = cal.calibrate_linelist(wave, flux, wave_range=RANGE * u.AA, holdout=0,
-                                    iterations=3, loggf_prior="ges")
+                                    iterations=3)
     table = result.table
     ges = ges_loggf()
     lines = load_atomic_data().lines
     has = np.isfinite(ges)
     np.testing.assert_allclose(table["loggf_lab"][has], ges[has])
     np.testing.assert_allclose(table["loggf_lab"][~has], lines["loggf"][~has])
+    # physics v2: the laboratory prior and Unsöld factors >= 1 (its shipped calibration's)
+    v2 = cal.calibrate_linelist(wave, flux, wave_range=RANGE * u.AA, holdout=0, iterations=2,
+                                physics="v2").table
+    np.testing.assert_allclose(v2["loggf_lab"], lines["loggf"])
+    assert np.all(np.asarray(v2["vdw_enhancement"]) >= 1.0)
     with pytest.raises(ValueError, match="loggf_prior must be one of"):
         cal.calibrate_linelist(wave, flux, wave_range=RANGE * u.AA, loggf_prior="vald")
 

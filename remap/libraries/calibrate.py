@@ -319,7 +319,7 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
                        wave_range=None, holdout=4, window=10.0, prior_sigma=0.3,
                        flux_sigma=0.005, damping_sigma=0.3, continuum_step=50.0,
                        continuum_sigma=0.003, resolution=None, iterations=12,
-                       reference_step=0.02, physics=PHYSICS[0], loggf_prior="laboratory",
+                       reference_step=0.02, physics=PHYSICS[0], loggf_prior=None,
                        verbose=False):
     """Fit per-line log gf and damping of the ``linelist`` library to a reference spectrum.
 
@@ -357,11 +357,14 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
     physics : {"v3", "v2"}
         Physics version of the library whose line data are fitted (see
         `remap.libraries.linelist.PHYSICS`); the calibration belongs to it.
-    loggf_prior : {"laboratory", "ges"}
+    loggf_prior : {"laboratory", "ges"}, optional
         Centre of the log gf prior (and the ``loggf_lab`` column):
         linemake's laboratory values, or the Gaia-ESO log gf (Heiter et al.
         2021; `remap.libraries._atomic.ges_loggf`) where the GES list has the
-        line as a single component (linemake's elsewhere).
+        line as a single component (linemake's elsewhere).  Default: what the
+        shipped calibration of ``physics`` used, ``"ges"`` for v3 (held-out
+        rms 2.20 % against 2.53 % with the laboratory prior) and
+        ``"laboratory"`` for v2.
     verbose : bool
         Print progress.
 
@@ -392,6 +395,8 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
                         ("reference_step", reference_step)):
         _check_positive(value, name)
     _check_positive(iterations, "iterations", integer=True)
+    if loggf_prior is None:
+        loggf_prior = "ges" if physics == "v3" else "laboratory"
     if loggf_prior not in LOGGF_PRIORS:
         raise ValueError(f"loggf_prior must be one of {LOGGF_PRIORS}, got {loggf_prior!r}")
     labels = tuple(float(v) for v in labels) + (0.0,) * (4 - len(labels))

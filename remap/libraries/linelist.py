@@ -20,15 +20,16 @@ theory (Anstee & O'Mara 1995; Barklem, Piskunov & O'Mara 2000;
 Gaia-ESO line list (Heiter et al. 2021), Unsöld's approximation times
 :data:`UNSOLD_ENHANCEMENT` (1.3, the median ABO/Unsöld ratio of those lines;
 not fitted) for the others; and its own solar calibration
-(``linelist_4800_5800_calibrated_v3.csv``).  ``physics="v2"``: the
+(``linelist_4800_5800_calibrated_v3.csv``, fitted with the Gaia-ESO log gf as
+the prior where the GES list has the line as a single component).  ``physics="v2"``: the
 two-point partition-function table, Unsöld damping for every line and
 ``linelist_4800_5800_calibrated.csv`` (the library the default model shipped
 in December 2026 was trained on).  Both use linemake's laboratory log gf.  Every spectrum
 records its version in ``meta["physics"]``.  Measured against the real Sun
 (``python -m benchmarks realism``, R 11,000, 4850-5750 Å): laboratory line
-data 5.97 % rms (v2) and 5.80 % (v3); calibrated 1.42 % / 1.37 % in-sample and
-2.66 % / 2.53 % over held-out windows; chi^2 best-fit labels of the calibrated
-library 5690 K / 4.29 / -0.03 (v2) and 5730 K / 4.36 / +0.00 (v3).
+data 5.97 % rms (v2) and 5.80 % (v3); calibrated 1.42 % / 1.35 % in-sample and
+2.66 % / 2.20 % over held-out windows; chi^2 best-fit labels of the calibrated
+library 5690 K / 4.29 / -0.03 (v2) and 5702 K / 4.32 / -0.02 (v3).
 
 Trusted domain
 --------------
@@ -242,8 +243,8 @@ LINELISTS = ("calibrated", "laboratory")
 #: Physics versions of the synthesizer (the ``physics`` option; the newest first, the default):
 #: ``"v3"``: Irwin (1981) partition functions, ABO van der Waals damping where the Gaia-ESO
 #: list has it and Unsöld x :data:`UNSOLD_ENHANCEMENT` elsewhere; ``"v2"``: the two-point
-#: partition-function table and Unsöld damping for every line (the physics of remap <= the
-#: default model trained in December 2026).  Each has its own shipped calibration.
+#: partition-function table and Unsöld damping for every line (the physics the default model
+#: shipped in December 2026 was trained on).  Each has its own shipped calibration.
 PHYSICS = ("v3", "v2")
 
 #: The shipped astrophysical calibration of the default physics (``remap library calibrate``
@@ -254,7 +255,7 @@ CALIBRATION_FILE = SHIPPED_CALIBRATIONS[PHYSICS[0]]
 #: Physics v3: factor on Unsöld's gamma_6 of the lines without ABO data: the median ratio
 #: ABO / Unsöld (1.32; 16th-84th percentiles 0.87-2.10) of the 989 lines of the list that
 #: have both, at the solar labels, each line's depth average as in the synthesis
-#: (``tests/test_linelist.py`` recomputes it).  Not fitted to any spectrum.
+#: (``tests/test_damping.py`` recomputes it).  Not fitted to any spectrum.
 UNSOLD_ENHANCEMENT = 1.3
 
 _V0_ABO = 1e6               # cm/s: ABO cross-sections are tabulated at 10^4 m/s
