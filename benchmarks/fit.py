@@ -18,7 +18,9 @@ For each shape the benchmark prints the throughput end to end (stars/s), the
 time of the two networks alone on the same number of rows (in the blocks the
 ``network`` stage uses), their ratio (fit / networks), the time per stage
 (`remap.FitResult.timings`) and whether the results equal those of the 2-D
-input.  Then it streams 1,000 and 50,000 stars (``--quick``: 200 and 2,000)
+input, and the 2-D input once more with the compiled stages on one thread
+(``REMAP_NUM_THREADS=1``; by default they split their rows between one
+thread per core).  Then it streams 1,000 and 50,000 stars (``--quick``: 200 and 2,000)
 through :func:`remap.fit_iter` from a generator, each in a fresh subprocess,
 and prints their peak resident memory and its ratio.
 
@@ -246,7 +248,27 @@ def main(quick=False, stream=True):
         print(f"  results vs 2-D: {same}; flagged stars: "
               f"{int(np.count_nonzero(result.flags))} of {n}")
         summary.append((label, n / wall, wall / net))
-    print("\nsummary:")
+    # the compiled stages split their rows between threads (remap._util.threads):
+    # the 2-D input again on one thread, for the gain
+    from remap._util.threads import n_threads
+    threads = n_threads()
+    if threads > 1:
+        before = os.environ.get("REMAP_NUM_THREADS")
+        os.environ["REMAP_NUM_THREADS"] = "1"
+        try:
+            wall, timings, result = run(inputs["2-D"], model)
+        finally:
+            if before is None:
+                os.environ.pop("REMAP_NUM_THREADS")
+            else:
+                os.environ["REMAP_NUM_THREADS"] = before
+        diff = _max_diff(reference, result)
+        label = "2-D, kernels on 1 thread"
+        _print_table(label, n, wall, timings, net, stages)
+        print(f"  results vs {threads} threads: "
+              f"{'identical' if diff == 0 else f'max |Δ median| {diff:.3g}'}")
+        summary.append((label, n / wall, wall / net))
+    print(f"\nsummary ({threads} kernel thread(s) unless stated):")
     for label, rate, ratio in summary:
         print(f"  {label:<24} {rate:7.0f} stars/s   fit/networks {ratio:5.1f}")
 
