@@ -46,6 +46,7 @@ BUILTIN_PLUGINS = (
     ("heads", "remap.heads"),
     ("linelist", "remap.libraries.linelist"),
     ("phoenix", "remap.libraries.phoenix"),
+    ("turbospectrum", "remap.libraries.turbospectrum"),
 )
 
 #: Guards the manager cache and registry collection (re-entrant: a hook may look
