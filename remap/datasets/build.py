@@ -338,7 +338,11 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
         coverage = {k: float(coverage[k]) for k in ("probability", "max_fraction")}
         fill = mean_spectra(build_templates(library, survey, beams, fitter=fitter_obj,
                                             resolution=float(np.median(options["resolutions"]))))
+    # the library's physics version (e.g. linelist "v3"), when it has one: a default that
+    # changes between remap versions must not make two training sets look alike
+    physics = getattr(library, "physics", None)
     full_config = {"kind": "synthetic", "library": library.name, "seed": int(seed),
+                   **({} if physics is None else {"library_physics": str(physics)}),
                    "shard_size": int(shard_size), "n_label_points": n_points,
                    "labels_sha256": hashlib.sha256(np.column_stack(
                        [np.asarray(labels[k], dtype="<f8") for k in LIBRARY_LABELS])

@@ -739,8 +739,12 @@ class TrainRunner:
                                                ("lr_max", "lr_min", "seconds", "frozen")
                                                if k in rec}
         return {"survey": train.survey, "beams": grids, "fitter": tconf.get("fitter"),
+                # the physics version the set was built with joins the options, so that
+                # the recorded options rebuild the same library under later defaults
                 "library": {"name": tconf.get("library"),
-                            "options": tconf.get("library_options", {})},
+                            "options": {**({"physics": tconf["library_physics"]}
+                                           if tconf.get("library_physics") else {}),
+                                        **tconf.get("library_options", {})}},
                 "dataset": {"train": _dataset_summary(train),
                             "survey": None if survey is None else _dataset_summary(survey)},
                 "training": {"config": self.config.to_dict(), "stages": stages,
