@@ -78,7 +78,7 @@ class Chebyshev(ContinuumFitter):
 
         Parameters and result as `ContinuumFitter.fit`.  The Chebyshev
         polynomial's variable is ``wavelength`` (Å) when given, else the pixel
-        index; each spectrum is scaled by its median |flux| for the fit.
+        index; each spectrum is scaled by its median absolute flux for the fit.
 
         Raises
         ------
