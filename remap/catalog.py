@@ -549,9 +549,9 @@ def local_cluster(n_workers=None, *, threads_per_worker=1, **kwargs):
     n_workers : int, optional
         Default: the number of CPU cores this process may use.
     threads_per_worker : int
-        Threads per worker process (TensorFlow's intra-op threads are
-        limited to the same number, so that workers do not oversubscribe
-        the cores).
+        Threads per worker process (TensorFlow's intra-op threads and the
+        compiled stages' threads, ``REMAP_NUM_THREADS``, are limited to the
+        same number, so that workers do not oversubscribe the cores).
     **kwargs
         Passed on to `~distributed.LocalCluster` (defaults:
         ``dashboard_address=None``, no dashboard; ``host="127.0.0.1"``,
@@ -571,6 +571,7 @@ def local_cluster(n_workers=None, *, threads_per_worker=1, **kwargs):
     if not isinstance(n_workers, numbers.Integral) or n_workers < 1:
         raise ValueError(f"n_workers must be an integer >= 1; received {n_workers!r}")
     env = {"TF_NUM_INTRAOP_THREADS": str(threads_per_worker), "TF_NUM_INTEROP_THREADS": "1",
+           "REMAP_NUM_THREADS": str(threads_per_worker),  # the compiled stages' threads
            "TF_CPP_MIN_LOG_LEVEL": "2", **kwargs.pop("env", {})}
     kwargs.setdefault("dashboard_address", None)
     kwargs.setdefault("host", "127.0.0.1")  # reachable from this machine only
