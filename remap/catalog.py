@@ -231,16 +231,22 @@ _COVERAGE_NOTE = re.compile(r"(spectra\[\d+\]|spectrum) covers .*$")
 def _bad_input_error(result, j):
     """The error of star ``j`` of a FitResult, flagged BAD_INPUT, as ``"Type: message"``.
 
-    `remap.inference.Context.fail` records a `remap.SpectrumError` as its
-    message, which names the star by its label (``spectra[12]``) first, and
-    any other error as ``"Type: message"``.  The label becomes "spectrum":
-    one row is one star.
+    The type comes from the star's ``bad_input`` note (`remap.inference.Note.error`).
+    `remap.inference.Context.fail` writes a `remap.SpectrumError` as its
+    message alone, which names the star by its label (``spectra[12]``), and
+    any other error as ``"Type: message"``; the label becomes "spectrum": one
+    row is one star.
     """
-    label = f"spectra[{int(result.index[j])}]"
-    text = next((n.message for n in result.notes[j] if n.code == "bad_input"),
-                result.messages[j] if len(result.messages) > j else "")
-    if text.startswith(label):
-        text = "SpectrumError: spectrum" + text[len(label):]
+    note = next((n for n in result.notes[j] if n.code == "bad_input"), None)
+    if note is None:
+        return _BATCH_INDEX.sub("spectrum", result.messages[j] if len(result.messages) > j
+                                else "")
+    text = note.message
+    if note.error == "SpectrumError":
+        label = f"spectra[{int(result.index[j])}]"
+        if text.startswith(label):
+            text = "spectrum" + text[len(label):]
+        text = f"SpectrumError: {text}"
     return _BATCH_INDEX.sub("spectrum", text)
 
 

@@ -42,6 +42,9 @@ class Note(NamedTuple):
         The text shown to the user.
     beam : str or None
         The beam it is about, if any.
+    error : str or None
+        For a ``"bad_input"`` note: the class name of the error that gave the
+        star up (e.g. ``"SpectrumError"``); None otherwise.
     """
 
     star: int
@@ -49,6 +52,7 @@ class Note(NamedTuple):
     code: str
     message: str
     beam: str | None = None
+    error: str | None = None
 
 
 class Context:
@@ -125,9 +129,10 @@ class Context:
         self.piece_resolution = {}
 
     # ---------------------------------------------------------------- notes and flags
-    def note(self, star: int, stage: str, code: str, message: str, beam: str | None = None):
+    def note(self, star: int, stage: str, code: str, message: str, beam: str | None = None,
+             error: str | None = None):
         """Record a note about ``star``."""
-        self.notes.append(Note(int(star), stage, code, message, beam))
+        self.notes.append(Note(int(star), stage, code, message, beam, error))
 
     def has_note(self, star: int, *, code: str | None = None, beam: str | None = None) -> bool:
         """Whether a note about ``star`` (of that code and/or beam) was recorded."""
@@ -150,7 +155,7 @@ class Context:
         self.flags[star] |= int(Flag.BAD_INPUT)
         kind = type(exc).__name__
         self.note(star, stage, "bad_input", f"{kind}: {exc}" if not isinstance(
-            exc, SpectrumError) else str(exc))
+            exc, SpectrumError) else str(exc), error=kind)
 
     def messages(self) -> list[str]:
         """Per star, its notes joined with ``"; "`` in the order they were written."""
