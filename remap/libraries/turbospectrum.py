@@ -98,7 +98,7 @@ import numpy as np
 from astropy.table import Table
 
 from .._util.fs import atomic_path
-from .._util.validators import wavelength_range
+from .._util.validators import check_real, wavelength_range
 from ..exceptions import RemapError
 from ..plugins.hookspecs import hookimpl
 from ..spectra.resolution import downconvolve
@@ -593,20 +593,14 @@ def cache_key(parts):
 # ----------------------------------------------------------------------------- library
 
 def _real(value, name, low=None, high=None):
+    """``value`` as a float: a TypeError for a non-number, `check_real` for the rest."""
     if isinstance(value, u.Quantity) and value.unit == u.dimensionless_unscaled:
         value = value.value
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"turbospectrum library: {name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"turbospectrum library: {name} must be finite, got {value}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = (f"[{low:g}, {high:g}]" if high is not None
-                  else f"[{low:g}, inf)" if low is not None else f"(-inf, {high:g}]")
-        raise ValueError(f"turbospectrum library: {name} must lie in {bounds}, got {value:g}")
-    return value
+    return check_real(name, value, low, high)
 
 
 class TurbospectrumLibrary(SyntheticLibrary):

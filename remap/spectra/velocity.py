@@ -401,12 +401,13 @@ class TemplateBank:
         depth = np.where(cov, depth - _smooth_weighted(depth, cov, self.highpass), 0.0)
         self.depth = depth
         self.depth_sq = depth ** 2
-        self.spectra_f = sp_fft.rfft(depth, axis=-1)
-        self.spectra_f32 = self.spectra_f.astype(np.complex64)
+        spectra_f = sp_fft.rfft(depth, axis=-1)
+        # single precision, as the observed rows are correlated (`estimate_rv_groups`)
+        self.spectra_f = spectra_f.astype(np.complex64)
         norms = np.sqrt(np.sum(depth ** 2, axis=1))
         self.norms = norms
         # autocorrelation widths (for resolution estimates)
-        acf = self._lags(self.spectra_f * np.conj(self.spectra_f)) / (norms[:, None] ** 2)
+        acf = self._lags(spectra_f * np.conj(spectra_f)) / (norms[:, None] ** 2)
         fit = _peak_fit(acf)
         self.acf_sigma = fit["sigma"] * self.step
 
@@ -704,7 +705,7 @@ def estimate_rv_groups(sets, banks, groups, n_groups, *, rv=None, search=None):
             if not p.rows.size:
                 continue
             tb = best[inv[p.rows]]
-            lags = b._lags(af * np.conj(b.spectra_f32[tb]), workers=workers)
+            lags = b._lags(af * np.conj(b.spectra_f[tb]), workers=workers)
             k = b.max_lag
             num[p.rows] += lags[:, k - max_lag:k + max_lag + 1]
             t2[p.rows] += csq[np.arange(p.rows.size), tb]
