@@ -51,7 +51,8 @@ from ..model.runtime import Neighbours
 from ..plugins import get_continuum_fitter, registry
 from ..spectra.medium import convert_medium, validate_medium, warn_medium_assumed
 from ..spectra.resampling import resample_arrays, resample_rows
-from ..spectra.validation import MAX_BAD_FRACTION, MIN_PIXELS, spectrum_arrays, spectrum_class
+from ..spectra.validation import (MAX_BAD_FRACTION, MIN_PIXELS, check_rows, spectrum_arrays,
+                                  spectrum_class, spectrum_parts)
 from ..surveys.base import DEFAULT_MIN_COVERAGE, Survey, fill_spikes, find_spikes
 from . import flags as rules
 from .batch import Batch
@@ -169,6 +170,22 @@ def _spectrum_arrays(spectrum, name, *, batch=False):
     return a
 
 
+def _spectrum_parts(spectrum, name):
+    """:func:`remap.spectra.validation.spectrum_parts` of one piece (flux not copied: the
+    stage stacks the pieces), with the checked medium, ``key`` = (axis key, medium) and
+    ``meta_resolution``."""
+    a = spectrum_parts(spectrum, name, copy=False)
+    medium = a["medium"]
+    if medium is not None:
+        try:
+            a["medium"] = validate_medium(medium, "meta['wavelength_medium']")
+        except ValueError as exc:
+            raise SpectrumError(f"{name}: {exc}") from None
+    a["key"] = (a["key"], a["medium"])
+    a["meta_resolution"] = (spectrum.meta or {}).get("resolution")
+    return a
+
+
 def _require_spectrum(obj, label):
     """Raise TypeError naming ``label`` unless ``obj`` is a specutils Spectrum."""
     if not isinstance(obj, spectrum_class()):
@@ -231,8 +248,9 @@ class Validate(Stage):
         return [(item.label, obj)]
 
     def run(self, items, context):
-        groups = {}     # grid key -> list of (star, piece, arrays, row)
+        groups = {}     # grid key -> list of (star, piece, arrays, row): rows already checked
         waves = {}
+        pending = {}    # grid key -> list of (star, piece, label, parts): rows to check
         for star, item in enumerate(items):
             if isinstance(item.obj, _Rows):
                 bundle = item.obj
@@ -251,38 +269,99 @@ class Validate(Stage):
                 continue
             try:
                 pieces = self._pieces(item)
-                converted = [_spectrum_arrays(spec, label) for label, spec in pieces]
+                converted = [_spectrum_parts(spec, label) for label, spec in pieces]
             except (SpectrumError, TypeError) as exc:
                 context.fail(star, self.name, exc)
                 continue
             context.pieces[star] = [label for label, _ in pieces]
             context.piece_units[star] = [a["unit"] for a in converted]
             context.piece_resolution[star] = [(a["meta_resolution"], 0) for a in converted]
-            for p, a in enumerate(converted):
-                for code, text in a["notes"][0]:
-                    context.note(star, self.name, code, text)
-                key = a["key"]
-                groups.setdefault(key, []).append((star, p, a, 0))
-                waves[key] = (a["wave"], a["medium"])
+            for p, ((label, _), a) in enumerate(zip(pieces, converted)):
+                pending.setdefault(a["key"], []).append((star, p, label, a))
+                waves[a["key"]] = (a["wave"], a["medium"])
+        checked = self._check(pending, context)
         batches = []
         assumed = []
-        for key, rows in groups.items():
+        for key in waves:
             wave, medium = waves[key]
             if self.medium is not None:
                 medium = self.medium
-            elif medium is None:
-                assumed.extend(context.labels[s] for s, p, _, _ in rows if p == 0)
-            batches.append(Batch(
-                flux=np.stack([a["flux"][r] for _, _, a, r in rows]),
-                sigma=np.stack([a["sigma"][r] for _, _, a, r in rows]),
-                mask=np.stack([a["mask"][r] for _, _, a, r in rows]),
-                wave=wave, star=np.array([s for s, _, _, _ in rows], dtype=np.int64),
-                piece=np.array([p for _, p, _, _ in rows], dtype=np.int64), medium=medium))
+            parts = []
+            if key in groups:
+                rows = [r for r in groups[key] if not context.failed[r[0]]]
+                if rows:
+                    parts.append(Batch(
+                        flux=np.stack([a["flux"][r] for _, _, a, r in rows]),
+                        sigma=np.stack([a["sigma"][r] for _, _, a, r in rows]),
+                        mask=np.stack([a["mask"][r] for _, _, a, r in rows]),
+                        wave=wave, star=np.array([s for s, _, _, _ in rows], dtype=np.int64),
+                        piece=np.zeros(len(rows), dtype=np.int64), medium=medium))
+            if key in checked:
+                parts.append(checked[key])
+                if self.medium is None and medium is None:
+                    assumed.extend(context.labels[s] for s, p in
+                                   zip(checked[key].star, checked[key].piece) if p == 0)
+            if self.medium is None and medium is None and key in groups:
+                assumed.extend(context.labels[s] for s, *_ in groups[key]
+                               if not context.failed[s])
+            for part in parts:
+                if len(part):
+                    batches.append(part)
         if assumed:
             warn_medium_assumed(assumed, self.survey.wavelength_medium,
                                 f"the medium of survey {getattr(self.survey, 'name', '?')!r}",
                                 stacklevel=4)
         return batches
+
+    def _check(self, pending, context):
+        """The per-row rules on the stacked pieces of each grid (one pass per grid).
+
+        A star with a failing piece fails as a whole (its first failing piece
+        names the reason); its other pieces are dropped.  Returns grid key ->
+        `Batch` of the pieces that pass.
+        """
+        stacked = {}
+        first_error = {}
+        for key, rows in pending.items():
+            flux = np.stack([a["flux"][0] for *_, a in rows])
+            has_std = np.array([a["std"] is not None for *_, a in rows])
+            std = None
+            if has_std.any():
+                std = np.stack([a["std"][0] if a["std"] is not None else
+                                np.full(flux.shape[1], np.nan) for *_, a in rows])
+            mask = None
+            if any(a["mask"] is not None for *_, a in rows):
+                mask = np.stack([a["mask"][0] if a["mask"] is not None else
+                                 np.zeros(flux.shape[1], bool) for *_, a in rows])
+            sigma, bad, notes, errors = check_rows(flux, std, mask,
+                                                   [label for _, _, label, _ in rows],
+                                                   has_std=has_std)
+            for (star, piece, _, _), message in zip(rows, errors):
+                if message is not None and (star not in first_error
+                                            or piece < first_error[star][0]):
+                    first_error[star] = (piece, message)
+            stacked[key] = (rows, flux, sigma, bad, notes)
+        for star in sorted(first_error):
+            context.fail(star, self.name, SpectrumError(first_error[star][1]))
+        out = {}
+        for key, (rows, flux, sigma, bad, notes) in stacked.items():
+            keep = np.array([not context.failed[star] for star, *_ in rows])
+            for (star, _, _, _), row_notes in zip(rows, notes):
+                if not context.failed[star]:
+                    for code, text in row_notes:
+                        context.note(star, self.name, code, text)
+            if not keep.any():
+                continue
+            if not keep.all():
+                flux, sigma, bad = flux[keep], sigma[keep], bad[keep]
+            out[key] = Batch(flux=flux, sigma=sigma, mask=bad, wave=rows[0][3]["wave"],
+                             star=np.array([s for (s, *_), k in zip(rows, keep) if k],
+                                           dtype=np.int64),
+                             piece=np.array([p for (_, p, *_), k in zip(rows, keep) if k],
+                                            dtype=np.int64),
+                             medium=self.medium if self.medium is not None
+                             else rows[0][3]["medium"])
+        return out
 
 
 # ============================================================================ split

@@ -35,7 +35,8 @@ from astropy.nddata import (InverseVariance, StdDevUncertainty, VarianceUncertai
 
 from ..exceptions import SpectrumError
 
-__all__ = ["MIN_PIXELS", "MAX_BAD_FRACTION", "prepare", "spectrum_arrays", "wavelength_of",
+__all__ = ["MIN_PIXELS", "MAX_BAD_FRACTION", "prepare", "spectrum_arrays",
+           "spectrum_parts", "check_rows", "wavelength_of",
            "stddev_of", "is_spectrum", "spectrum_class"]
 
 #: Default minimum number of usable (unmasked, finite) pixels per spectrum.
@@ -142,28 +143,51 @@ _AXES: dict = {}
 _AXES_MAX = 64
 
 
+def _axis_order(wave):
+    """``None`` for an ascending axis, ``"flip"`` for a descending one, else the message."""
+    dw = np.diff(wave)
+    if wave.size > 1 and np.all(dw < 0):
+        return "flip"
+    if np.any(dw == 0):
+        i = int(np.flatnonzero(dw == 0)[0])
+        return (f"the spectral axis has duplicate values (e.g. {wave[i]:.6g} Angstrom at "
+                f"pixels {i} and {i + 1}); expected strictly monotonic wavelengths")
+    if np.any(dw < 0):
+        i = int(np.flatnonzero(dw < 0)[0])
+        return (f"the spectral axis is not monotonic (it turns back at pixel {i + 1}, "
+                f"{wave[i + 1]:.6g} Angstrom); expected strictly increasing or decreasing "
+                "wavelengths. Sort the spectrum or split its orders/beams into separate "
+                "spectra.")
+    return None
+
+
 def _wavelength(axis):
     """``wavelength_of(axis)`` as a float array, cached by the axis' unit and values.
 
-    Returns the wavelengths (read-only, the same object for equal axes) and a
-    grouping key (equal for equal axes).
+    Returns the wavelengths in ascending order where the axis descends
+    (read-only, the same object for equal axes), a grouping key (equal for
+    equal axes) and the order verdict of `_axis_order` (``None``: ascending,
+    ``"flip"``: the input descends and ``wave`` is reversed, else a message).
     """
     raw = u.Quantity(axis, copy=False).value if isinstance(axis, u.Quantity) else None
     cacheable = isinstance(raw, np.ndarray) and raw.ndim == 1 and raw.size > 0 \
         and raw.dtype.kind == "f"
     if cacheable:
         key = (axis.unit, raw.size, float(raw[0]), float(raw[-1]))
-        for known, wave in _AXES.get(key, ()):
+        for known, wave, order in _AXES.get(key, ()):
             if np.array_equal(known, raw):
-                return wave, id(wave)
+                return wave, id(wave), order
     wave = np.array(wavelength_of(axis).value, dtype=float)
+    order = _axis_order(wave) if wave.ndim == 1 else None
+    if order == "flip":
+        wave = wave[::-1].copy()
     wave.flags.writeable = False
     if cacheable:
         if len(_AXES) >= _AXES_MAX:
             _AXES.pop(next(iter(_AXES)))
-        _AXES.setdefault(key, []).append((raw.copy(), wave))
-        return wave, id(wave)
-    return wave, hashlib.sha1(np.ascontiguousarray(wave).view(np.uint8)).digest()
+        _AXES.setdefault(key, []).append((raw.copy(), wave, order))
+        return wave, id(wave), order
+    return wave, hashlib.sha1(np.ascontiguousarray(wave).view(np.uint8)).digest(), order
 
 
 def _stddev(uncertainty, shape, unit):
@@ -176,6 +200,164 @@ def _stddev(uncertainty, shape, unit):
     return stddev_of(uncertainty, shape, unit)
 
 
+def spectrum_parts(spectrum, name="spectrum", *, min_pixels=MIN_PIXELS, copy=True):
+    """The whole-spectrum checks of :func:`spectrum_arrays`, and its raw arrays.
+
+    Everything that concerns the spectrum as a whole (type, shape, spectral
+    axis and its order, uncertainty and mask shapes) is checked here; the
+    per-row rules are left to :func:`check_rows`, so that many spectra on one
+    axis can be checked together.
+
+    Parameters
+    ----------
+    spectrum : `specutils.Spectrum`
+    name : str
+        How to call the input in messages.
+    min_pixels : int
+        Fewest pixels the spectrum may have.
+    copy : bool
+        Copy the flux (``False``: the arrays may be views of the input's,
+        read only; stack or copy them before `check_rows`).
+
+    Returns
+    -------
+    parts : dict
+        ``wave`` (ascending, read-only), ``key``, ``flux`` (n, npix), ``std``
+        (n, npix, standard deviations; NaN for negative ones) or None,
+        ``mask`` (n, npix) bool or None, ``ndim``, ``unit``, ``medium`` (raw
+        ``meta["wavelength_medium"]``).  A descending axis is reversed
+        together with the arrays.
+
+    Raises
+    ------
+    TypeError
+        Not a Spectrum.
+    SpectrumError
+        A problem of the whole spectrum.
+    """
+    Spectrum = spectrum_class()
+    if not isinstance(spectrum, Spectrum):
+        raise TypeError(f"{name}: expected a specutils Spectrum (or Spectrum1D), a "
+                        f"SpectrumList or a dict of beam spectra; received "
+                        f"{type(spectrum).__name__}")
+    flux_q = u.Quantity(spectrum.flux, copy=False)
+    unit = flux_q.unit
+    flux = (np.array(flux_q.value, dtype=float) if copy
+            else np.asarray(flux_q.value, dtype=float))
+    if flux.ndim not in (1, 2):
+        raise SpectrumError(f"{name}: the flux has {flux.ndim} dimensions, shape {flux.shape}; "
+                            "expected 1 (one spectrum) or 2 (a batch: spectra x pixels)")
+    flux2 = np.atleast_2d(flux)
+    npix = flux2.shape[-1]
+    if flux2.size == 0 or npix == 0:
+        raise SpectrumError(f"{name}: the spectrum is empty (flux shape {flux.shape})")
+    try:
+        wave, axis_key, order = _wavelength(spectrum.spectral_axis)
+    except SpectrumError as exc:
+        raise SpectrumError(f"{name}: {exc}") from None
+    if wave.ndim != 1 or wave.size != npix:
+        raise SpectrumError(f"{name}: the spectral axis has shape {wave.shape} but the flux "
+                            f"has {npix} pixels per spectrum")
+    if npix < min_pixels:
+        raise SpectrumError(f"{name}: the spectrum has only {npix} pixels; at least "
+                            f"{min_pixels} are needed")
+    try:
+        std = _stddev(spectrum.uncertainty, flux.shape, unit)
+    except SpectrumError as exc:
+        raise SpectrumError(f"{name}: {exc}") from None
+    if spectrum.mask is None:
+        mask2 = None
+    else:
+        mask_in = np.asarray(spectrum.mask)
+        if mask_in.shape != flux.shape:
+            raise SpectrumError(f"{name}: the mask has shape {mask_in.shape}, the flux "
+                                f"{flux.shape}; they must match")
+        mask2 = np.atleast_2d(mask_in.astype(bool))
+    std2 = None if std is None else np.atleast_2d(np.asarray(std, dtype=float))
+    if order is not None and order != "flip":
+        raise SpectrumError(f"{name}: {order}")
+    if order == "flip":
+        flux2 = flux2[:, ::-1]
+        mask2 = None if mask2 is None else mask2[:, ::-1]
+        std2 = None if std2 is None else std2[:, ::-1]
+    return {"wave": wave, "key": axis_key, "flux": flux2, "std": std2, "mask": mask2,
+            "ndim": flux.ndim, "unit": unit,
+            "medium": (spectrum.meta or {}).get("wavelength_medium")}
+
+
+def check_rows(flux, std, mask, labels, *, has_std=None, min_pixels=MIN_PIXELS,
+               max_bad_fraction=MAX_BAD_FRACTION):
+    """The per-row rules of :func:`spectrum_arrays`, on rows of one wavelength grid.
+
+    Parameters
+    ----------
+    flux : float (n, npix)
+        Filled in place under the masked pixels of the rows that pass
+        (linear interpolation).
+    std : float (n, npix) or None
+        Standard deviations (NaN or inf where invalid); rows with
+        ``has_std`` False are ignored.
+    mask : bool (n, npix) or None
+        Input mask, True = bad.
+    labels : sequence of str
+        How messages name each row.
+    has_std : bool (n,), optional
+        Rows that were given an uncertainty (default: all, when ``std`` is
+        given).
+
+    Returns
+    -------
+    sigma : float (n, npix)
+        NaN rows where no uncertainty is given (or it is zero everywhere).
+    bad : bool (n, npix)
+    notes : list of list of (code, message)
+    errors : list of str or None
+        Per row: why it cannot be used, or None.
+    """
+    n, npix = flux.shape
+    notes = [[] for _ in range(n)]
+    bad = ~np.isfinite(flux)
+    if mask is not None:
+        bad |= mask
+    if std is None:
+        sigma = np.full(flux.shape, np.nan)
+    else:
+        given = np.ones(n, bool) if has_std is None else np.asarray(has_std, bool)
+        finite = np.isfinite(std)
+        # input rule: an uncertainty of exactly zero everywhere means "none given"
+        zero_rows = given & np.all(~finite | (std == 0), axis=1) & np.any(finite, axis=1)
+        for i in np.flatnonzero(zero_rows):
+            notes[i].append(("sigma_all_zero", f"{labels[i]}: the uncertainty is zero "
+                                               "everywhere; taken as not given"))
+        # input rule: zero, negative or non-finite uncertainties mark bad pixels
+        use = given & ~zero_rows
+        bad |= use[:, None] & ~(finite & (std > 0))
+        sigma = np.where(use[:, None], std, np.nan)
+    nbad = np.count_nonzero(bad, axis=1)
+    positive = np.any((flux > 0) & ~bad, axis=1)
+    errors = [None] * n
+    for i in np.flatnonzero((nbad / npix > max_bad_fraction) | (npix - nbad < min_pixels)
+                            | ~positive):
+        nb = int(nbad[i])
+        if nb / npix > max_bad_fraction:
+            errors[i] = (f"{labels[i]}: {nb} of {npix} pixels ({nb / npix:.0%}) are masked or "
+                         f"not finite; at most {max_bad_fraction:.0%} may be bad")
+        elif npix - nb < min_pixels:
+            errors[i] = (f"{labels[i]}: only {npix - nb} usable pixels; at least {min_pixels} "
+                         "are needed")
+        else:
+            errors[i] = (f"{labels[i]}: the flux is zero or negative everywhere; expected a "
+                         "positive (continuum-bearing) flux")
+    for i in np.flatnonzero(nbad > 0):
+        if errors[i] is None:
+            _fill_masked(flux[i:i + 1], bad[i:i + 1])
+            row = sigma[i]
+            fill = ~(np.isfinite(row) & (row > 0))
+            if fill.any() and not fill.all():
+                row[fill] = row[~fill].max()
+    return sigma, bad, notes, errors
+
+
 def spectrum_arrays(spectrum, name="spectrum", *, min_pixels=MIN_PIXELS,
                     max_bad_fraction=MAX_BAD_FRACTION, row_errors="raise"):
     """A spectrum checked and converted to plain arrays, without building a new Spectrum.
@@ -184,7 +366,8 @@ def spectrum_arrays(spectrum, name="spectrum", *, min_pixels=MIN_PIXELS,
     whose uncertainty is zero, negative or not finite are masked, and an
     uncertainty that is zero everywhere (in a row) is taken as *not given*
     (with a note).  :func:`prepare` and the ``validate`` stage of
-    :func:`remap.fit` both use this function.
+    :func:`remap.fit` both use these rules (the stage through
+    :func:`spectrum_parts` and :func:`check_rows`, many spectra at once).
 
     Parameters
     ----------
@@ -218,106 +401,18 @@ def spectrum_arrays(spectrum, name="spectrum", *, min_pixels=MIN_PIXELS,
     SpectrumError
         For the whole spectrum; for a row too with ``row_errors="raise"``.
     """
-    Spectrum = spectrum_class()
-    if not isinstance(spectrum, Spectrum):
-        raise TypeError(f"{name}: expected a specutils Spectrum (or Spectrum1D), a "
-                        f"SpectrumList or a dict of beam spectra; received "
-                        f"{type(spectrum).__name__}")
-    flux_q = u.Quantity(spectrum.flux)
-    unit = flux_q.unit
-    flux = np.array(flux_q.value, dtype=float, copy=True)
-    if flux.ndim not in (1, 2):
-        raise SpectrumError(f"{name}: the flux has {flux.ndim} dimensions, shape {flux.shape}; "
-                            "expected 1 (one spectrum) or 2 (a batch: spectra x pixels)")
-    two_d = flux.ndim == 2
-    flux2 = np.atleast_2d(flux)
-    npix = flux2.shape[-1]
-    if flux2.size == 0 or npix == 0:
-        raise SpectrumError(f"{name}: the spectrum is empty (flux shape {flux.shape})")
-    try:
-        wave, axis_key = _wavelength(spectrum.spectral_axis)
-    except SpectrumError as exc:
-        raise SpectrumError(f"{name}: {exc}") from None
-    if wave.ndim != 1 or wave.size != npix:
-        raise SpectrumError(f"{name}: the spectral axis has shape {wave.shape} but the flux "
-                            f"has {npix} pixels per spectrum")
-    if npix < min_pixels:
-        raise SpectrumError(f"{name}: the spectrum has only {npix} pixels; at least "
-                            f"{min_pixels} are needed")
-    try:
-        std = _stddev(spectrum.uncertainty, flux.shape, unit)
-    except SpectrumError as exc:
-        raise SpectrumError(f"{name}: {exc}") from None
-    if spectrum.mask is None:
-        mask2 = np.zeros(flux2.shape, dtype=bool)
-    else:
-        mask_in = np.asarray(spectrum.mask)
-        if mask_in.shape != flux.shape:
-            raise SpectrumError(f"{name}: the mask has shape {mask_in.shape}, the flux "
-                                f"{flux.shape}; they must match")
-        mask2 = np.atleast_2d(mask_in.astype(bool)).copy()
-    std2 = None if std is None else np.atleast_2d(np.array(std, dtype=float))
-
-    # order of the spectral axis: ascending (kept), descending (flipped), else refused
-    dw = np.diff(wave)
-    if npix > 1 and np.all(dw < 0):
-        wave, flux2, mask2 = wave[::-1].copy(), flux2[:, ::-1].copy(), mask2[:, ::-1].copy()
-        wave.flags.writeable = False
-        std2 = None if std2 is None else std2[:, ::-1].copy()
-        dw = np.diff(wave)
-    if np.any(dw == 0):
-        i = int(np.flatnonzero(dw == 0)[0])
-        raise SpectrumError(f"{name}: the spectral axis has duplicate values (e.g. "
-                            f"{wave[i]:.6g} Angstrom at pixels {i} and {i + 1}); expected "
-                            "strictly monotonic wavelengths")
-    if np.any(dw < 0):
-        i = int(np.flatnonzero(dw < 0)[0])
-        raise SpectrumError(f"{name}: the spectral axis is not monotonic (it turns back at "
-                            f"pixel {i + 1}, {wave[i + 1]:.6g} Angstrom); expected strictly "
-                            "increasing or decreasing wavelengths. Sort the spectrum or "
-                            "split its orders/beams into separate spectra.")
-
+    parts = spectrum_parts(spectrum, name, min_pixels=min_pixels)
+    flux2 = np.ascontiguousarray(parts.pop("flux"))
     n = flux2.shape[0]
-    labels = [f"{name}[{i}]" if two_d else name for i in range(n)]
-    notes = [[] for _ in range(n)]
-    bad = mask2 | ~np.isfinite(flux2)
-    if std2 is None:
-        sigma = np.full(flux2.shape, np.nan)
-    else:
-        finite = np.isfinite(std2)
-        # input rule: an uncertainty of exactly zero everywhere means "none given"
-        zero_rows = np.all(~finite | (std2 == 0), axis=1) & np.any(finite, axis=1)
-        for i in np.flatnonzero(zero_rows):
-            notes[i].append(("sigma_all_zero", f"{labels[i]}: the uncertainty is zero "
-                                               "everywhere; taken as not given"))
-        # input rule: zero, negative or non-finite uncertainties mark bad pixels
-        bad |= ~zero_rows[:, None] & ~(finite & (std2 > 0))
-        sigma = np.where(zero_rows[:, None], np.nan, std2)
-    nbad = bad.sum(axis=1)
-    errors = [None] * n
-    for i in range(n):
-        nb = int(nbad[i])
-        if nb / npix > max_bad_fraction:
-            errors[i] = (f"{labels[i]}: {nb} of {npix} pixels ({nb / npix:.0%}) are masked or "
-                         f"not finite; at most {max_bad_fraction:.0%} may be bad")
-        elif npix - nb < min_pixels:
-            errors[i] = (f"{labels[i]}: only {npix - nb} usable pixels; at least {min_pixels} "
-                         "are needed")
-        elif not np.any(flux2[i][~bad[i]] > 0):
-            errors[i] = (f"{labels[i]}: the flux is zero or negative everywhere; expected a "
-                         "positive (continuum-bearing) flux")
-        if errors[i] is not None and row_errors == "raise":
-            raise SpectrumError(errors[i])
-    for i in range(n):
-        if errors[i] is None and bad[i].any():
-            _fill_masked(flux2[i:i + 1], bad[i:i + 1])
-            row = sigma[i]
-            fill = ~(np.isfinite(row) & (row > 0))
-            if fill.any() and not fill.all():
-                row[fill] = row[~fill].max()
-    return {"wave": wave, "key": axis_key, "flux": flux2, "sigma": sigma, "mask": bad,
-            "ndim": flux.ndim, "unit": unit,
-            "medium": (spectrum.meta or {}).get("wavelength_medium"), "notes": notes,
+    labels = [f"{name}[{i}]" if parts["ndim"] == 2 else name for i in range(n)]
+    sigma, bad, notes, errors = check_rows(flux2, parts.pop("std"), parts.pop("mask"), labels,
+                                           min_pixels=min_pixels,
+                                           max_bad_fraction=max_bad_fraction)
+    if row_errors == "raise":
+        for message in errors:
+            if message is not None:
+                raise SpectrumError(message)
+    return {**parts, "flux": flux2, "sigma": sigma, "mask": bad, "notes": notes,
             "row_errors": errors}
 
 
