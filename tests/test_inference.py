@@ -407,3 +407,26 @@ def test_medium_option_and_the_assumed_medium_warning():
     assert abs(vacuum.teff.median - air.teff.median) > 20 * u.K   # lines moved by ~1.4 Å
     with pytest.raises(ValueError, match="medium"):
         remap.fit(star, medium="glass")
+
+
+def test_continuum_division_and_snr_kernel_equal_the_numpy_rules():
+    """`_normalize` (compiled) gives the flux, σ and SNR of the NumPy formulation `_snr`."""
+    rng = np.random.default_rng(1)
+    n, m = 40, 301
+    flux = rng.normal(1.0, 0.1, (n, m))
+    sigma = rng.uniform(0.005, 0.02, (n, m))
+    mask = rng.random((n, m)) < 0.1
+    sigma[3, 5] = np.nan            # one non-finite σ: the row has no usable uncertainty
+    sigma[4] = 0.0                  # no positive σ: residual estimate
+    sigma[5, ::2] = -1.0            # half the pixels unusable
+    mask[6] = True                  # every pixel masked
+    mask[7, :151] = True            # an even count of usable pixels
+    cont = rng.uniform(0.5, 2.0, (n, m))
+    expected = stages_module._snr(flux / cont, sigma / cont, mask)
+    batch = Batch(flux=flux.copy(), sigma=sigma.copy(), mask=mask, wave=np.arange(m, dtype=float),
+                  star=np.arange(n), piece=np.zeros(n, np.int64))
+    got = stages_module._normalize(batch, cont)
+    np.testing.assert_array_equal(got, expected)
+    assert np.isfinite(got[[0, 4, 5, 7]]).all()
+    np.testing.assert_array_equal(batch.flux, flux / cont)
+    np.testing.assert_array_equal(batch.sigma, sigma / cont)

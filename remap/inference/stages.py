@@ -734,6 +734,24 @@ def _snr(flux, sigma, mask):
     return out
 
 
+def _normalize(batch, cont):
+    """Divide the batch's flux and σ by ``cont`` (new arrays); return the SNR per row (`_snr`).
+
+    A compiled pass per row (`remap.inference._snr_kernel`); rows without
+    usable uncertainties get the robust residual estimate of `_snr`.
+    """
+    from ._snr_kernel import normalize_rows   # numba: imported on first use
+
+    flux = np.array(batch.flux, dtype=np.float64, order="C")
+    sigma = np.array(batch.sigma, dtype=np.float64, order="C")
+    snr = normalize_rows(flux, sigma, batch.mask, cont)
+    batch.flux, batch.sigma = flux, sigma
+    rest = ~np.isfinite(snr)
+    if rest.any():
+        snr[rest] = _snr(flux[rest], sigma[rest], batch.mask[rest])
+    return snr
+
+
 class Continuum(Stage):
     """Divide by the continuum of the model's own fitter (the one of its training spectra).
 
@@ -800,9 +818,9 @@ class Continuum(Stage):
                     continue
                 if not positive.all():
                     batch, cont = batch.take(positive), cont[positive]
-                batch.flux = batch.flux / cont
-                batch.sigma = batch.sigma / cont
-            context.snr[batch.beam][batch.star] = _snr(batch.flux, batch.sigma, batch.mask)
+                context.snr[batch.beam][batch.star] = _normalize(batch, cont)
+            else:
+                context.snr[batch.beam][batch.star] = _snr(batch.flux, batch.sigma, batch.mask)
             out.append(batch)
         return out
 
