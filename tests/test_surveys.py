@@ -386,3 +386,32 @@ def test_find_spikes_rows_do_not_depend_on_their_batch():
                                       whole[i])
     no_std = find_spikes(flux, mask=mask)
     np.testing.assert_array_equal(find_spikes(flux[[2, 0]], mask=mask[[2, 0]]), no_std[[2, 0]])
+
+
+def test_compiled_spike_fill_equals_numpy_interp_row_by_row():
+    """`fill_spikes` on a batch (compiled pass) gives np.interp's values exactly."""
+    from remap.surveys.base import fill_spikes
+
+    rng = np.random.default_rng(3)
+    n, m = 60, 400
+    flux = rng.normal(1.0, 0.1, (n, m))
+    spikes = rng.random((n, m)) < 0.05
+    mask = rng.random((n, m)) < 0.05
+    spikes[0, :3] = True          # spikes before the first reference pixel
+    spikes[1, -4:] = True         # and after the last
+    spikes[4] = False             # a row without spikes is left alone
+    mask[5, :-1] = True           # fewer than two good pixels: non-spike pixels are the reference
+    spikes[5, 100] = True
+    expected = flux.copy()
+    x = np.arange(m)
+    for r in np.flatnonzero(spikes.any(axis=1)):
+        bad = spikes[r]
+        good = ~bad & ~mask[r]
+        ref = good if good.sum() >= 2 else ~bad
+        expected[r, bad] = np.interp(x[bad], x[ref], expected[r, ref])
+    got = flux.copy()
+    fill_spikes(got, spikes, mask)
+    np.testing.assert_array_equal(got, expected)
+    spikes[2] = True              # nothing to interpolate from: np.interp's error, as before
+    with pytest.raises(ValueError):
+        fill_spikes(flux.copy(), spikes, mask)

@@ -74,8 +74,9 @@ def _rows(r0, r1, x, y, xq, out):
     diag = np.empty(n)
     sup = np.empty(n)
     rhs = np.empty(n)
+    shared = xq.shape[0] == 1 and x.shape[0] > 1
     for r in range(r0, r1):
-        _row(x[r], y[r], xq[r], out[r], slope, dx, sub, diag, sup, rhs)
+        _row(x[r], y[r], xq[0] if shared else xq[r], out[r], slope, dx, sub, diag, sup, rhs)
 
 
 def spline_rows(x, y, xq):
@@ -86,8 +87,9 @@ def spline_rows(x, y, xq):
     x : ndarray, shape (n, npix)
         Strictly increasing abscissae per row (npix >= 4).
     y : ndarray, shape (n, npix)
-    xq : ndarray, shape (n, m)
-        Ascending query points per row, inside ``[x[r, 0], x[r, -1]]``.
+    xq : ndarray, shape (n, m) or (m,)
+        Ascending query points per row (or one set for every row), inside
+        ``[x[r, 0], x[r, -1]]``.
 
     Returns
     -------
@@ -95,8 +97,8 @@ def spline_rows(x, y, xq):
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
-    xq = np.ascontiguousarray(xq, dtype=np.float64)
-    out = np.empty(xq.shape)
+    xq = np.atleast_2d(np.ascontiguousarray(xq, dtype=np.float64))
+    out = np.empty((x.shape[0], xq.shape[1]))
     over_rows(_rows, x.shape[0], x, y, xq, out)
     return out
 
@@ -105,11 +107,13 @@ def spline_rows(x, y, xq):
 def _linear_rows(r0, r1, x, xq, sigma, mask, out_sigma, out_mask, with_sigma, with_mask):
     """Rows ``r0:r1`` of `linear_rows`."""
     n = x.shape[1]
+    shared = xq.shape[0] == 1 and x.shape[0] > 1
     for r in range(r0, r1):
         j = 0
         xr = x[r]
+        xqr = xq[0] if shared else xq[r]
         for q in range(xq.shape[1]):
-            xv = xq[r, q]
+            xv = xqr[q]
             # the last knot <= xv, within [0, n - 2]; weights clipped to [0, 1]
             while j < n - 2 and xr[j + 1] <= xv:
                 j += 1
@@ -131,8 +135,8 @@ def linear_rows(x, xq, sigma=None, mask=None):
     ----------
     x : ndarray, shape (n, npix)
         Strictly increasing abscissae per row.
-    xq : ndarray, shape (n, m)
-        Ascending query points per row.
+    xq : ndarray, shape (n, m) or (m,)
+        Ascending query points per row (or one set for every row).
     sigma : ndarray, shape (n, npix), optional
     mask : ndarray of bool, shape (n, npix), optional
 
@@ -141,8 +145,8 @@ def linear_rows(x, xq, sigma=None, mask=None):
     sigma, mask : ndarray, shape (n, m), or None where not given
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
-    xq = np.ascontiguousarray(xq, dtype=np.float64)
-    n, m = xq.shape
+    xq = np.atleast_2d(np.ascontiguousarray(xq, dtype=np.float64))
+    n, m = x.shape[0], xq.shape[1]
     with_sigma, with_mask = sigma is not None, mask is not None
     sig = (np.ascontiguousarray(sigma, dtype=np.float64) if with_sigma else np.zeros((1, 1)))
     msk = (np.ascontiguousarray(mask, dtype=np.bool_) if with_mask

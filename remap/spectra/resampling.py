@@ -111,8 +111,7 @@ def resample_rows(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
     """
     from ._spline_kernel import linear_rows, spline_rows   # numba: imported on first use
 
-    n = len(flux)
-    grid_rows = np.broadcast_to(grid, (n, grid.size))
-    out = spline_rows(wave, flux, grid_rows)
-    out_sigma, out_mask = linear_rows(wave, grid_rows, sigma, mask)
+    grid = np.asarray(grid, dtype=float)
+    out = spline_rows(wave, flux, grid)
+    out_sigma, out_mask = linear_rows(wave, grid, sigma, mask)
     return out, out_sigma, out_mask

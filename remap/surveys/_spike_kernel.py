@@ -236,3 +236,90 @@ def _running_rank_rows(r0, r1, x, window, rank, out):
                         p -= 1
                 buf[p] = new
             out[row, i] = buf[rank]
+
+
+@njit
+def _fill_rows(r0, r1, flux, spikes, mask, status):
+    """Rows ``r0:r1`` of `fill_rows`."""
+    npix = flux.shape[1]
+    ref = np.empty(npix, dtype=np.bool_)
+    for r in range(r0, r1):
+        n_spikes = 0
+        n_good = 0
+        for p in range(npix):
+            n_spikes += spikes[r, p]
+            n_good += (not spikes[r, p]) and (not mask[r, p])
+        status[r] = 0
+        if n_spikes == 0:
+            continue
+        use_good = n_good >= 2
+        n_ref = 0
+        for p in range(npix):
+            ref[p] = (not spikes[r, p]) and (use_good and not mask[r, p] or not use_good)
+            n_ref += ref[p]
+        if n_ref == 0:
+            status[r] = 1     # no pixel to interpolate from: left to the caller
+            continue
+        first = -1
+        last = -1
+        for p in range(npix):
+            if ref[p]:
+                if first < 0:
+                    first = p
+                last = p
+        left = -1
+        p = 0
+        while p < npix:
+            if ref[p]:
+                left = p
+                p += 1
+                continue
+            if not spikes[r, p]:
+                p += 1
+                continue
+            if left < 0:                      # before the first reference pixel
+                flux[r, p] = flux[r, first]
+                p += 1
+                continue
+            right = p + 1
+            while right < npix and not ref[right]:
+                right += 1
+            if right >= npix:                 # after the last reference pixel
+                for q in range(p, npix):
+                    if spikes[r, q]:
+                        flux[r, q] = flux[r, last]
+                break
+            # numpy.interp between the reference pixels ``left`` and ``right``
+            fl = flux[r, left]
+            fr = flux[r, right]
+            slope = (fr - fl) / (right - left)
+            for q in range(p, right):
+                if spikes[r, q]:
+                    v = slope * (q - left) + fl
+                    if np.isnan(v):
+                        v = slope * (q - right) + fr
+                        if np.isnan(v) and fl == fr:
+                            v = fl
+                    flux[r, q] = v
+            p = right
+
+
+def fill_rows(flux, spikes, mask):
+    """`remap.surveys.base.fill_spikes` row by row in a compiled pass (``numpy.interp``'s formula).
+
+    Parameters
+    ----------
+    flux : float64 (n, npix), C-contiguous
+        Changed in place at the spike pixels.
+    spikes, mask : bool (n, npix)
+
+    Returns
+    -------
+    status : int64 (n,)
+        1 for a row with spikes and no pixel to interpolate from (left as it
+        is), else 0.
+    """
+    status = np.zeros(flux.shape[0], dtype=np.int64)
+    over_rows(_fill_rows, flux.shape[0], flux, np.ascontiguousarray(spikes),
+              np.ascontiguousarray(mask), status)
+    return status

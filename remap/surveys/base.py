@@ -405,7 +405,12 @@ def fill_spikes(flux, spikes, mask):
         The same array.
     """
     x = np.arange(flux.shape[-1])
-    for r in np.flatnonzero(spikes.any(axis=-1)):
+    rows = np.flatnonzero(spikes.any(axis=-1))
+    if (flux.ndim == 2 and flux.dtype == np.float64 and flux.flags.c_contiguous
+            and rows.size > 1):
+        # the compiled pass; rows with nothing to interpolate from fall to np.interp below
+        rows = np.flatnonzero(_spike_kernel().fill_rows(flux, spikes, mask))
+    for r in rows:
         bad = spikes[r]
         good = ~bad & ~mask[r]
         ref = good if good.sum() >= 2 else ~bad
