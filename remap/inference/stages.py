@@ -654,11 +654,12 @@ class Resample(Stage):
 
     def run(self, batches, context):
         by_window = {}
+        own = []
         for batch in batches:
             grid = self.grids[batch.beam]
             step = float(np.median(np.diff(grid)))
             if batch.wave.ndim == 2 and not (batch.wave == batch.wave[0]).all():
-                self._own_grids(batch, grid, by_window, context)
+                own.append(batch)
                 continue
             for rows, w in batch.wave_groups():
                 sub = batch if len(rows) == len(batch) else batch.take(rows)
@@ -681,34 +682,53 @@ class Resample(Stage):
                                                                     sub.mask)
                     sub.wave, sub.window = g, (i0, i0 + count)
                 by_window.setdefault((batch.beam, sub.window), []).append(sub)
+        if own:
+            self._own_grids(own, by_window, context)
         return [Batch.concatenate(parts) for parts in by_window.values()]
 
-    def _own_grids(self, batch, grid, by_window, context):
-        """Rows with their own grids: one compiled spline pass per set of rows covering the
-        same model-grid pixels (:func:`remap.spectra.resampling.resample_rows`)."""
-        w = batch.wave
-        i0 = np.searchsorted(grid, w[:, 0], side="left")
-        i1 = np.searchsorted(grid, w[:, -1], side="right")
-        few = i1 - i0 < MIN_PIXELS
-        for r in np.flatnonzero(few):
-            star = int(batch.star[r])
-            context.note(star, self.name, "beam_not_used",
-                         f"{context.labels[star]}: beam {batch.beam} not used: the spectrum "
-                         f"({w[r, 0]:.6g}-{w[r, -1]:.6g} Å) covers only {int(i1[r] - i0[r])} "
-                         f"pixels of the model grid", beam=batch.beam)
-        rows = np.flatnonzero(~few)
-        if not rows.size:
-            return
-        ends, inverse = np.unique(np.stack([i0[rows], i1[rows]], axis=1), axis=0,
-                                  return_inverse=True)
-        inverse = np.asarray(inverse).ravel()
-        for k, (a, b) in enumerate(ends):
-            sub = batch.take(rows[inverse == k])
-            g = grid[a:b]
-            sub.flux, sub.sigma, sub.mask = resample_rows(sub.wave, g, sub.flux, sub.sigma,
-                                                          sub.mask)
-            sub.wave, sub.window = g, (int(a), int(b))
-            by_window.setdefault((batch.beam, sub.window), []).append(sub)
+    def _own_grids(self, batches, by_window, context):
+        """Rows with their own grids, gathered across batches into one output batch per beam
+        and model-grid window: one compiled spline pass per (input batch, window), written
+        straight into the window's arrays (:func:`remap.spectra.resampling.resample_rows`)."""
+        groups = {}     # (beam, i0, i1) -> list of (batch, rows)
+        for batch in batches:
+            grid = self.grids[batch.beam]
+            w = batch.wave
+            i0 = np.searchsorted(grid, w[:, 0], side="left")
+            i1 = np.searchsorted(grid, w[:, -1], side="right")
+            few = i1 - i0 < MIN_PIXELS
+            for r in np.flatnonzero(few):
+                star = int(batch.star[r])
+                context.note(star, self.name, "beam_not_used",
+                             f"{context.labels[star]}: beam {batch.beam} not used: the "
+                             f"spectrum ({w[r, 0]:.6g}-{w[r, -1]:.6g} Å) covers only "
+                             f"{int(i1[r] - i0[r])} pixels of the model grid", beam=batch.beam)
+            rows = np.flatnonzero(~few)
+            if not rows.size:
+                continue
+            ends, inverse = np.unique(np.stack([i0[rows], i1[rows]], axis=1), axis=0,
+                                      return_inverse=True)
+            inverse = np.asarray(inverse).ravel()
+            for k, (a, b) in enumerate(ends):
+                groups.setdefault((batch.beam, int(a), int(b)), []).append(
+                    (batch, rows[inverse == k]))
+        for (beam, a, b), parts in groups.items():
+            grid = self.grids[beam][a:b]
+            n = sum(len(sel) for _, sel in parts)
+            flux = np.empty((n, b - a))
+            sigma = np.empty((n, b - a))
+            mask = np.empty((n, b - a), dtype=bool)
+            offset = 0
+            for batch, sel in parts:
+                resample_rows(batch.wave, grid, batch.flux, batch.sigma, batch.mask, rows=sel,
+                              out=(flux, sigma, mask), offset=offset)
+                offset += len(sel)
+            first = parts[0][0]
+            by_window.setdefault((beam, (a, b)), []).append(Batch(
+                flux=flux, sigma=sigma, mask=mask, wave=grid,
+                star=np.concatenate([batch.star[sel] for batch, sel in parts]),
+                piece=np.concatenate([batch.piece[sel] for batch, sel in parts]),
+                beam=beam, medium=first.medium, window=(a, b)))
 
 
 # ============================================================================ continuum

@@ -66,7 +66,7 @@ def _row(x, y, xq, out, slope, dx, sub, diag, sup, rhs):
 
 
 @njit
-def _rows(r0, r1, x, y, xq, out):
+def _rows(t0, t1, x, y, xq, out, sel, off):
     n = x.shape[1]
     slope = np.empty(n)
     dx = np.empty(n)
@@ -75,11 +75,25 @@ def _rows(r0, r1, x, y, xq, out):
     sup = np.empty(n)
     rhs = np.empty(n)
     shared = xq.shape[0] == 1 and x.shape[0] > 1
-    for r in range(r0, r1):
-        _row(x[r], y[r], xq[0] if shared else xq[r], out[r], slope, dx, sub, diag, sup, rhs)
+    for t in range(t0, t1):
+        r = sel[t]
+        _row(x[r], y[r], xq[0] if shared else xq[r], out[off + t], slope, dx, sub, diag, sup,
+             rhs)
 
 
-def spline_rows(x, y, xq):
+def _selection(n, rows, out, shape, dtype, offset):
+    """Row selection (int64), output array and offset of the row kernels."""
+    sel = np.arange(n, dtype=np.int64) if rows is None else np.ascontiguousarray(rows, np.int64)
+    if out is None:
+        out = np.empty((sel.size,) + shape, dtype=dtype)
+        offset = 0
+    elif out.shape[1:] != shape or out.shape[0] < offset + sel.size:
+        raise ValueError(f"out has shape {out.shape}; expected at least "
+                         f"({offset + sel.size}, {shape[0]})")
+    return sel, out, int(offset)
+
+
+def spline_rows(x, y, xq, rows=None, out=None, offset=0):
     """Not-a-knot cubic spline of each row of ``y`` on its abscissae, evaluated at ``xq``.
 
     Parameters
@@ -90,25 +104,33 @@ def spline_rows(x, y, xq):
     xq : ndarray, shape (n, m) or (m,)
         Ascending query points per row (or one set for every row), inside
         ``[x[r, 0], x[r, -1]]``.
+    rows : ndarray of int, optional
+        Only these rows (in this order); default all.
+    out : ndarray, shape (>= offset + len(rows), m), optional
+        Where to write the result (rows ``offset ...``); default a new array.
+    offset : int
 
     Returns
     -------
-    values : ndarray, shape (n, m)
+    values : ndarray, shape (len(rows), m), or ``out``
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
     xq = np.atleast_2d(np.ascontiguousarray(xq, dtype=np.float64))
-    out = np.empty((x.shape[0], xq.shape[1]))
-    over_rows(_rows, x.shape[0], x, y, xq, out)
-    return out
+    sel, res, off = _selection(x.shape[0], rows, out, (xq.shape[1],), np.float64, offset)
+    over_rows(_rows, sel.size, x, y, xq, res, sel, off)
+    return res
 
 
 @njit
-def _linear_rows(r0, r1, x, xq, sigma, mask, out_sigma, out_mask, with_sigma, with_mask):
-    """Rows ``r0:r1`` of `linear_rows`."""
+def _linear_rows(t0, t1, x, xq, sigma, mask, out_sigma, out_mask, with_sigma, with_mask, sel,
+                 off):
+    """Rows ``sel[t0:t1]`` of `linear_rows`."""
     n = x.shape[1]
     shared = xq.shape[0] == 1 and x.shape[0] > 1
-    for r in range(r0, r1):
+    for t in range(t0, t1):
+        r = sel[t]
+        o = off + t
         j = 0
         xr = x[r]
         xqr = xq[0] if shared else xq[r]
@@ -120,12 +142,13 @@ def _linear_rows(r0, r1, x, xq, sigma, mask, out_sigma, out_mask, with_sigma, wi
             w = (xv - xr[j]) / (xr[j + 1] - xr[j])
             w = min(max(w, 0.0), 1.0)
             if with_sigma:
-                out_sigma[r, q] = sigma[r, j] * (1.0 - w) + sigma[r, j + 1] * w
+                out_sigma[o, q] = sigma[r, j] * (1.0 - w) + sigma[r, j + 1] * w
             if with_mask:
-                out_mask[r, q] = (mask[r, j] and w < 1.0) or (mask[r, j + 1] and w > 0.0)
+                out_mask[o, q] = (mask[r, j] and w < 1.0) or (mask[r, j + 1] and w > 0.0)
 
 
-def linear_rows(x, xq, sigma=None, mask=None):
+def linear_rows(x, xq, sigma=None, mask=None, rows=None, out_sigma=None, out_mask=None,
+                offset=0):
     """Linear interpolation of ``sigma`` and the mask rule of `resample_arrays`, row by row.
 
     Equal to :func:`remap.spectra.resampling.linear_weights` /
@@ -139,19 +162,33 @@ def linear_rows(x, xq, sigma=None, mask=None):
         Ascending query points per row (or one set for every row).
     sigma : ndarray, shape (n, npix), optional
     mask : ndarray of bool, shape (n, npix), optional
+    rows : ndarray of int, optional
+        Only these rows (in this order); default all.
+    out_sigma, out_mask : ndarray, optional
+        Where to write (rows ``offset ...``), as for `spline_rows`.
+    offset : int
 
     Returns
     -------
-    sigma, mask : ndarray, shape (n, m), or None where not given
+    sigma, mask : ndarray, shape (len(rows), m), or None where not given
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     xq = np.atleast_2d(np.ascontiguousarray(xq, dtype=np.float64))
-    n, m = x.shape[0], xq.shape[1]
+    m = xq.shape[1]
     with_sigma, with_mask = sigma is not None, mask is not None
     sig = (np.ascontiguousarray(sigma, dtype=np.float64) if with_sigma else np.zeros((1, 1)))
     msk = (np.ascontiguousarray(mask, dtype=np.bool_) if with_mask
            else np.zeros((1, 1), dtype=np.bool_))
-    out_sigma = np.empty((n, m)) if with_sigma else np.zeros((1, 1))
-    out_mask = np.empty((n, m), dtype=np.bool_) if with_mask else np.zeros((1, 1), np.bool_)
-    over_rows(_linear_rows, n, x, xq, sig, msk, out_sigma, out_mask, with_sigma, with_mask)
-    return (out_sigma if with_sigma else None), (out_mask if with_mask else None)
+    sel = np.arange(x.shape[0], dtype=np.int64) if rows is None else None
+    off = 0
+    out_s = np.zeros((1, 1))
+    out_m = np.zeros((1, 1), np.bool_)
+    if with_sigma:
+        sel, out_s, off = _selection(x.shape[0], rows, out_sigma, (m,), np.float64, offset)
+    if with_mask:
+        sel, out_m, off = _selection(x.shape[0], rows, out_mask, (m,), np.bool_, offset)
+    if sel is None:
+        sel = np.ascontiguousarray(rows, np.int64)
+    over_rows(_linear_rows, sel.size, x, xq, sig, msk, out_s, out_m, with_sigma, with_mask,
+              sel, off)
+    return (out_s if with_sigma else None), (out_m if with_mask else None)

@@ -89,7 +89,8 @@ def resample_arrays(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
 
 
 def resample_rows(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
-                  sigma: np.ndarray | None = None, mask: np.ndarray | None = None):
+                  sigma: np.ndarray | None = None, mask: np.ndarray | None = None, *,
+                  rows: np.ndarray | None = None, out: tuple | None = None, offset: int = 0):
     """Like :func:`resample_arrays` for rows that each have their own wavelength grid.
 
     The same not-a-knot cubic spline (solved per row by a compiled kernel,
@@ -104,14 +105,24 @@ def resample_rows(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
         Target wavelengths, inside every row's range.
     flux, sigma, mask : ndarray, shape (n, npix)
         As for :func:`resample_arrays` (``sigma``/``mask`` optional).
+    rows : ndarray of int, optional
+        Resample only these rows, in this order (default: all).
+    out : tuple of (flux, sigma, mask) arrays, optional
+        Write the results into rows ``offset ...`` of these (shape (>= offset
+        + len(rows), m); ``sigma``/``mask`` may be None when not given)
+        instead of new arrays, so that rows of several inputs can be gathered
+        into one batch without another copy.
+    offset : int
 
     Returns
     -------
-    flux, sigma, mask : ndarray, shape (n, m)
+    flux, sigma, mask : ndarray, shape (len(rows), m), or the arrays of ``out``
     """
     from ._spline_kernel import linear_rows, spline_rows   # numba: imported on first use
 
     grid = np.asarray(grid, dtype=float)
-    out = spline_rows(wave, flux, grid)
-    out_sigma, out_mask = linear_rows(wave, grid, sigma, mask)
+    o_flux, o_sigma, o_mask = (None, None, None) if out is None else out
+    out = spline_rows(wave, flux, grid, rows=rows, out=o_flux, offset=offset)
+    out_sigma, out_mask = linear_rows(wave, grid, sigma, mask, rows=rows, out_sigma=o_sigma,
+                                      out_mask=o_mask, offset=offset)
     return out, out_sigma, out_mask
