@@ -166,3 +166,25 @@ def test_threaded_kernels_give_the_same_result_whatever_the_split(monkeypatch):
     for one, three in zip(out["1"], out["3"]):
         np.testing.assert_array_equal(one, three)
     assert out["1"][1][::7, 700].all()
+
+
+def test_resample_rows_of_a_selection_into_given_arrays():
+    """``rows=``/``out=``/``offset=`` of `resample_rows` equal resampling those rows alone."""
+    from remap.spectra.resampling import resample_rows
+
+    rng = np.random.default_rng(7)
+    flux = 1 + 0.05 * rng.standard_normal((12, 300))
+    sigma = rng.uniform(0.01, 0.02, flux.shape)
+    mask = rng.random(flux.shape) < 0.05
+    wave = 5000 + 0.1 * np.arange(300) + rng.uniform(-0.05, 0.05, (12, 1))
+    grid = 5001 + 0.1 * np.arange(280)
+    rows = np.array([9, 2, 5])
+    expected = resample_rows(wave[rows], grid, flux[rows], sigma[rows], mask[rows])
+    out = (np.full((5, 280), np.nan), np.full((5, 280), np.nan), np.ones((5, 280), bool))
+    got = resample_rows(wave, grid, flux, sigma, mask, rows=rows, out=out, offset=1)
+    assert all(g is o for g, o in zip(got, out))
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g[1:4], e)
+    assert np.isnan(out[0][[0, 4]]).all() and out[2][[0, 4]].all()     # rows left alone
+    with pytest.raises(ValueError, match="out has shape"):
+        resample_rows(wave, grid, flux, sigma, mask, rows=rows, out=out, offset=3)
