@@ -447,8 +447,10 @@ class Split(Stage):
         mc = self.options["min_coverage"]
         for beam in self.survey.beams.values():
             lo, hi = beam.wave_min.value, beam.wave_max.value
-            i0 = (wave < lo).sum(axis=1)
-            i1 = (wave <= hi).sum(axis=1)
+            i0 = np.fromiter((np.searchsorted(w, lo, side="left") for w in wave), np.int64,
+                             len(wave))
+            i1 = np.fromiter((np.searchsorted(w, hi, side="right") for w in wave), np.int64,
+                             len(wave))
             rows = np.flatnonzero(i1 - i0 >= 2)
             if not rows.size:
                 continue
