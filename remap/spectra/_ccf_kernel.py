@@ -59,14 +59,18 @@ def _upsample(vals, nb, size, npix, out):
         for p in range(npix):
             out[p] = vals[0]
         return
-    for p in range(npix):
-        # left knot: the last centre <= p, clipped to [0, nb - 2]
-        b = int(np.floor((p + 0.5) / size - 0.5))
-        b = min(max(b, 0), nb - 2)
+    for b in range(nb - 1):
+        # pixels whose left knot (the last centre <= p, clipped to [0, nb - 2]) is b:
+        # floor((p + 0.5) / size - 0.5) == b, i.e. floor((2p + 1 - size) / (2 size)) == b
+        p0 = 0 if b == 0 else (2 * b * size + size) // 2
+        p1 = npix if b == nb - 2 else min((2 * (b + 1) * size + size) // 2, npix)
         c0 = size * (b + 0.5) - 0.5
-        w = (p - c0) / size
-        w = min(max(w, 0.0), 1.0)
-        out[p] = vals[b] + (vals[b + 1] - vals[b]) * w
+        v0 = vals[b]
+        dv = vals[b + 1] - vals[b]
+        for p in range(p0, p1):
+            w = (p - c0) / size
+            w = min(max(w, 0.0), 1.0)
+            out[p] = v0 + dv * w
 
 
 @njit
