@@ -169,7 +169,7 @@ def _wavelength(axis):
     equal axes) and the order verdict of `_axis_order` (``None``: ascending,
     ``"flip"``: the input descends and ``wave`` is reversed, else a message).
     """
-    raw = u.Quantity(axis, copy=False).value if isinstance(axis, u.Quantity) else None
+    raw = axis.view(np.ndarray) if isinstance(axis, u.Quantity) else None
     cacheable = isinstance(raw, np.ndarray) and raw.ndim == 1 and raw.size > 0 \
         and raw.dtype.kind == "f"
     if cacheable:
@@ -191,12 +191,14 @@ def _wavelength(axis):
 
 
 def _stddev(uncertainty, shape, unit):
-    """`stddev_of`, without astropy unit arithmetic in the common case (σ in the flux unit)."""
+    """`stddev_of`, without astropy unit arithmetic in the common case (σ in the flux unit).
+
+    In that case the array is returned as given (not copied, negative values
+    kept): `check_rows` turns negative values into NaN, as `stddev_of` does.
+    """
     if (type(uncertainty) is StdDevUncertainty and uncertainty.unit is unit
             and np.shape(uncertainty.array) == shape):
-        arr = np.asarray(uncertainty.array, dtype=float)
-        with np.errstate(invalid="ignore"):
-            return np.where(arr >= 0, arr, np.nan)
+        return np.asarray(uncertainty.array, dtype=float)
     return stddev_of(uncertainty, shape, unit)
 
 
@@ -223,7 +225,7 @@ def spectrum_parts(spectrum, name="spectrum", *, min_pixels=MIN_PIXELS, copy=Tru
     -------
     parts : dict
         ``wave`` (ascending, read-only), ``key``, ``flux`` (n, npix), ``std``
-        (n, npix, standard deviations; NaN for negative ones) or None,
+        (n, npix, standard deviations, invalid where negative or not finite) or None,
         ``mask`` (n, npix) bool or None, ``ndim``, ``unit``, ``medium`` (raw
         ``meta["wavelength_medium"]``).  A descending axis is reversed
         together with the arrays.
@@ -240,10 +242,12 @@ def spectrum_parts(spectrum, name="spectrum", *, min_pixels=MIN_PIXELS, copy=Tru
         raise TypeError(f"{name}: expected a specutils Spectrum (or Spectrum1D), a "
                         f"SpectrumList or a dict of beam spectra; received "
                         f"{type(spectrum).__name__}")
-    flux_q = u.Quantity(spectrum.flux, copy=False)
-    unit = flux_q.unit
-    flux = (np.array(flux_q.value, dtype=float) if copy
-            else np.asarray(flux_q.value, dtype=float))
+    if isinstance(spectrum.data, np.ndarray) and spectrum.unit is not None:
+        data, unit = spectrum.data, spectrum.unit    # what ``spectrum.flux`` wraps
+    else:
+        flux_q = u.Quantity(spectrum.flux, copy=False)
+        data, unit = flux_q.value, flux_q.unit
+    flux = np.array(data, dtype=float) if copy else np.asarray(data, dtype=float)
     if flux.ndim not in (1, 2):
         raise SpectrumError(f"{name}: the flux has {flux.ndim} dimensions, shape {flux.shape}; "
                             "expected 1 (one spectrum) or 2 (a batch: spectra x pixels)")
@@ -295,7 +299,7 @@ def check_rows(flux, std, mask, labels, *, has_std=None, min_pixels=MIN_PIXELS,
         Filled in place under the masked pixels of the rows that pass
         (linear interpolation).
     std : float (n, npix) or None
-        Standard deviations (NaN or inf where invalid); rows with
+        Standard deviations (negative, NaN or inf where invalid); rows with
         ``has_std`` False are ignored.
     mask : bool (n, npix) or None
         Input mask, True = bad.
@@ -323,6 +327,8 @@ def check_rows(flux, std, mask, labels, *, has_std=None, min_pixels=MIN_PIXELS,
         sigma = np.full(flux.shape, np.nan)
     else:
         given = np.ones(n, bool) if has_std is None else np.asarray(has_std, bool)
+        with np.errstate(invalid="ignore"):
+            std = np.where(std >= 0, std, np.nan)   # negative standard deviations: invalid
         finite = np.isfinite(std)
         # input rule: an uncertainty of exactly zero everywhere means "none given"
         zero_rows = given & np.all(~finite | (std == 0), axis=1) & np.any(finite, axis=1)
