@@ -51,7 +51,7 @@ from ..model.runtime import Neighbours
 from ..plugins import get_continuum_fitter, registry
 from ..spectra.medium import convert_medium, validate_medium, warn_medium_assumed
 from ..spectra.resampling import resample_arrays, resample_rows
-from ..spectra.validation import (MAX_BAD_FRACTION, MIN_PIXELS, check_rows, spectrum_arrays,
+from ..spectra.validation import (MAX_BAD_FRACTION, MIN_PIXELS, check_rows,
                                   spectrum_class, spectrum_parts)
 from ..surveys.base import DEFAULT_MIN_COVERAGE, Survey, fill_spikes, find_spikes
 from . import flags as rules
@@ -142,32 +142,27 @@ class Stage:
 # ============================================================================ validate
 
 class _Rows:
-    """A 2-D spectrum given as the whole input, converted once (rows taken by `Validate`)."""
+    """A 2-D spectrum given as the whole input: checked as a whole once, its rows checked
+    and copied chunk by chunk as `Validate` takes them (never the whole input at once)."""
 
-    __slots__ = ("arrays", "errors", "key")
+    __slots__ = ("parts", "key", "name")
 
     def __init__(self, spectrum, name):
-        self.arrays = _spectrum_arrays(spectrum, name, batch=True)
-        self.errors = self.arrays.pop("row_errors")
-        self.key = self.arrays["key"]
+        self.parts = _spectrum_parts(spectrum, name)
+        self.key = self.parts["key"]
+        self.name = name
 
-
-def _spectrum_arrays(spectrum, name, *, batch=False):
-    """A spectrum as arrays (:func:`remap.spectra.validation.spectrum_arrays`).
-
-    Adds the checked medium and ``key`` = (axis key, medium); with
-    ``batch=True`` row errors are returned in ``row_errors`` instead of raised.
-    """
-    a = spectrum_arrays(spectrum, name, row_errors="return" if batch else "raise")
-    medium = a["medium"]
-    if medium is not None:
-        try:
-            a["medium"] = validate_medium(medium, "meta['wavelength_medium']")
-        except ValueError as exc:
-            raise SpectrumError(f"{name}: {exc}") from None
-    a["key"] = (a["key"], a["medium"])
-    a["meta_resolution"] = (spectrum.meta or {}).get("resolution")
-    return a
+    def take(self, rows):
+        """Rows ``rows`` checked (:func:`~remap.spectra.validation.check_rows`): ``(flux,
+        sigma, mask, notes, errors)``, the arrays copies in the order of ``rows``."""
+        p = self.parts
+        rows = np.asarray(rows, dtype=np.int64)
+        flux = p["flux"][rows]
+        std = None if p["std"] is None else p["std"][rows]
+        mask = None if p["mask"] is None else p["mask"][rows]
+        labels = [f"{self.name}[{i}]" for i in rows]
+        sigma, bad, notes, errors = check_rows(flux, std, mask, labels)
+        return flux, sigma, bad, notes, errors
 
 
 def _spectrum_parts(spectrum, name):
@@ -248,21 +243,13 @@ class Validate(Stage):
         return [(item.label, obj)]
 
     def run(self, items, context):
-        groups = {}     # grid key -> list of (star, piece, arrays, row): rows already checked
+        groups = {}     # grid key -> list of (stars, flux, sigma, mask): rows already checked
         waves = {}
         pending = {}    # grid key -> list of (star, piece, label, parts): rows to check
+        bundles = {}    # id -> (bundle, [(star, row)]): rows of a 2-D input, checked below
         for star, item in enumerate(items):
             if isinstance(item.obj, _Rows):
-                bundle = item.obj
-                if bundle.errors[item.row] is not None:
-                    context.fail(star, self.name, SpectrumError(bundle.errors[item.row]))
-                    continue
-                a = bundle.arrays
-                for code, text in a["notes"][item.row]:
-                    context.note(star, self.name, code, text)
-                context.piece_resolution[star] = [(a["meta_resolution"], item.row)]
-                groups.setdefault(bundle.key, []).append((star, 0, a, item.row))
-                waves[bundle.key] = (a["wave"], a["medium"])
+                bundles.setdefault(id(item.obj), (item.obj, []))[1].append((star, item.row))
                 continue
             if isinstance(item.obj, BaseException):   # a file that could not be read
                 context.fail(star, self.name, item.obj)
@@ -279,6 +266,23 @@ class Validate(Stage):
             for p, ((label, _), a) in enumerate(zip(pieces, converted)):
                 pending.setdefault(a["key"], []).append((star, p, label, a))
                 waves[a["key"]] = (a["wave"], a["medium"])
+        for bundle, taken in bundles.values():
+            flux, sigma, bad, notes, errors = bundle.take([r for _, r in taken])
+            a = bundle.parts
+            keep = []
+            for j, (star, row) in enumerate(taken):
+                if errors[j] is not None:
+                    context.fail(star, self.name, SpectrumError(errors[j]))
+                    continue
+                for code, text in notes[j]:
+                    context.note(star, self.name, code, text)
+                context.piece_resolution[star] = [(a["meta_resolution"], row)]
+                keep.append(j)
+            if keep:
+                groups.setdefault(bundle.key, []).append(
+                    (np.array([taken[j][0] for j in keep], dtype=np.int64),
+                     flux[keep], sigma[keep], bad[keep]))
+            waves[bundle.key] = (a["wave"], a["medium"])
         checked = self._check(pending, context)
         batches = []
         assumed = []
@@ -287,23 +291,16 @@ class Validate(Stage):
             if self.medium is not None:
                 medium = self.medium
             parts = []
-            if key in groups:
-                rows = [r for r in groups[key] if not context.failed[r[0]]]
-                if rows:
-                    parts.append(Batch(
-                        flux=np.stack([a["flux"][r] for _, _, a, r in rows]),
-                        sigma=np.stack([a["sigma"][r] for _, _, a, r in rows]),
-                        mask=np.stack([a["mask"][r] for _, _, a, r in rows]),
-                        wave=wave, star=np.array([s for s, _, _, _ in rows], dtype=np.int64),
-                        piece=np.zeros(len(rows), dtype=np.int64), medium=medium))
+            for stars, flux, sigma, bad in groups.get(key, ()):
+                parts.append(Batch(flux=flux, sigma=sigma, mask=bad, wave=wave, star=stars,
+                                   piece=np.zeros(len(stars), dtype=np.int64), medium=medium))
             if key in checked:
                 parts.append(checked[key])
                 if self.medium is None and medium is None:
                     assumed.extend(context.labels[s] for s, p in
                                    zip(checked[key].star, checked[key].piece) if p == 0)
-            if self.medium is None and medium is None and key in groups:
-                assumed.extend(context.labels[s] for s, *_ in groups[key]
-                               if not context.failed[s])
+            if self.medium is None and medium is None:
+                assumed.extend(context.labels[s] for g in groups.get(key, ()) for s in g[0])
             for part in parts:
                 if len(part):
                     batches.append(part)
