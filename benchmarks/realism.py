@@ -20,6 +20,11 @@ cross-correlation velocity shift.  Rows:
   (``loggf_prior="ges"``);
 * χ² best-fit labels of each version's calibrated library against the
   reference (`scipy.optimize.least_squares` over T_eff, log g, [Fe/H]);
+* which pixels pull those χ² labels off the solar ones (`label_pulls`): the
+  Gauss-Newton step at the solar labels split exactly into the contributions
+  of H beta, Mg b, the strongest Fe I lines and 25 Å windows, with variants
+  (renormalization envelope frozen, microturbulence fixed, reference velocity
+  shifted by ±0.3 km/s);
 * synthesis speed, spectra/s on one core at R 100,000 over 4800-5800 Å.
 
 The default model's rows (``remap.fit`` on the real Sun) follow; set
@@ -46,7 +51,7 @@ from astropy import units as u  # noqa: E402
 from scipy.ndimage import gaussian_filter1d  # noqa: E402
 from scipy.optimize import least_squares  # noqa: E402
 
-__all__ = ["main", "reference_path", "compare", "degrade"]
+__all__ = ["main", "reference_path", "compare", "degrade", "label_pulls"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 _RANGE = (4850.0, 5750.0)
@@ -155,6 +160,146 @@ def _best_labels(lib, ref_wave, ref_flux, grid, velocity, starts=_STARTS):
     return best.x[0] * 1000.0, best.x[1], best.x[2], float(np.sqrt(np.mean(best.fun ** 2)))
 
 
+#: Named regions of :func:`label_pulls`: H beta, Mg b and the strongest Fe I lines (their
+#: cores and damping wings, +-1.2 Å at R 11,000).
+_STRONG_FE = (5269.54, 5328.04, 5371.49, 5397.13, 5405.77, 5429.70, 5434.52, 5446.92,
+              5455.61)
+_PULL_REGIONS = (("H beta 4850-4875", ((4850.0, 4875.0),)),
+                 ("Mg b 5165-5190", ((5165.0, 5190.0),)),
+                 ("strong Fe I (9 lines, +-1.2 Å)", tuple((c - 1.2, c + 1.2) for c in _STRONG_FE)))
+#: Finite-difference steps (T_eff K, log g dex, [Fe/H] dex) of :func:`label_pulls`.
+_PULL_STEPS = (30.0, 0.05, 0.02)
+
+
+def _model_on_grid(lib, grid, labels, envelope=None):
+    wave = lib.wavelength.value
+    flux = lib.spectrum(*labels, normalized=True).flux.value
+    model = np.interp(grid, wave, degrade(wave, flux, 100_000.0, _R_COMPARE))
+    if envelope is None:
+        return renormalize(grid, model)
+    return model / envelope
+
+
+def _gauss_newton(lib, grid, ref, labels, steps, envelope=None):
+    """Residual, central-difference Jacobian and the per-pixel Gauss-Newton pull at ``labels``."""
+    resid = _model_on_grid(lib, grid, labels, envelope) - ref
+    jac = np.empty((grid.size, 3))
+    for k, h in enumerate(steps):
+        up, down = list(labels), list(labels)
+        up[k] += h
+        down[k] -= h
+        jac[:, k] = (_model_on_grid(lib, grid, up, envelope)
+                     - _model_on_grid(lib, grid, down, envelope)) / (2.0 * h)
+    inv = np.linalg.inv(jac.T @ jac)
+    # pixel i's share of the step dx = -(J^T J)^-1 J^T r: the steps of all pixels add up to dx
+    pull = -(jac * resid[:, None]) @ inv.T
+    return resid, jac, pull
+
+
+def label_pulls(lib, ref_wave, ref_flux, grid, velocity, labels=_SUN, steps=_PULL_STEPS,
+                block=_BLOCK_AA, top=8):
+    """Which pixels pull the χ² labels of ``lib`` off ``labels``: a Gauss-Newton split by region.
+
+    At ``labels`` the residual ``r`` (renormalized library minus renormalized
+    reference, R 11,000) and the central-difference label derivatives ``J`` give
+    the Gauss-Newton step ``dx = -(J^T J)^-1 J^T r`` of the χ² fit of
+    :func:`_best_labels`.  It is linear in the pixels, so it splits exactly into
+    the contributions of disjoint regions: the named ones of ``_PULL_REGIONS``
+    (H beta, Mg b, the strongest Fe I lines), then the remaining pixels by
+    ``block`` Å window (the ``top`` largest by their T_eff pull, the rest
+    summed).  Variants of the total step follow: with the envelope of the
+    renormalization frozen at its value at ``labels`` (does the envelope's
+    label dependence drive the step?), with the microturbulence fixed at its
+    value at ``labels`` (does the vmicro relation's T_eff / log g dependence?),
+    and with the reference shifted by +-0.3 km/s around ``velocity``.
+
+    Parameters
+    ----------
+    lib : `remap.libraries.linelist.LineListLibrary`
+        The library (its wavelength range must cover ``grid``).
+    ref_wave, ref_flux : `numpy.ndarray`
+        Reference spectrum (air Å, normalized flux) at its nominal R 47,000.
+    grid : `numpy.ndarray`
+        Comparison grid (Å).
+    velocity : float
+        Velocity (km/s) of the reference, as found by :func:`compare`.
+    labels : tuple of float
+        T_eff (K), log g, [Fe/H] at which to linearize.
+    steps : tuple of float
+        Finite-difference steps in the same units.
+    block : float
+        Window width (Å) of the unnamed pixels.
+    top : int
+        Number of windows listed individually.
+
+    Returns
+    -------
+    rows : list of (str, float, float, float)
+        Region name and its contribution to the T_eff (K), log g and [Fe/H] steps;
+        the last row is the total step.
+    variants : list of (str, float, float, float)
+        Total step of each variant.
+    """
+    from remap.libraries.linelist import LineListLibrary
+
+    def reference(v):
+        return renormalize(grid, np.interp(grid, ref_wave * (1.0 - v / 299792.458),
+                                           degrade(ref_wave, ref_flux, _R_REFERENCE,
+                                                   _R_COMPARE)))
+
+    ref = reference(velocity)
+    _, _, pull = _gauss_newton(lib, grid, ref, labels, steps)
+    free = np.ones(grid.size, bool)
+    rows = []
+    for name, spans in _PULL_REGIONS:
+        sel = np.zeros(grid.size, bool)
+        for lo, hi in spans:
+            sel |= (grid >= lo) & (grid < hi)
+        sel &= free
+        free &= ~sel
+        rows.append((name, *pull[sel].sum(axis=0)))
+    windows = []
+    for lo in np.arange(grid[0], grid[-1], block):
+        sel = free & (grid >= lo) & (grid < lo + block)
+        if sel.any():
+            windows.append((f"other {lo:.0f}-{lo + block:.0f}", *pull[sel].sum(axis=0)))
+    windows.sort(key=lambda row: -abs(row[1]))
+    rows.extend(windows[:top])
+    rest = np.array([row[1:] for row in windows[top:]]).reshape(-1, 3).sum(axis=0)
+    rows.append((f"other, remaining {len(windows) - top} windows", *rest))
+    rows.append(("total Gauss-Newton step", *pull.sum(axis=0)))
+
+    variants = []
+    wave = lib.wavelength.value
+    flux = lib.spectrum(*labels, normalized=True).flux.value
+    model = np.interp(grid, wave, degrade(wave, flux, 100_000.0, _R_COMPARE))
+    envelope = model / renormalize(grid, model)
+    _, _, p = _gauss_newton(lib, grid, ref, labels, steps, envelope=envelope)
+    variants.append(("envelope frozen at the solar-label library's", *p.sum(axis=0)))
+    vmicro = lib.vmicro_at(*labels)
+    fixed = LineListLibrary(wave_range=lib.wavelength_range, linelist=lib.linelist,
+                            physics=lib.physics, vmicro=vmicro)
+    _, _, p = _gauss_newton(fixed, grid, ref, labels, steps)
+    variants.append((f"vmicro fixed at {vmicro:.2f} km/s", *p.sum(axis=0)))
+    for dv in (-0.3, 0.3):
+        _, _, p = _gauss_newton(lib, grid, reference(velocity + dv), labels, steps)
+        variants.append((f"reference velocity {velocity + dv:+.2f} km/s", *p.sum(axis=0)))
+    return rows, variants
+
+
+def _print_pulls(rows, variants, physics):
+    total = rows[-1]
+    print(f"chi2 label pulls at the solar labels ({physics}, calibrated): Gauss-Newton step "
+          f"dx = -(J^T J)^-1 J^T r split by region (shares of the total step)")
+    print(f"{'region':<46} {'dT_eff (K)':>11} {'share':>7} {'dlog g':>8} {'share':>7} "
+          f"{'d[Fe/H]':>8}")
+    for name, dt, dg, df in rows:
+        print(f"{name:<46} {dt:>+11.1f} {100 * dt / total[1]:>6.0f}% {dg:>+8.3f} "
+              f"{100 * dg / total[2]:>6.0f}% {df:>+8.3f}")
+    for name, dt, dg, df in variants:
+        print(f"  variant: {name:<36} {dt:>+11.1f} {'':>7} {dg:>+8.3f} {'':>7} {df:>+8.3f}")
+
+
 def _speed(n):
     from remap.libraries.linelist import LineListLibrary
     from benchmarks.linelist import labels_for_benchmark, one_thread
@@ -261,6 +406,8 @@ def main(quick=False):
               f"{feh:+.2f} ({feh - _SUN[2]:+.2f}); rms {100 * rms:.2f} % "
               f"(target: within 50 K / 0.1 / 0.05)")
     velocity = velocities[(PHYSICS[0], "calibrated")]
+    lib = LineListLibrary(wave_range=wr, physics=PHYSICS[0])
+    _print_pulls(*label_pulls(lib, ref_wave, ref_flux, grid, velocity), PHYSICS[0])
     rate, npix = _speed(8 if quick else 30)
     print(f"synthesis speed: {rate:.1f} spectra/s on one core (R 100,000, 4800-5800 Å, "
           f"{npix:,} pixels, physics {PHYSICS[0]}; target >= 20)")
