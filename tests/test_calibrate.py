@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from remap.libraries import calibrate as cal
 from remap.libraries._atomic import (CALIBRATION_COLUMNS, ges_loggf, load_atomic_data,
-                                    load_calibration, load_ges_data)
+                                     load_calibration, load_ges_data)
 from remap.libraries.linelist import (TRUSTED_DOMAIN, LineListLibrary, vmicro_relation)
 
 RANGE = (5186.0, 5204.0)
@@ -127,7 +127,7 @@ def test_read_reference_averages_repeated_wavelengths(tmp_path):
         cal.read_reference(bad)
 
 
-@pytest.mark.parametrize("physics", ["v3", "v2"])
+@pytest.mark.parametrize("physics", ["v4", "v3", "v2"])
 def test_shipped_calibration_matches_line_list(physics):
     shipped = load_calibration(physics=physics)
     lines = load_atomic_data().lines
@@ -139,7 +139,7 @@ def test_shipped_calibration_matches_line_list(physics):
     # most lines are constrained by the reference, a minority is removed
     assert np.mean(shipped["status"] == "fit") > 0.7
     assert 0 < np.mean(shipped["status"] == "removed") < 0.1
-    if physics == "v3":
+    if physics != "v2":
         # lines with ABO damping keep factor 1 unless they are strong enough to be fitted
         abo = np.isfinite(load_ges_data()["abo_sigma"]) & (lines["element"] != "H")
         assert np.mean(shipped["vdw_enhancement"][abo] == 1.0) > 0.8

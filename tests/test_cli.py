@@ -3,8 +3,10 @@
 import importlib.metadata
 import importlib.resources
 import importlib.util
+import json
 import os
 import shutil
+from pathlib import Path
 
 import astropy.units as u
 import matplotlib.image
@@ -72,6 +74,13 @@ def test_plugins_lists_builtins(fresh_plugins):
 
 
 # --- the bundled example -------------------------------------------------------------------
+
+
+def test_example_uses_the_default_models_library_physics(make_example):
+    # the example is one more star of the default model's simulated survey
+    manifest = json.loads((Path(remap.__file__).parent / "data" / "models" / "default"
+                           / "manifest.json").read_text())
+    assert manifest["library"]["options"]["physics"] == make_example.PHYSICS
 
 
 def test_example_file_is_what_the_script_makes(truth):

@@ -89,9 +89,10 @@ def test_unsold_enhancement_is_the_median_abo_ratio():
 
 def test_physics_option_is_recorded_and_validated():
     wr = (5180.0, 5186.0) * u.AA
-    v3 = LineListLibrary(wave_range=wr)
+    v3 = LineListLibrary(wave_range=wr, physics="v3")
     v2 = LineListLibrary(wave_range=wr, physics="v2")
-    assert v3.physics == PHYSICS[0] == "v3" and v2.physics == "v2"
+    assert LineListLibrary(wave_range=wr).physics == PHYSICS[0] == "v4"
+    assert v3.physics == "v3" and v2.physics == "v2"
     s3, s2 = v3.spectrum(*SUN), v2.spectrum(*SUN)
     assert s3.meta["physics"] == "v3" and s2.meta["physics"] == "v2"
     assert np.max(np.abs(s3.flux.value - s2.flux.value) / s3.meta["continuum"].value) > 1e-3

@@ -151,8 +151,8 @@ def test_threaded_kernels_give_the_same_result_whatever_the_split(monkeypatch):
 
     rng = np.random.default_rng(5)
     x = np.linspace(0, 1, 1500)
-    flux = (1 + 0.3 * x) * (1 - 0.4 * np.exp(-0.5 * ((x[None] - rng.uniform(0, 1, (40, 1)))
-                                                       / 0.01) ** 2))
+    centres = rng.uniform(0, 1, (40, 1))
+    flux = (1 + 0.3 * x) * (1 - 0.4 * np.exp(-0.5 * ((x[None] - centres) / 0.01) ** 2))
     flux = flux + 0.01 * rng.standard_normal(flux.shape)
     flux[::7, 700] += 0.5                                      # spikes
     wave = 5000 + 0.1 * np.arange(1500) + rng.uniform(-0.05, 0.05, (40, 1))

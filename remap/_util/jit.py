@@ -18,6 +18,7 @@ import numba
 
 __all__ = ["njit"]
 
+
 def njit(func):
     """Compile ``func`` in nopython mode, cached on disk when a cache directory is writable.
 

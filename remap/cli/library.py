@@ -124,7 +124,10 @@ def fetch(name, teff, logg, feh, alpha, dest, base_url, workers, retries, timeou
               show_default=True, help="Prior width of each line's log gf correction, dex.")
 @click.option("--iterations", type=click.IntRange(min=1), default=12, show_default=True,
               help="Gauss-Newton iterations.")
-def calibrate(reference, output, holdout, window, labels, prior_sigma, iterations):
+@click.option("--physics", default=None, metavar="VERSION",
+              help="Physics version of the linelist library whose line data are fitted "
+                   "(remap.libraries.linelist.PHYSICS; default the newest).")
+def calibrate(reference, output, holdout, window, labels, prior_sigma, iterations, physics):
     """Fit the linelist library's log gf and damping to a REFERENCE spectrum.
 
     Redoes the astrophysical calibration shipped with remap
@@ -133,12 +136,19 @@ def calibrate(reference, output, holdout, window, labels, prior_sigma, iteration
     """
     # imported on use: the line-list library loads its atomic data; `remap --help` stays fast
     from ..libraries.calibrate import calibrate_linelist, read_reference
+    from ..libraries.linelist import PHYSICS
+
+    if physics is None:
+        physics = PHYSICS[0]
+    elif physics not in PHYSICS:
+        raise click.BadParameter(f"must be one of {', '.join(PHYSICS)}, got {physics!r}",
+                                 param_hint="--physics")
 
     try:
         wave, flux = read_reference(reference)
         result = calibrate_linelist(wave, flux, labels=tuple(labels) + (0.0,),
                                     holdout=holdout, window=window, prior_sigma=prior_sigma,
-                                    iterations=iterations)
+                                    iterations=iterations, physics=physics)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from exc
     result.write(output)

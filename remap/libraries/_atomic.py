@@ -473,18 +473,19 @@ _STATUSES = ("fit", "global", "removed")
 
 #: The shipped calibration of each physics version of the ``linelist`` library (a
 #: calibration is fitted through one version's line formation and belongs to it).
-SHIPPED_CALIBRATIONS = {"v3": "linelist_4800_5800_calibrated_v3.csv",
+SHIPPED_CALIBRATIONS = {"v4": "linelist_4800_5800_calibrated_v4.csv",
+                        "v3": "linelist_4800_5800_calibrated_v3.csv",
                         "v2": "linelist_4800_5800_calibrated.csv"}
 
 
-def load_calibration(path=None, physics="v3"):
+def load_calibration(path=None, physics="v4"):
     """Read a line-list calibration (the shipped one when ``path`` is `None`).
 
     Parameters
     ----------
     path : str or os.PathLike, optional
         A CSV written by `remap.libraries.calibrate.write_calibration`.
-    physics : {"v3", "v2"}
+    physics : {"v4", "v3", "v2"}
         Physics version whose shipped calibration is read when ``path`` is
         `None` (:data:`SHIPPED_CALIBRATIONS`).
 

@@ -66,7 +66,7 @@ from scipy.special import voigt_profile
 
 from .._util.fs import atomic_write_text
 from ._atomic import CALIBRATION_COLUMNS, ges_loggf, load_ges_data
-from .linelist import LINELIST_RANGE, PHYSICS, LineListLibrary
+from .linelist import _ME_HBETA, LINELIST_RANGE, PHYSICS, LineListLibrary
 
 __all__ = ["calibrate_linelist", "CalibrationResult", "write_calibration", "read_reference",
            "SOLAR_LABELS", "LOGGF_PRIORS"]
@@ -85,6 +85,7 @@ _REMOVE_DEPTH = 0.01        # ... if the laboratory list predicts it deeper than
 _MIN_SPECIES_LINES = 10    # a species offset needs this many well-constrained lines
 _MAX_SPECIES_OFFSET = 0.5  # dex, species offsets are clipped to +-this
 _HBETA_MASK_AA = 1.5        # the NLTE/chromospheric H beta core is not fitted
+_HB_STEP = 0.01             # finite step (dex) of the formal-solution H beta's derivative
 
 
 @dataclasses.dataclass
@@ -227,7 +228,7 @@ class _Model:
     def __init__(self, lib, labels, ref_wave):
         self.lib = lib
         st = lib._line_state(*labels)
-        self.d_lin, self.d_sat = st["d_lin"], st["d_sat"]
+        self.d_lin, self.d_sat, self.cog = st["d_lin"], st["d_sat"], st["cog"]
         n = st["lam"].size
         self.lam, self.sigma, self.strength = st["lam"], st["sigma"], st["strength"]
         grad = lib._l_hwhm_per_gamma[:n] * lib._l_grad[:n]
@@ -237,7 +238,11 @@ class _Model:
         self.wave = wave
         # H beta: the library's Stark profile at the laboratory strength (scaled in the fit)
         self.eta_fixed = np.zeros(wave.size)
-        if st["hbeta"] is not None:
+        # physics v4: H beta by its own formal solution, a factor on the metal-line flux
+        self.formal_hbeta = st["hbeta"] is not None and lib.physics not in _ME_HBETA
+        self._hbeta = (st["hbeta"], st["vmicro"])
+        self._hbeta_cache = {}
+        if st["hbeta"] is not None and not self.formal_hbeta:
             lib._add_hbeta(self.eta_fixed, *st["hbeta"], vmicro=st["vmicro"])
         dl = np.interp(wave, lib._nodes, self.d_lin)
         ds = np.interp(wave, lib._nodes, self.d_sat)
@@ -261,6 +266,18 @@ class _Model:
         self.idx = idx                                   # active line -> line index
         self.dx = wave[self.rows] - self.lam[idx][self.cols]
         self.ref_wave = ref_wave
+
+    def hbeta(self, offset):
+        """Residual flux of the formal-solution H beta at log gf ``offset`` on all pixels."""
+        key = float(offset)
+        if key not in self._hbeta_cache:
+            if len(self._hbeta_cache) > 8:
+                self._hbeta_cache.clear()
+            r = np.ones(self.wave.size)
+            lo, hi, r_hb = self.lib._hbeta_residual(*self._hbeta, loggf_offset=key)
+            r[lo:hi] = r_hb
+            self._hbeta_cache[key] = r
+        return self._hbeta_cache[key]
 
     def profiles(self, log_e):
         """Sparse (pixels x active lines) laboratory-strength profiles with damping 10^log_e."""
@@ -354,16 +371,19 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
         Gauss-Newton iterations.
     reference_step : float
         The reference is resampled to this step (Å) before fitting.
-    physics : {"v3", "v2"}
+    physics : {"v4", "v3", "v2"}
         Physics version of the library whose line data are fitted (see
         `remap.libraries.linelist.PHYSICS`); the calibration belongs to it.
+        In v4 H beta is its own formal solution (a factor on the metal-line
+        flux; its log gf fitted through finite differences), in v3 and v2 it
+        shares the metal lines' depth formula.
     loggf_prior : {"laboratory", "ges"}, optional
         Centre of the log gf prior (and the ``loggf_lab`` column):
         linemake's laboratory values, or the Gaia-ESO log gf (Heiter et al.
         2021; `remap.libraries._atomic.ges_loggf`) where the GES list has the
         line as a single component (linemake's elsewhere).  Default: what the
-        shipped calibration of ``physics`` used, ``"ges"`` for v3 (held-out
-        rms 2.20 % against 2.53 % with the laboratory prior) and
+        shipped calibration of ``physics`` used, ``"ges"`` for v4 and v3
+        (v3: held-out rms 2.20 % against 2.53 % with the laboratory prior) and
         ``"laboratory"`` for v2.
     verbose : bool
         Print progress.
@@ -396,7 +416,7 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
         _check_positive(value, name)
     _check_positive(iterations, "iterations", integer=True)
     if loggf_prior is None:
-        loggf_prior = "ges" if physics == "v3" else "laboratory"
+        loggf_prior = "laboratory" if physics == "v2" else "ges"
     if loggf_prior not in LOGGF_PRIORS:
         raise ValueError(f"loggf_prior must be one of {LOGGF_PRIORS}, got {loggf_prior!r}")
     labels = tuple(float(v) for v in labels) + (0.0,) * (4 - len(labels))
@@ -461,18 +481,28 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
     def forward(x, log_e_vec, cont, res, velocity, jac=False):
         a = model.profiles(log_e_vec)
         q = 10.0 ** x
-        eta = a @ q + 10.0 ** x_hb[0] * model.eta_fixed
-        den = 1.0 + eta * model.dl / model.ds
-        f0 = 1.0 - model.dl * eta / den
+        if model.formal_hbeta:
+            eta = a @ q
+            r_hb = model.hbeta(x_hb[0])
+        else:
+            eta = a @ q + 10.0 ** x_hb[0] * model.eta_fixed
+            r_hb = 1.0
+        f_met, dfde = model.lib._flux_from_eta(eta, model.d_lin, model.d_sat, model.cog,
+                                               derivative=True)
+        f0 = f_met * r_hb
         g = model.broadening(res, velocity)
         smooth = g @ f0
         c = basis @ cont
         out = c * smooth
         if not jac:
             return out, None
-        dfde = -model.dl / (den * den)                    # d f0 / d eta
+        dfde = dfde * r_hb                                # d f0 / d eta
         jx = sp.diags(dfde) @ a @ sp.diags(_LN10 * q)
-        return out, (a, q, dfde, g, c, smooth, jx)
+        if model.formal_hbeta:                            # d f0 / d x_hb
+            hb_pix = f_met * (model.hbeta(x_hb[0] + _HB_STEP) - r_hb) / _HB_STEP
+        else:
+            hb_pix = dfde * _LN10 * 10.0 ** x_hb[0] * model.eta_fixed
+        return out, (a, q, dfde, g, c, smooth, jx, hb_pix)
 
     def chi_resid(out, w):
         return (out - ref_flux) * np.sqrt(w) / flux_sigma
@@ -527,7 +557,8 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
 
     for it in range(iterations):
         log_e_vec = pack_e(log_e_glob, log_e_line)
-        out, (a, q, dfde, g, c, smooth, jx) = forward(x, log_e_vec, cont, res, velocity, True)
+        out, (a, q, dfde, g, c, smooth, jx, hb_pix) = forward(x, log_e_vec, cont, res,
+                                                              velocity, True)
         if it in (2, 5) and resolution is None:
             # effective resolution: grid search at the current line data
             trial = []
@@ -535,8 +566,8 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
                 o, _ = forward(x, log_e_vec, cont, r_try, velocity)
                 trial.append((np.sum(weight * (o - ref_flux) ** 2), r_try))
             res = min(trial)[1]
-            out, (a, q, dfde, g, c, smooth, jx) = forward(x, log_e_vec, cont, res, velocity,
-                                                          True)
+            out, (a, q, dfde, g, c, smooth, jx, hb_pix) = forward(x, log_e_vec, cont, res,
+                                                                  velocity, True)
         if it >= 3:
             resid = (out - ref_flux)[weight > 0]
             scale = 1.4826 * np.median(np.abs(resid)) + 1e-6
@@ -553,8 +584,7 @@ def calibrate_linelist(reference_wave, reference_flux, *, labels=SOLAR_LABELS, v
             cols.append(sp.diags(c) @ (g @ jd))
         cols.append(sp.csr_matrix((c * (g @ (dfde * d_eta_glob)))[:, None]))
         cols.append(sp.diags(smooth) @ basis)
-        cols.append(sp.csr_matrix((c * (g @ (dfde * _LN10 * 10.0 ** x_hb[0]
-                                             * model.eta_fixed)))[:, None]))
+        cols.append(sp.csr_matrix((c * (g @ hb_pix))[:, None]))
         jac = sp.hstack(cols).tocsr()
         wvec = weight * robust / flux_sigma ** 2
         jtw = jac.T @ sp.diags(wvec)
@@ -670,7 +700,7 @@ LOGGF_PRIORS = ("laboratory", "ges")
 
 def _abo_lines(lines, physics):
     """Which lines of the shipped list get ABO damping under ``physics`` (see linelist)."""
-    if physics != "v3":
+    if physics == "v2":
         return np.zeros(lines.size, bool)
     return np.isfinite(load_ges_data()["abo_sigma"]) & (lines["element"] != "H")
 

@@ -11,7 +11,8 @@ The star is one more member of remap's simulated MARVELS-like survey
 the same physics and the same observation model:
 
 * the spectrum: the built-in ``linelist`` library (remap's own line-list
-  synthesis, `remap.libraries.linelist.LineListLibrary`, R = 100,000) at
+  synthesis, `remap.libraries.linelist.LineListLibrary`, R = 100,000, physics
+  `PHYSICS`, the default model's) at
   T_eff = 5800 K, log g = 4.4, [Fe/H] = 0.0 ([alpha/Fe] = 0), with the
   simulated survey's "synthetic gap" (:func:`remap.simulate.perturbed_library`):
   microturbulence 1.5 km/s and fixed per-line log gf errors (σ = 0.1 dex)
@@ -49,7 +50,7 @@ import astropy.units as u
 import numpy as np
 
 __all__ = ["LABELS", "SNR", "RESOLUTION", "DISTANCE", "SPIKES", "SEED", "SURVEY_SEED",
-           "simulation_config", "synthesize", "main"]
+           "PHYSICS", "simulation_config", "synthesize", "main"]
 
 #: True labels of the simulated star (alpha/Fe = 0).
 LABELS = {"teff": 5800.0, "logg": 4.4, "feh": 0.0}
@@ -65,6 +66,10 @@ SPIKES = ((5012.35, 1, 0.45), (5433.0, 2, 0.30), (5611.0, 5, 0.25))
 SEED = 2025
 #: Default seed of the simulated survey's log gf errors.
 SURVEY_SEED = 0
+#: Physics version of the ``linelist`` library: the one the default model was trained on
+#: (its manifest's ``library_physics``), so that the example is one more star of the
+#: default model's simulated survey.
+PHYSICS = "v3"
 
 
 def simulation_config():
@@ -126,7 +131,7 @@ def synthesize(*, seed=SEED, survey_seed=SURVEY_SEED, library=None):
 
     config = simulation_config()
     if library is None:
-        library = perturbed_library(survey_seed, config)
+        library = perturbed_library(survey_seed, config, physics=PHYSICS)
     survey = remap.get_survey("marvels")
     dilution = float((const.R_sun / DISTANCE).to_value(u.one) ** 2)
 
