@@ -10,9 +10,11 @@ of Stellar Photospheres*, 3rd ed., chapters 8-9):
   ``Krishna_Swamy`` T-tau relation of MESA), minus a surface line-blanketing
   term ``beta e^(-tau / 0.1)`` (the cooling of the upper photosphere by line
   opacity that grey and continuum-only relations lack; ``beta =``
-  :data:`SURFACE_COOLING` is calibrated on the strong-line cores of the solar
-  spectrum together with the line data, see `remap.libraries.calibrate`, and
-  applied in units of T_eff to every star).  The grey Eddington relation
+  :data:`SURFACE_COOLING`, in units of T_eff, applied to every star).  It is
+  0: with the physics-v4 library recalibrated at beta = 0.1 and 0.2 the
+  Mg b 5183.6 core deepens (0.17 and 0.12 against 0.23 at R 47,000; the Sun 0.08)
+  but the whole spectrum moves away from the real Sun (1.28 % and 2.92 % rms
+  against 1.23 %; ``python -m benchmarks realism`` conditions).  The grey Eddington relation
   (``grey_temperature``) is kept for reference.  tau is the continuum
   optical depth at 5000 Å, on 31 layers log tau = -5 ... +1 (step 0.2).
 * Continuous opacity per hydrogen nucleus: H- bound-free (polynomial fit to
