@@ -1597,15 +1597,11 @@ class LineListLibrary(SyntheticLibrary):
         ws, ne = layers[:2]
         keep = ws > 1e-3 * ws.max()
         ws, ne = ws[keep], ne[keep]
-        f0 = _HOLTSMARK_F0 * _E_ESU * ne ** (2.0 / 3.0)
-        stark = 3.0 * _A0 * _E_ESU * (lam0 * 1e-8) ** 2 / (2.0 * _HC_CGS) * _STARK_K * f0 * 1e8
-        half = float(np.max(stark * (np.maximum(ws, 1e-300)
-                                     / (_HOLTSMARK_NORM * stark * _ETA_EDGE)) ** 0.4))
-        half = min(max(half, 5.0 * float(stark.max())), _MAX_HBETA_WING_AA)
-        wave = self._wave
-        lo, hi = np.searchsorted(wave, [lam0 - half, lam0 + half])
+        stark = self._hbeta_stark(ne)
+        lo, hi = self._hbeta_window(stark, ws)
         if hi <= lo:
             return
+        wave = self._wave
         dist = np.abs(wave[lo:hi] - lam0)
         prof = np.zeros(hi - lo)
         for wk, sk in zip(ws, stark):
@@ -1628,6 +1624,19 @@ class LineListLibrary(SyntheticLibrary):
         f0 = _HOLTSMARK_F0 * _E_ESU * ne ** (2.0 / 3.0)
         k = _STARK_K if self._physics in _ME_HBETA else _STARK_K_FORMAL
         return 3.0 * _A0 * _E_ESU * (lam0 * 1e-8) ** 2 / (2.0 * _HC_CGS) * k * f0 * 1e8
+
+    def _hbeta_window(self, stark, strength):
+        """Pixels ``lo:hi`` of H beta: out to where its eta falls to :data:`_ETA_EDGE`.
+
+        ``stark`` and ``strength`` per layer; at least 5 Stark widths, at most
+        :data:`_MAX_HBETA_WING_AA`.
+        """
+        lam0 = self._l_lam[-1]
+        half = float(np.max(stark * (np.maximum(strength, 1e-300)
+                                     / (_HOLTSMARK_NORM * stark * _ETA_EDGE)) ** 0.4))
+        half = min(max(half, 5.0 * float(stark.max())), _MAX_HBETA_WING_AA)
+        lo, hi = np.searchsorted(self._wave, [lam0 - half, lam0 + half])
+        return int(lo), int(hi)
 
     def _hbeta_residual(self, hbeta, vmicro, loggf_offset=0.0):
         """H beta alone by an LTE formal solution for the flux (physics v4): ``(lo, hi, r)``.
@@ -1654,13 +1663,10 @@ class LineListLibrary(SyntheticLibrary):
         lam0 = self._l_lam[-1]
         stark = self._hbeta_stark(ne)
         strength = s_raw * 10.0 ** loggf_offset
-        half = float(np.max(stark * (np.maximum(strength, 1e-300)
-                                     / (_HOLTSMARK_NORM * stark * _ETA_EDGE)) ** 0.4))
-        half = min(max(half, 5.0 * float(stark.max())), _MAX_HBETA_WING_AA)
-        wave = self._wave
-        lo, hi = np.searchsorted(wave, [lam0 - half, lam0 + half])
+        lo, hi = self._hbeta_window(stark, strength)
         if hi <= lo:
             return lo, hi, np.ones(0)
+        wave = self._wave
         fast = self._accuracy == "fast"
         tau = atm.tau
         src = planck_lambda(np.array([lam0]), atm.temperature)[:, 0]
