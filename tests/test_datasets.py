@@ -481,3 +481,69 @@ def test_to_tf_declares_its_length(built):
     dropped = ds.to_tf(ds.beams[0], batch_size=7, drop_remainder=True)
     assert int(dropped.cardinality()) == n // 7
     assert int(tf.data.experimental.cardinality(ds.to_tf(ds.beams[0], 5, indices=[0, 1, 2]))) == 1
+
+
+def test_vmicro_nuisance_draw_is_seeded_recorded_and_changes_the_lines(tmp_path):
+    from remap import get_survey
+    from remap.datasets import build_synthetic
+    from remap.datasets.build import VMICRO_MIN, label_point_seed, label_point_vmicro
+    from remap.libraries.linelist import LineListLibrary
+
+    lib = LineListLibrary(wave_range=(4840, 5290) * u.AA, resolution=50_000)
+    survey = get_survey("marvels")
+    labels = Table({"teff": [5800.0, 5200.0], "logg": [4.4, 4.6], "feh": [0.0, -0.3],
+                    "alpha": [0.0, 0.0]})
+    common = dict(seed=3, shard_size=2, beams=["A"], resolutions=[11000.0],
+                  noise_levels=[0.0], draws=1)
+    plain = build_synthetic(tmp_path / "plain", lib, survey, labels, **common)
+    drawn = build_synthetic(tmp_path / "vmic", lib, survey, labels, vmicro_sigma=0.8, **common)
+    assert plain["n_samples"] == drawn["n_samples"] == 2
+    a, b = Dataset(tmp_path / "plain"), Dataset(tmp_path / "vmic")
+    assert "vmicro" not in a.labels.colnames and "vmicro_sigma" not in a.manifest["config"]
+    assert b.manifest["config"]["vmicro_sigma"] == 0.8
+    got = np.asarray(b.labels["vmicro"], dtype=float)
+    for i in range(2):
+        row = {k: float(labels[k][i]) for k in ("teff", "logg", "feh")}
+        want = label_point_vmicro(lib, row, label_point_seed(3, i), 0.8)
+        assert got[i] == pytest.approx(want, rel=1e-6) and want >= VMICRO_MIN
+        assert want != pytest.approx(lib.vmicro_at(**row), abs=1e-3)
+    # the same seed gives the same draw; the drawn microturbulence changes the lines
+    again = build_synthetic(tmp_path / "again", lib, survey, labels, vmicro_sigma=0.8, **common)
+    assert again["n_samples"] == 2
+    fa = a.read_arrays(np.arange(2), "A")[0]
+    fb = b.read_arrays(np.arange(2), "A")[0]
+    fc = Dataset(tmp_path / "again").read_arrays(np.arange(2), "A")[0]
+    np.testing.assert_array_equal(fb, fc)
+    assert np.max(np.abs(fa - fb)) > 1e-3
+    # a library without vmicro= is refused with a clear message; a bad width too
+    with pytest.raises(DatasetError, match="vmicro_sigma needs a library"):
+        build_synthetic(tmp_path / "toy", ToyLibrary(), survey, labels[:1], vmicro_sigma=0.5,
+                        **common)
+    with pytest.raises(ValueError, match="vmicro_sigma must be"):
+        build_synthetic(tmp_path / "bad", lib, survey, labels, vmicro_sigma=-1, **common)
+
+
+def test_library_spectrum_takes_a_per_call_microturbulence():
+    from remap.libraries.linelist import LineListLibrary
+
+    wr = (5160, 5200) * u.AA
+    lib = LineListLibrary(wave_range=wr)
+    fixed = LineListLibrary(wave_range=wr, vmicro=1.7)
+    s = lib.spectrum(5772.0, 4.44, 0.0, vmicro=1.7)
+    np.testing.assert_array_equal(s.flux.value, fixed.spectrum(5772.0, 4.44, 0.0).flux.value)
+    assert s.meta["vmicro"] == 1.7
+    default = lib.spectrum(5772.0, 4.44, 0.0).meta["vmicro"]
+    assert default == pytest.approx(lib.vmicro_at(5772.0, 4.44))
+    with pytest.raises(ValueError, match="vmicro"):
+        lib.spectrum(5772.0, 4.44, 0.0, vmicro=20.0)
+
+
+def test_cli_build_vmicro_sigma_is_passed_through(toy, tmp_path):
+    # the toy library has no vmicro=: the CLI reports the builder's error
+    result = CliRunner().invoke(cli, ["dataset", "build", "--library", "toy", "--out",
+                                      str(tmp_path / "x"), "--n", "1", "--fitter", "none",
+                                      "--no-progress", "--vmicro-sigma", "0.5"])
+    assert result.exit_code == 1 and "vmicro_sigma needs a library" in result.output
+    bad = CliRunner().invoke(cli, ["dataset", "build", "--library", "toy", "--out",
+                                   str(tmp_path / "y"), "--n", "1", "--vmicro-sigma", "9"])
+    assert bad.exit_code == 2

@@ -73,11 +73,15 @@ def dataset():
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Compute the shards on the Dask cluster of this scheduler "
                    "(e.g. tcp://host:8786); same result as a local build.")
+@click.option("--vmicro-sigma", type=click.FloatRange(0.0, 5.0), default=0.0, show_default=True,
+              help="Microturbulence as a nuisance dimension: Gaussian draw (km/s) added to "
+                   "the library's value at each label point (linelist library).")
 @click.option("--overwrite", is_flag=True, help="Replace a different data set in --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar.")
 def build_cmd(library_name, survey_name, out, n, use_grid, vary_alpha, seed, shard_size, beams,
-              library_options, fitter, fitter_options, workers, scheduler, overwrite, progress):
+              library_options, fitter, fitter_options, workers, scheduler, vmicro_sigma,
+              overwrite, progress):
     """Build a synthetic training set: library -> augment (45 per label point) -> shards.
 
     Every label point is down-convolved to R = 10,000, 11,000 and 12,000,
@@ -108,6 +112,7 @@ def build_cmd(library_name, survey_name, out, n, use_grid, vary_alpha, seed, sha
             out, library, survey, labels, seed=seed, shard_size=shard_size,
             beams=list(beams) or None, fitter=fitter_name, fitter_options=fit_opts,
             overwrite=overwrite, progress=progress, workers=workers, client=client,
+            vmicro_sigma=vmicro_sigma,
             config={"library_options": jsonable(lib_opts, default=str),
                     "labels": "grid" if use_grid else "uniform",
                     "vary_alpha": bool(vary_alpha)})

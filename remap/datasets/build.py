@@ -27,7 +27,7 @@ from ..heads import FEH, LOGG, TEFF
 from ..model.templates import build_templates, mean_spectra
 from ..plugins import get_continuum_fitter
 from ..spectra.validation import spectrum_class
-from .format import DatasetError, DatasetWriter
+from .format import DEFAULT_METADATA_FIELDS, DatasetError, DatasetWriter
 
 __all__ = ["LIBRARY_LABELS", "draw_labels", "grid_labels", "label_point_seed", "build_synthetic",
            "limit_blas_threads"]
@@ -102,10 +102,34 @@ def label_point_seed(seed, index):
                .generate_state(1, np.uint64)[0])
 
 
+#: Spawn key of a label point's microturbulence draw (beams use their position, 0, 1, ...).
+_VMICRO_SPAWN_KEY = 1_000_003
+#: Floor of a drawn microturbulence, km/s.
+VMICRO_MIN = 0.3
+
+
+def label_point_vmicro(library, labels_row, lp_seed, sigma):
+    """The microturbulence (km/s) of a label point with the nuisance draw ``sigma``.
+
+    The library's own value at the labels (its relation or fixed value,
+    ``library.vmicro_at``) plus a Gaussian draw of ``sigma`` km/s from
+    ``SeedSequence(lp_seed, spawn_key=(_VMICRO_SPAWN_KEY,))``, at least
+    :data:`VMICRO_MIN`.  The beams' augmentation seeds are not touched.
+    """
+    base = float(library.vmicro_at(labels_row["teff"], labels_row["logg"], labels_row["feh"]))
+    rng = np.random.default_rng(np.random.SeedSequence(lp_seed, spawn_key=(_VMICRO_SPAWN_KEY,)))
+    return max(base + float(sigma) * float(rng.standard_normal()), VMICRO_MIN)
+
+
 def _augment_label_point(library, survey, beams, labels_row, index, seed, augment_options):
     """Rows of one label point: (flux by beam, mask by beam, samples table, lp seed)."""
-    spec = library.spectrum(**{k: float(labels_row[k]) for k in LIBRARY_LABELS})
+    augment_options = dict(augment_options)
+    vmicro_sigma = augment_options.pop("vmicro_sigma", 0.0)
     lp_seed = label_point_seed(seed, index)
+    extra = {}
+    if vmicro_sigma:
+        extra["vmicro"] = label_point_vmicro(library, labels_row, lp_seed, vmicro_sigma)
+    spec = library.spectrum(**{k: float(labels_row[k]) for k in LIBRARY_LABELS}, **extra)
     flux, mask, samples = {}, {}, None
     for b, beam in enumerate(beams):
         batch, table = augment(spec, survey, beam,
@@ -114,6 +138,8 @@ def _augment_label_point(library, survey, beams, labels_row, index, seed, augmen
         flux[beam] = np.asarray(batch.flux.value, dtype=float)  # float32 when stored
         mask[beam] = np.asarray(batch.mask, dtype=bool)
         samples = table if samples is None else samples
+    if extra:
+        samples["vmicro"] = np.full(len(samples), extra["vmicro"])
     return flux, mask, samples, lp_seed
 
 
@@ -243,7 +269,7 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
                     beams=None, resolutions=None, noise_levels=None, draws=None,
                     fitter="algorithm1", fitter_options=None, config=None, overwrite=False,
                     progress=False, compression="gzip", workers=1, on_shard=None,
-                    blas_threads=1, client=None, coverage=None):
+                    blas_threads=1, client=None, coverage=None, vmicro_sigma=0.0):
     """Build (or resume) a synthetic training set: library → augment → normalize → shards.
 
     Parameters
@@ -291,6 +317,13 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
         the library's templates (:func:`remap.model.build_templates`), which is
         what the model's artifact stores and the pipeline fills uncovered
         pixels with.
+    vmicro_sigma : float
+        Microturbulence as a nuisance dimension (km/s): each label point is
+        synthesized with the library's microturbulence at its labels plus a
+        Gaussian draw of this width (:func:`label_point_vmicro`; seeded by the
+        label point, recorded in the ``vmicro`` metadata field).  0 (default)
+        keeps the library's own value and leaves the set as without it.  Needs
+        a library whose ``spectrum`` takes ``vmicro`` (the ``linelist`` library).
     client : `distributed.Client`, optional
         Compute the shards as tasks on this Dask cluster (``workers`` is then
         ignored): each task augments and normalizes one shard's label points
@@ -323,6 +356,16 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
     fitter_record = None if fitter_obj is None else {
         "name": fitter if isinstance(fitter, str) else type(fitter_obj).__name__,
         **fitter_obj.get_config()}
+    if isinstance(vmicro_sigma, bool) or not isinstance(vmicro_sigma, (int, float)) or not (
+            np.isfinite(vmicro_sigma) and 0.0 <= vmicro_sigma <= 5.0):
+        raise ValueError(f"vmicro_sigma must be a number in [0, 5] km/s, got {vmicro_sigma!r}")
+    if vmicro_sigma:
+        import inspect
+        if (not hasattr(library, "vmicro_at")
+                or "vmicro" not in inspect.signature(library.spectrum).parameters):
+            raise DatasetError(f"vmicro_sigma needs a library whose spectrum() takes vmicro= "
+                               f"(the linelist library); {library.name!r} does not")
+        options["vmicro_sigma"] = float(vmicro_sigma)
     per_point = len(options["resolutions"]) * len(options["noise_levels"]) * options["draws"]
     heads = (TEFF, LOGG, FEH)
     label_values = np.column_stack([np.asarray(labels[h.name], dtype=float) for h in heads])
@@ -349,6 +392,9 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
                        .tobytes()).hexdigest(),
                    "samples_per_label_point": per_point, **options, "fitter": fitter_record,
                    **({} if coverage is None else {"coverage": coverage}), **(config or {})}
+    metadata_fields = dict(DEFAULT_METADATA_FIELDS)
+    if vmicro_sigma:
+        metadata_fields["vmicro"] = "float32"
     # augmentation runs per label point without normalization; the continuum is
     # fitted once per shard and beam on the whole batch (the fitters treat each
     # row independently, and the vectorized ones are several times faster per
@@ -359,7 +405,8 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
                            label_names=[h.name for h in heads],
                            label_units=[h.unit.to_string() for h in heads],
                            wavelength_medium=survey.wavelength_medium, config=full_config,
-                           overwrite=overwrite, compression=compression)
+                           overwrite=overwrite, compression=compression,
+                           metadata_fields=metadata_fields)
     n_shards = -(-n_points // shard_size)
     label_rows = [{k: float(labels[k][i]) for k in LIBRARY_LABELS} for i in range(n_points)]
     start = time.perf_counter()
@@ -415,7 +462,8 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
                                   "sigma": samples["sigma"], "draw": samples["draw"],
                                   "seed": np.full(per_point, lp_seed, dtype=np.uint64),
                                   "label_point": np.full(per_point, i),
-                                  "source": np.full(per_point, library.name)})
+                                  "source": np.full(per_point, library.name),
+                                  **({"vmicro": samples["vmicro"]} if vmicro_sigma else {})})
                     bar.update(per_point)
             written += 1
             rows_written += n_rows

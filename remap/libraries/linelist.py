@@ -1036,7 +1036,7 @@ class LineListLibrary(SyntheticLibrary):
         return table
 
     # -- spectra -------------------------------------------------------------
-    def spectrum(self, teff, logg, feh, alpha=0.0, normalized=None):
+    def spectrum(self, teff, logg, feh, alpha=0.0, normalized=None, vmicro=None):
         """Synthesize one spectrum.
 
         Parameters
@@ -1047,6 +1047,10 @@ class LineListLibrary(SyntheticLibrary):
             [alpha/Fe] (dex), default 0.
         normalized : bool, optional
             Continuum-normalized flux; defaults to the library's setting.
+        vmicro : float, optional
+            Microturbulence (km/s, 0-10) for this spectrum only, instead of the
+            library's (:meth:`vmicro_at`); e.g. a nuisance draw of the training-set
+            augmentation (``build_synthetic(vmicro_sigma=...)``).
 
         Returns
         -------
@@ -1064,9 +1068,12 @@ class LineListLibrary(SyntheticLibrary):
             A label is not a real number.
         """
         labels = self._check_labels(teff, logg, feh, alpha)
-        resid = self._residual(*labels)
+        if vmicro is not None:
+            vmicro = _real(vmicro, "vmicro", 0.0, 10.0)
+        resid = self._residual(*labels, vmicro=vmicro)
         cont = self._continuum(labels[0])
-        return self._make_spectrum(resid[None], cont[None], [labels], normalized, batch=False)
+        return self._make_spectrum(resid[None], cont[None], [labels], normalized, batch=False,
+                                   vmicro=vmicro)
 
     def spectra(self, labels, normalized=None):
         """Synthesize a batch of spectra.
@@ -1297,7 +1304,7 @@ class LineListLibrary(SyntheticLibrary):
         return (s_eff, sums[1] / safe, sums[2] / safe, sums[3] / safe, abo, d_lin, d_sat,
                 hb)
 
-    def _line_state(self, teff, logg, feh, alpha):
+    def _line_state(self, teff, logg, feh, alpha, vmicro=None):
         """Per-line formation parameters at some labels (shared by synthesis and calibration).
 
         Returns
@@ -1315,7 +1322,8 @@ class LineListLibrary(SyntheticLibrary):
         s, t_line, press, ne, abo, d_lin, d_sat, hb = self._line_strengths(atm, feh, alpha, fast)
         nmet = s.size - int(self._has_hbeta)
         lam = self._l_lam[:nmet]
-        vmicro = self.vmicro_at(teff, logg, feh)
+        if vmicro is None:
+            vmicro = self.vmicro_at(teff, logg, feh)
         vel2 = 2.0 * _K_B * t_line[:nmet] / self._l_mass[:nmet] + (vmicro * 1e5) ** 2
         sigma = lam * np.sqrt(vel2) / _C_CGS / np.sqrt(2.0)         # Gaussian sigma, Å
         gamma = self._l_hwhm_per_gamma[:nmet] * (self._l_grad[:nmet]
@@ -1358,8 +1366,8 @@ class LineListLibrary(SyntheticLibrary):
             c[s] = lo + f * (hi - lo)
         return 1.0 - c * depth
 
-    def _residual(self, teff, logg, feh, alpha):
-        st = self._line_state(teff, logg, feh, alpha)
+    def _residual(self, teff, logg, feh, alpha, vmicro=None):
+        st = self._line_state(teff, logg, feh, alpha, vmicro=vmicro)
         if self._accuracy == "fast":
             eta = self._eta_fast(st["lam"], st["sigma"], st["gamma"], st["strength"])
         else:
@@ -1718,7 +1726,7 @@ class LineListLibrary(SyntheticLibrary):
         coarse = self._planck_scale / np.expm1(self._hck_over_wave / teff)
         return self._upsample(coarse, self._planck_lagrange)
 
-    def _make_spectrum(self, resid, cont, rows, normalized, batch):
+    def _make_spectrum(self, resid, cont, rows, normalized, batch, vmicro=None):
         from specutils import Spectrum
         normalized = self._normalized if normalized is None else normalized
         if not isinstance(normalized, (bool, np.bool_)):
@@ -1732,7 +1740,8 @@ class LineListLibrary(SyntheticLibrary):
                 "resolution": self._resolution, "linelist": self._linelist,
                 "normalized": bool(normalized), "accuracy": self._accuracy,
                 "physics": self._physics}
-        vmic = np.array([self.vmicro_at(r[0], r[1], r[2]) for r in labels])
+        vmic = np.array([self.vmicro_at(r[0], r[1], r[2]) if vmicro is None else vmicro
+                         for r in labels])
         meta["vmicro"] = vmic if batch else float(vmic[0])
         for i, key in enumerate(("teff", "logg", "feh", "alpha")):
             meta[key] = labels[:, i].copy() if batch else float(labels[0, i])

@@ -190,6 +190,11 @@ class BuildConfig:
     coverage_max_fraction : float
         Largest fraction of a beam dropped (at either end or as a gap inside;
         uniform from 0).  Default 0.4.
+    vmicro_sigma : float
+        Microturbulence as a nuisance dimension: each label point's
+        microturbulence is the library's at its labels plus a Gaussian draw of
+        this width, km/s (``build_synthetic(vmicro_sigma=)``; linelist
+        library only).  Default 0 (off).
     """
 
     library: str = _field("linelist", _str())
@@ -207,6 +212,7 @@ class BuildConfig:
     workers: int = _field(1, _int(1))
     coverage_probability: float = _field(0.5, _real(0, 1))
     coverage_max_fraction: float = _field(0.4, _real(0, 0.99))
+    vmicro_sigma: float = _field(0.0, _real(0, 5))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -268,6 +268,7 @@ class TrainRunner:
             fitter_options=dict(b.fitter_options), workers=b.workers, overwrite=True,
             coverage=None if b.coverage_probability == 0 or b.fitter.lower() == "none" else
             {"probability": b.coverage_probability, "max_fraction": b.coverage_max_fraction},
+            vmicro_sigma=b.vmicro_sigma,
             config={"library_options": json.loads(json.dumps(b.library_options)),
                     "labels": "grid" if b.grid else "uniform",
                     "vary_alpha": bool(b.vary_alpha)})
