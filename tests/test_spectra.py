@@ -309,3 +309,50 @@ def test_bad_arguments():
         prepare(make(), min_pixels=1)
     with pytest.raises(ValueError, match="max_bad_fraction"):
         prepare(make(), max_bad_fraction=1.0)
+
+
+def _check_rows_numpy(flux, std, mask, has_std):
+    """The pixel rules of check_rows written with NumPy (its formulation before the kernel)."""
+    n = flux.shape[0]
+    bad = ~np.isfinite(flux)
+    if mask is not None:
+        bad |= mask
+    zero_rows = np.zeros(n, bool)
+    if std is None:
+        sigma = np.full(flux.shape, np.nan)
+    else:
+        given = np.ones(n, bool) if has_std is None else np.asarray(has_std, bool)
+        with np.errstate(invalid="ignore"):
+            std = np.where(std >= 0, std, np.nan)
+        finite = np.isfinite(std)
+        zero_rows = given & np.all(~finite | (std == 0), axis=1) & np.any(finite, axis=1)
+        use = given & ~zero_rows
+        bad |= use[:, None] & ~(finite & (std > 0))
+        sigma = np.where(use[:, None], std, np.nan)
+    return bad, sigma, np.count_nonzero(bad, axis=1), np.any((flux > 0) & ~bad, axis=1), zero_rows
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_scan_kernel_equals_the_numpy_rules(dtype):
+    from remap.spectra._rows_kernel import scan_rows
+    rng = np.random.default_rng(4)
+    n, npix = 30, 400
+    flux = (1 + 0.1 * rng.standard_normal((n, npix))).astype(dtype)
+    flux[rng.random((n, npix)) < 0.02] = np.nan
+    flux[2] = -1.0
+    flux[3, :390] = np.inf
+    std = np.abs(0.01 * rng.standard_normal((n, npix))).astype(dtype)
+    for value, p in ((0.0, 0.01), (-0.01, 0.01), (np.inf, 0.01), (np.nan, 0.01)):
+        std[rng.random((n, npix)) < p] = value
+    std[5] = 0.0                     # zero everywhere: not given
+    std[6] = 0.0
+    std[6, 7] = np.nan               # zero where finite: not given
+    std[7] = np.nan                  # nowhere finite: given, every pixel bad
+    mask = rng.random((n, npix)) < 0.03
+    has = rng.random(n) < 0.8
+    for s, m, h in ((std, mask, has), (std, None, None), (None, mask, None), (None, None, None)):
+        got = scan_rows(flux, s, m, h)
+        want = _check_rows_numpy(flux, s, m, h)
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype or g.dtype.kind == w.dtype.kind == "i"
+            np.testing.assert_array_equal(g, w)

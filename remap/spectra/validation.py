@@ -318,29 +318,20 @@ def check_rows(flux, std, mask, labels, *, has_std=None, min_pixels=MIN_PIXELS,
     errors : list of str or None
         Per row: why it cannot be used, or None.
     """
+    # imported on use: numba's import costs about a second
+    from ._rows_kernel import scan_rows
+
     n, npix = flux.shape
     notes = [[] for _ in range(n)]
-    bad = ~np.isfinite(flux)
-    if mask is not None:
-        bad |= mask
-    if std is None:
-        sigma = np.full(flux.shape, np.nan)
-    else:
-        given = np.ones(n, bool) if has_std is None else np.asarray(has_std, bool)
-        with np.errstate(invalid="ignore"):
-            std = np.where(std >= 0, std, np.nan)   # negative standard deviations: invalid
-        finite = np.isfinite(std)
-        # input rule: an uncertainty of exactly zero everywhere means "none given"
-        zero_rows = given & np.all(~finite | (std == 0), axis=1) & np.any(finite, axis=1)
+    # one compiled pass per row (remap.spectra._rows_kernel): bad = non-finite flux or
+    # masked, and in rows that use their uncertainty also a zero, negative or non-finite
+    # one (negative standard deviations are invalid: NaN in sigma); an uncertainty of
+    # exactly zero everywhere means "none given"
+    bad, sigma, nbad, positive, zero_rows = scan_rows(flux, std, mask, has_std)
+    if std is not None:
         for i in np.flatnonzero(zero_rows):
             notes[i].append(("sigma_all_zero", f"{labels[i]}: the uncertainty is zero "
                                                "everywhere; taken as not given"))
-        # input rule: zero, negative or non-finite uncertainties mark bad pixels
-        use = given & ~zero_rows
-        bad |= use[:, None] & ~(finite & (std > 0))
-        sigma = np.where(use[:, None], std, np.nan)
-    nbad = np.count_nonzero(bad, axis=1)
-    positive = np.any((flux > 0) & ~bad, axis=1)
     errors = [None] * n
     for i in np.flatnonzero((nbad / npix > max_bad_fraction) | (npix - nbad < min_pixels)
                             | ~positive):
