@@ -30,7 +30,9 @@ cross-correlation velocity shift.  Rows:
 * synthesis speed, spectra/s on one core at R 100,000 over 4800-5800 Å.
 
 The default model's rows (``remap.fit`` on the real Sun) follow; set
-``REMAP_REALISM_MODEL=0`` to skip them (e.g. when only the library changed).
+``REMAP_REALISM_MODEL=0`` to skip them (e.g. when only the library changed), or to
+the folder of another model artifact to measure that one instead (e.g. a
+``remap train`` run's ``model/``).
 
 A figure of the library against the reference around H beta and Mg b is written to
 ``benchmarks/results/realism/realism.png``.  ``--quick`` skips the hold-out
@@ -429,13 +431,21 @@ def main(quick=False):
     fig = _ROOT / "benchmarks" / "results" / "realism" / "realism.png"
     _figure(fig, ref_wave, ref_flux, spectra, velocity)
     print(f"figure: {fig}")
-    if os.environ.get("REMAP_REALISM_MODEL", "1") == "0":
+    choice = os.environ.get("REMAP_REALISM_MODEL", "1")
+    if choice == "0":
         print("default model rows skipped (REMAP_REALISM_MODEL=0)")
         return
-    _model_rows(path, quick)
+    model = None
+    if choice != "1":
+        model = Path(choice)
+        if not (model / "manifest.json").is_file():
+            print(f"model rows skipped: REMAP_REALISM_MODEL={choice!r} is neither 0, 1 nor "
+                  f"a model artifact folder (no manifest.json)")
+            return
+    _model_rows(path, quick, model)
 
 
-def _model_rows(path, quick):
+def _model_rows(path, quick, model=None):
     """The default model on the real Sun through remap.fit, as an observer would give it."""
     from benchmarks._solar import SUN, fit_sun
 
@@ -452,12 +462,13 @@ def _model_rows(path, quick):
         ("R 11,000, 0.1 Å, SNR 100, 4977-5760 Å only", 100.0,
          dict(degrade_to=11_000, grid_step=0.1, wave_range=(4977.0, 5760.0)), {}),
     ]
-    print(f"default model on the Sun ({path.name}) through remap.fit, {len(seeds)} noise draws; "
+    which = "default model" if model is None else f"model {model}"
+    print(f"{which} on the Sun ({path.name}) through remap.fit, {len(seeds)} noise draws; "
           f"median of the medians, [min, max]; labels {SUN['teff']:.0f} / {SUN['logg']} / "
           f"{SUN['feh']:+.2f} (target: within 50 K / 0.1 / 0.05, no FAR_FROM_TRAINING)")
     print(f"{'input':<48} {'dT_eff (K)':>18} {'dlog g':>18} {'d[Fe/H]':>18} {'rv':>7}  flags")
     for name, snr, observe, options in cases:
-        rows = fit_sun(snr=snr, seeds=seeds, fit_options=options, **observe)
+        rows = fit_sun(model, snr=snr, seeds=seeds, fit_options=options, **observe)
         cols = []
         for p, fmt in (("teff", "{:+.0f}"), ("logg", "{:+.2f}"), ("feh", "{:+.2f}")):
             d = np.array([r[f"d{p}"] for r in rows])
