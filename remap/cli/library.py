@@ -136,19 +136,13 @@ def calibrate(reference, output, holdout, window, labels, prior_sigma, iteration
     """
     # imported on use: the line-list library loads its atomic data; `remap --help` stays fast
     from ..libraries.calibrate import calibrate_linelist, read_reference
-    from ..libraries.linelist import PHYSICS
-
-    if physics is None:
-        physics = PHYSICS[0]
-    elif physics not in PHYSICS:
-        raise click.BadParameter(f"must be one of {', '.join(PHYSICS)}, got {physics!r}",
-                                 param_hint="--physics")
 
     try:
         wave, flux = read_reference(reference)
         result = calibrate_linelist(wave, flux, labels=tuple(labels) + (0.0,),
                                     holdout=holdout, window=window, prior_sigma=prior_sigma,
-                                    iterations=iterations, physics=physics)
+                                    iterations=iterations,
+                                    **({} if physics is None else {"physics": physics}))
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from exc
     result.write(output)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from astropy.table import Table
 from tqdm import tqdm
 
 from .. import augment as aug
-from .._util.validators import check_int
+from .._util.validators import check_int, check_real
 from ..augment import augment
 from ..continuum import normalize
 from ..heads import FEH, LOGG, TEFF
@@ -356,16 +357,15 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
     fitter_record = None if fitter_obj is None else {
         "name": fitter if isinstance(fitter, str) else type(fitter_obj).__name__,
         **fitter_obj.get_config()}
-    if isinstance(vmicro_sigma, bool) or not isinstance(vmicro_sigma, (int, float)) or not (
-            np.isfinite(vmicro_sigma) and 0.0 <= vmicro_sigma <= 5.0):
-        raise ValueError(f"vmicro_sigma must be a number in [0, 5] km/s, got {vmicro_sigma!r}")
+    vmicro_sigma = check_real("vmicro_sigma", vmicro_sigma, 0.0, 5.0)
+    metadata_fields = dict(DEFAULT_METADATA_FIELDS)
     if vmicro_sigma:
-        import inspect
         if (not hasattr(library, "vmicro_at")
                 or "vmicro" not in inspect.signature(library.spectrum).parameters):
             raise DatasetError(f"vmicro_sigma needs a library whose spectrum() takes vmicro= "
                                f"(the linelist library); {library.name!r} does not")
-        options["vmicro_sigma"] = float(vmicro_sigma)
+        options["vmicro_sigma"] = vmicro_sigma
+        metadata_fields["vmicro"] = "float32"
     per_point = len(options["resolutions"]) * len(options["noise_levels"]) * options["draws"]
     heads = (TEFF, LOGG, FEH)
     label_values = np.column_stack([np.asarray(labels[h.name], dtype=float) for h in heads])
@@ -392,9 +392,6 @@ def build_synthetic(directory, library, survey, labels, *, seed=0, shard_size=20
                        .tobytes()).hexdigest(),
                    "samples_per_label_point": per_point, **options, "fitter": fitter_record,
                    **({} if coverage is None else {"coverage": coverage}), **(config or {})}
-    metadata_fields = dict(DEFAULT_METADATA_FIELDS)
-    if vmicro_sigma:
-        metadata_fields["vmicro"] = "float32"
     # augmentation runs per label point without normalization; the continuum is
     # fitted once per shard and beam on the whole batch (the fitters treat each
     # row independently, and the vectorized ones are several times faster per

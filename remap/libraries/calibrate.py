@@ -53,6 +53,7 @@ docs come from the ``holdout=4`` run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import numbers
 import time
@@ -241,7 +242,8 @@ class _Model:
         # physics v4: H beta by its own formal solution, a factor on the metal-line flux
         self.formal_hbeta = st["hbeta"] is not None and lib.physics not in _ME_HBETA
         self._hbeta = (st["hbeta"], st["vmicro"])
-        self._hbeta_cache = {}
+        # the fit asks for the same offsets again (forward, Jacobian, line search)
+        self.hbeta = functools.lru_cache(maxsize=8)(self._hbeta_flux)
         if st["hbeta"] is not None and not self.formal_hbeta:
             lib._add_hbeta(self.eta_fixed, *st["hbeta"], vmicro=st["vmicro"])
         dl = np.interp(wave, lib._nodes, self.d_lin)
@@ -267,17 +269,13 @@ class _Model:
         self.dx = wave[self.rows] - self.lam[idx][self.cols]
         self.ref_wave = ref_wave
 
-    def hbeta(self, offset):
-        """Residual flux of the formal-solution H beta at log gf ``offset`` on all pixels."""
-        key = float(offset)
-        if key not in self._hbeta_cache:
-            if len(self._hbeta_cache) > 8:
-                self._hbeta_cache.clear()
-            r = np.ones(self.wave.size)
-            lo, hi, r_hb = self.lib._hbeta_residual(*self._hbeta, loggf_offset=key)
-            r[lo:hi] = r_hb
-            self._hbeta_cache[key] = r
-        return self._hbeta_cache[key]
+    def _hbeta_flux(self, offset):
+        """Residual flux of the formal-solution H beta at log gf ``offset`` on all pixels
+        (``self.hbeta``, cached)."""
+        r = np.ones(self.wave.size)
+        lo, hi, r_hb = self.lib._hbeta_residual(*self._hbeta, loggf_offset=float(offset))
+        r[lo:hi] = r_hb
+        return r
 
     def profiles(self, log_e):
         """Sparse (pixels x active lines) laboratory-strength profiles with damping 10^log_e."""
