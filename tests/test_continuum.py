@@ -297,6 +297,35 @@ def test_fast_rows_do_not_depend_on_their_batch(batches):
         np.testing.assert_array_equal(fitter.fit(flux[i], mask=mask[i]), whole[i])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fast_compiled_preparation_equals_numpy(batches, dtype):
+    # fit() scales and packs the rows in one compiled pass (_prepare_fast); the NumPy
+    # preparation (_prepare, kept for the faithful mode and for the errors) gives the same
+    # continuum bit for bit
+    flux = np.concatenate([batches[50][0].flux.value[:3], batches[200][0].flux.value[:3]])
+    flux = (flux * 3e-15).astype(dtype)
+    mask = np.zeros(flux.shape, bool)
+    mask[1, 100:400] = True
+    mask[2, ::5] = True
+    mask[4, -300:] = True
+    flux[4, -300:] = np.nan                 # NaN under the mask
+    fitter = Algorithm1()
+    z, good, scale, a_eff, _ = fitter._prepare(flux, mask, None)
+    numpy_path = fitter._fit_fast(z, good, a_eff) * scale[:, None]
+    np.testing.assert_array_equal(fitter.fit(flux, mask=mask), numpy_path)
+    assert fitter._prepare_fast(flux, mask, None) is not None
+    # one bad row: the NumPy preparation raises its specific error
+    bad = flux.copy()
+    bad[3, 17] = np.inf
+    assert fitter._prepare_fast(bad, mask, None) is None
+    with pytest.raises(ValueError, match="non-finite value .* pixel 17 of spectrum 3"):
+        fitter.fit(bad, mask=mask)
+    few = mask.copy()
+    few[5, 10:] = True
+    with pytest.raises(ValueError, match="spectrum 5 has 10 unmasked pixels"):
+        fitter.fit(flux, mask=few)
+
+
 # -- masks and bad input -----------------------------------------------------------------
 
 @pytest.mark.parametrize("fitter", [Algorithm1(), Clipped()], ids=["algorithm1", "clipped"])

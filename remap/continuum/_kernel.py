@@ -47,7 +47,7 @@ import numpy as np
 from .._util.jit import njit
 from .._util.threads import over_rows
 
-__all__ = ["solve_stages", "combine", "NEVER", "WIDTH"]
+__all__ = ["prepare_rows", "solve_stages", "combine", "NEVER", "WIDTH"]
 
 #: Event time meaning "never" (no crossing).
 NEVER = np.iinfo(np.int64).max
@@ -475,3 +475,84 @@ def _combine_rows(r0, r1, e, basis, out):
             c = e[r, i]
             for p in range(npix):
                 out[r, p] += c * basis[i, p]
+
+
+def prepare_rows(flux, bad, edges, stage_v, a, threshold, min_good, zt, start, scale, a_eff,
+                 error):
+    """Scale a batch and pack the kernel's inputs in one pass per row (`Algorithm1` ``fast``).
+
+    For each row: ``scale`` = the median of the unmasked flux, ``z = flux /
+    scale``, ``zt = z / threshold`` (``-inf`` at masked pixels), ``start = 10 +
+    max(z)`` over the unmasked pixels and ``a_eff[s, k] = min(a, n_k - 1)``
+    with ``n_k`` the unmasked pixels of bin ``k`` of stage ``s`` -- the values
+    `Algorithm1._prepare` and `Algorithm1._fit_fast` compute with NumPy, bit
+    for bit.
+
+    Parameters
+    ----------
+    flux : float64 (n, npix)
+    bad : bool (n, npix)
+        True = masked.
+    edges, stage_v
+        As for `solve_stages`.
+    a : int
+    threshold : float
+    min_good : int
+        Fewest unmasked pixels a row needs.
+    zt, start, scale, a_eff
+        Outputs (as `solve_stages` takes them, and the scales).
+    error : int64 (n,)
+        Output: 0, or what is wrong with the row (1 a non-finite unmasked
+        value, 2 fewer than ``min_good`` unmasked pixels, 3 a median that is not
+        positive, 4 a bin without unmasked pixels); the caller raises the
+        specific error.
+    """
+    over_rows(_prepare_rows, flux.shape[0], flux, bad, edges, stage_v, int(a), float(threshold),
+              int(min_good), zt, start, scale, a_eff, error)
+
+
+@njit
+def _prepare_rows(r0, r1, flux, bad, edges, stage_v, a, threshold, min_good, zt, start, scale,
+                  a_eff, error):
+    """Rows ``r0:r1`` of `prepare_rows`."""
+    npix = flux.shape[1]
+    buf = np.empty(npix)
+    for r in range(r0, r1):
+        error[r] = 0
+        ng = 0
+        for p in range(npix):
+            if not bad[r, p]:
+                f = flux[r, p]
+                if not np.isfinite(f):
+                    error[r] = 1
+                    break
+                buf[ng] = f
+                ng += 1
+        if error[r] != 0:
+            continue
+        if ng < min_good:
+            error[r] = 2
+            continue
+        m = np.median(buf[:ng])
+        if not m > 0.0:
+            error[r] = 3
+            continue
+        scale[r] = m
+        top = -np.inf
+        for p in range(npix):
+            if bad[r, p]:
+                zt[r, p] = -np.inf
+            else:
+                z = flux[r, p] / m
+                if z > top:
+                    top = z
+                zt[r, p] = z / threshold
+        start[r] = 10.0 + top
+        for s in range(stage_v.size):
+            for k in range(stage_v[s]):
+                n_use = 0
+                for p in range(edges[s, k], edges[s, k + 1]):
+                    n_use += not bad[r, p]
+                if n_use == 0:
+                    error[r] = 4
+                a_eff[r, s, k] = min(a, n_use - 1)

@@ -337,6 +337,14 @@ class Algorithm1(ContinuumFitter):
         remap.continuum.ContinuumError
             ``max_passes`` was exceeded.
         """
+        if self.mode == "fast":
+            prepared = self._prepare_fast(flux, mask, wavelength)
+            if prepared is not None:
+                zt, start, scale, a_pack, squeeze = prepared
+                cont = self._solve_fast(zt, start, a_pack)
+                cont *= scale[:, None]
+                return cont[0] if squeeze else cont
+        # the faithful mode, and a batch with a bad row (NumPy: its specific error)
         z, good, scale, a_eff, squeeze = self._prepare(flux, mask, wavelength)
         if self.mode == "faithful":
             cont = np.stack([self._fit_faithful(z[i], good[i],
@@ -385,6 +393,43 @@ class Algorithm1(ContinuumFitter):
             a_eff[v] = np.minimum(self.a, n_use - 1)
         return z, good, scale, a_eff, squeeze
 
+    def _prepare_fast(self, flux, mask, wavelength):
+        """`_prepare` and the kernel's inputs in one compiled pass per row (`_kernel.prepare_rows`).
+
+        Returns ``(zt, start, scale, a_pack, squeeze)`` as `_solve_fast` takes
+        them, or None when a row is bad (`_prepare` then raises its error).
+        """
+        from . import _kernel  # the numba boundary: compiled on first use
+
+        arr = np.asarray(flux)
+        if (arr.dtype.kind not in "fiu" or arr.ndim not in (1, 2) or arr.shape[-1] < 2
+                * BIN_COUNTS[-1] or arr.size == 0):
+            return None
+        squeeze = arr.ndim == 1
+        f = np.ascontiguousarray(np.atleast_2d(arr), dtype=np.float64)
+        if mask is None:
+            bad = np.zeros(f.shape, dtype=bool)
+        else:
+            m = np.asarray(mask)
+            if m.shape != arr.shape or m.dtype != bool:
+                return None
+            bad = np.ascontiguousarray(np.atleast_2d(m))
+        if wavelength is not None:
+            ContinuumFitter._as_batch(f[:1], bad[:1], wavelength, min_good=2 * BIN_COUNTS[-1])
+        n, npix = f.shape
+        tables = _stage_tables(npix)
+        zt = np.empty((n, npix))
+        start = np.empty(n)
+        scale = np.empty(n)
+        a_pack = np.zeros((n, len(BIN_COUNTS), BIN_COUNTS[-1]), dtype=np.int64)
+        error = np.zeros(n, dtype=np.int64)
+        _kernel.prepare_rows(f, bad, tables["edges"], tables["stage_v"], self.a,
+                             self._threshold, 2 * BIN_COUNTS[-1], zt, start, scale, a_pack,
+                             error)
+        if np.any(error):
+            return None
+        return zt, start, scale, a_pack, squeeze
+
     # -- faithful -------------------------------------------------------------------------
     def _fit_faithful(self, z, good, a_eff):
         """The literal loop for one scaled spectrum ``z`` (see the class notes)."""
@@ -429,10 +474,7 @@ class Algorithm1(ContinuumFitter):
     # -- fast -----------------------------------------------------------------------------
     def _fit_fast(self, z, good, a_eff):
         """Synchronous passes solved event by event in the compiled kernel (`_kernel`)."""
-        from . import _kernel  # the numba boundary: compiled on first use
-
-        n, npix = z.shape
-        tables = _stage_tables(npix)
+        n = z.shape[0]
         vmax = BIN_COUNTS[-1]
         masked = np.where(good, z, -np.inf)
         start = 10.0 + masked.max(axis=1)
@@ -440,6 +482,15 @@ class Algorithm1(ContinuumFitter):
         a_pack = np.zeros((n, len(BIN_COUNTS), vmax), dtype=np.int64)
         for s, v in enumerate(BIN_COUNTS):
             a_pack[:, s, :v] = a_eff[v]
+        return self._solve_fast(zt, start, a_pack)
+
+    def _solve_fast(self, zt, start, a_pack):
+        """The kernel's stages and the final fit of `_fit_fast`, from its packed inputs."""
+        from . import _kernel  # the numba boundary: compiled on first use
+
+        n, npix = zt.shape
+        tables = _stage_tables(npix)
+        vmax = BIN_COUNTS[-1]
         e = np.zeros((n, vmax))
         status = np.zeros(n, dtype=np.int64)
         stage = np.zeros(n, dtype=np.int64)
