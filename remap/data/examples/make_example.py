@@ -69,7 +69,7 @@ SURVEY_SEED = 0
 #: Physics version of the ``linelist`` library: the one the default model was trained on
 #: (its manifest's ``library_physics``), so that the example is one more star of the
 #: default model's simulated survey.
-PHYSICS = "v3"
+PHYSICS = "v4"
 
 
 def simulation_config():
