@@ -517,6 +517,7 @@ def _prepare_rows(r0, r1, flux, bad, edges, stage_v, a, threshold, min_good, zt,
     """Rows ``r0:r1`` of `prepare_rows`."""
     npix = flux.shape[1]
     buf = np.empty(npix)
+    n_good = np.zeros(npix + 1, dtype=np.int64)   # unmasked pixels before pixel p
     for r in range(r0, r1):
         error[r] = 0
         ng = 0
@@ -528,6 +529,7 @@ def _prepare_rows(r0, r1, flux, bad, edges, stage_v, a, threshold, min_good, zt,
                     break
                 buf[ng] = f
                 ng += 1
+            n_good[p + 1] = ng
         if error[r] != 0:
             continue
         if ng < min_good:
@@ -550,9 +552,7 @@ def _prepare_rows(r0, r1, flux, bad, edges, stage_v, a, threshold, min_good, zt,
         start[r] = 10.0 + top
         for s in range(stage_v.size):
             for k in range(stage_v[s]):
-                n_use = 0
-                for p in range(edges[s, k], edges[s, k + 1]):
-                    n_use += not bad[r, p]
+                n_use = n_good[edges[s, k + 1]] - n_good[edges[s, k]]
                 if n_use == 0:
                     error[r] = 4
                 a_eff[r, s, k] = min(a, n_use - 1)

@@ -414,9 +414,8 @@ class Algorithm1(ContinuumFitter):
             if m.shape != arr.shape or m.dtype != bool:
                 return None
             bad = np.ascontiguousarray(np.atleast_2d(m))
-        if wavelength is not None:
-            ContinuumFitter._as_batch(f[:1], bad[:1], wavelength, min_good=2 * BIN_COUNTS[-1])
         n, npix = f.shape
+        self._check_wavelength(wavelength, npix)
         tables = _stage_tables(npix)
         zt = np.empty((n, npix))
         start = np.empty(n)

@@ -194,12 +194,17 @@ class ContinuumFitter(abc.ABC):
             raise ValueError(f"spectrum {row} has {ngood[row]} unmasked pixels; at least "
                              f"{min_good} are needed to fit a continuum")
         flux2[bad] = 0.0
-        wave = None
-        if wavelength is not None:
-            wave = np.asarray(wavelength, dtype=float)
-            if wave.shape != (npix,):
-                raise ValueError(f"wavelength must be 1-D with {npix} values (one per pixel); "
-                                 f"received shape {wave.shape}")
-            if not np.all(np.isfinite(wave)) or not np.all(np.diff(wave) > 0):
-                raise ValueError("wavelength must be finite and strictly increasing (Å)")
-        return flux2, good, wave, squeeze
+        return flux2, good, ContinuumFitter._check_wavelength(wavelength, npix), squeeze
+
+    @staticmethod
+    def _check_wavelength(wavelength, npix):
+        """``wavelength`` as a float array of ``npix`` ascending values (or None), else raise."""
+        if wavelength is None:
+            return None
+        wave = np.asarray(wavelength, dtype=float)
+        if wave.shape != (npix,):
+            raise ValueError(f"wavelength must be 1-D with {npix} values (one per pixel); "
+                             f"received shape {wave.shape}")
+        if not np.all(np.isfinite(wave)) or not np.all(np.diff(wave) > 0):
+            raise ValueError("wavelength must be finite and strictly increasing (Å)")
+        return wave
