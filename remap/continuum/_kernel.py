@@ -69,8 +69,16 @@ N_BUCKETS = (1023 << 2) - _KEY0 + 1
 
 
 @njit
+def _u(i):
+    """``i`` as an unsigned index: numba then skips its negative-index wraparound, which
+    keeps loops whose bounds come from arrays from vectorizing (about 2x on the scans)."""
+    return np.uint64(i)
+
+
+@njit
 def _dot(w, base, j, x):
-    b = base[j]
+    j = _u(j)
+    b = _u(base[j])
     return w[0, j] * x[b] + w[1, j] * x[b + 1] + w[2, j] * x[b + 2] + w[3, j] * x[b + 3]
 
 
@@ -137,7 +145,7 @@ def _solve(k, T, ef, ed, zt, w, base, pix, npx, out_above, a_k, log_s, ups, down
     kmax = a_k + 1
     ntop = 0
     for p in range(npx):
-        j = pix[p]
+        j = _u(pix[p])
         z = zt[j]
         A = _dot(w, base, j, ef)
         D = _dot(w, base, j, ed)
@@ -199,13 +207,13 @@ def _build(k, e, zt, w, base, seg_end, edges, mono, a_k, log_s, gbuf, hist, idx)
         e2 = e[b + 2]
         e3 = e[b + 3]
         if mono:  # C only falls, by at most C (1 - step**t): a pixel above stays above
-            for p in range(j, stop):
+            for p in range(_u(j), _u(stop)):
                 c = w[0, p] * e0 + w[1, p] * e1 + w[2, p] * e2 + w[3, p] * e3
                 d = c - zt[p]
                 above += d < 0.0
                 gbuf[p] = d / c if d >= 0.0 else -np.inf   # +inf at masked pixels
         else:  # C falls by at most P (1 - step**t) and rises by at most N (1 - step**t)
-            for p in range(j, stop):
+            for p in range(_u(j), _u(stop)):
                 t0 = w[0, p] * e0
                 t1 = w[1, p] * e1
                 t2 = w[2, p] * e2
@@ -224,7 +232,7 @@ def _build(k, e, zt, w, base, seg_end, edges, mono, a_k, log_s, gbuf, hist, idx)
     for q in range(hist.size):
         hist[q] = 0
     count = 0
-    for p in range(j0, j1):
+    for p in range(_u(j0), _u(j1)):
         v = bits[p]
         count += v < 0
         key = ((v & _ABS) >> _SHIFT) - _KEY0
@@ -238,13 +246,13 @@ def _build(k, e, zt, w, base, seg_end, edges, mono, a_k, log_s, gbuf, hist, idx)
     # bits of the bucket edge (none kept if the lowest bucket alone holds more than L)
     limit = (cut + _KEY0) << _SHIFT if cut > 0 else np.int64(0)
     q = 0
-    for p in range(j0, j1):
+    for p in range(_u(j0), _u(j1)):
         if (bits[p] & _ABS) < limit:
             idx[q] = p
             q += 1
     inside = 0
     for q in range(n):
-        p = idx[q]
+        p = _u(idx[q])
         inside += zt[p] > _dot(w, base, p, e)
     if unlimited:
         return count, n, count - inside, np.int64(-1)
@@ -268,7 +276,7 @@ def _first_stop(z, c, edges, v, a_s, log_s, top):
         kmax = a_s[k] + 1
         ntop = 0
         above = 0
-        for j in range(edges[k], edges[k + 1]):
+        for j in range(_u(edges[k]), _u(edges[k + 1])):
             r = z[j]
             if r > c:
                 above += 1
@@ -500,7 +508,7 @@ def _solve_rows(r0, r1, zt, start, a_eff, stage_v, edges, centres, w, base, seg_
                     else:
                         cnt = out_above[k]
                         for q in range(n_short[k]):
-                            j = sl_idx[k, q]
+                            j = _u(sl_idx[k, q])
                             cnt += z[j] > _dot(ws, bs, j, e)
                     if (cnt <= a_s[k]) != fl[k]:
                         changed[k] = True
