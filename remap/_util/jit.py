@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numba
 
-__all__ = ["njit"]
+__all__ = ["njit", "uidx"]
 
 
 def njit(func):
@@ -38,3 +38,16 @@ def njit(func):
         return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
     except RuntimeError:  # "cannot cache function ...: no locator available"
         return numba.njit(cache=False, nogil=True, error_model="numpy")(func)
+
+
+@numba.njit(inline="always")
+def uidx(i):
+    """``i`` as an unsigned index (inside kernels).
+
+    numba wraps negative indices around as Python does, with a sign test on
+    every access whose index it cannot prove non-negative (bounds or indices
+    read from arrays, ``i + offset``...); in a hot loop that test keeps LLVM
+    from vectorizing it.  Indexing with ``uidx(i)`` drops the test (the index
+    must be non-negative).
+    """
+    return numba.uint64(i)

@@ -49,6 +49,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._util.jit import njit
+from .._util.jit import uidx as _u
 from .._util.threads import over_rows
 
 __all__ = ["prepare_rows", "solve_stages", "combine", "NEVER", "WIDTH"]
@@ -66,13 +67,6 @@ _ABS = np.int64(0x7FFFFFFFFFFFFFFF)
 _SHIFT = 50
 _KEY0 = (1023 - 30) << 2
 N_BUCKETS = (1023 << 2) - _KEY0 + 1
-
-
-@njit
-def _u(i):
-    """``i`` as an unsigned index: numba then skips its negative-index wraparound, which
-    keeps loops whose bounds come from arrays from vectorizing (about 2x on the scans)."""
-    return np.uint64(i)
 
 
 @njit

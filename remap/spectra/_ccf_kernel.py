@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._util.jit import njit
+from .._util.jit import njit, uidx
 from .._util.threads import over_rows
 
 __all__ = ["prepare_rows", "smooth_params"]
@@ -45,11 +45,11 @@ def _boxcar(x, nb, k, tmp):
         for i in range(nb):
             add = i - lo_off + k - 1
             if 0 <= add < nb:
-                acc += tmp[add]
+                acc += tmp[uidx(add)]
             x[i] = acc / k
             drop = i - lo_off
             if 0 <= drop < nb:
-                acc -= tmp[drop]
+                acc -= tmp[uidx(drop)]
 
 
 @njit
@@ -70,7 +70,7 @@ def _upsample(vals, nb, size, npix, out):
         for p in range(p0, p1):
             w = (p - c0) / size
             w = min(max(w, 0.0), 1.0)
-            out[p] = v0 + dv * w
+            out[uidx(p)] = v0 + dv * w
 
 
 @njit
@@ -80,7 +80,7 @@ def _smooth(y, wt, npix, size, k, out, num, den, tmp):
     for b in range(nb):
         s = 0.0
         d = 0.0
-        for p in range(b * size, min((b + 1) * size, npix)):
+        for p in range(uidx(b * size), uidx(min((b + 1) * size, npix))):
             s += y[p] * wt[p]
             d += wt[p]
         num[b] = s
@@ -170,14 +170,14 @@ def _prepare(r0, r1, lnw, flux, bad, grid, cont_size, cont_k, cont_window, hp_si
             sm[i] = s if np.isfinite(s) else f[i]
         for b in range(nbm):
             m = -np.inf
-            for p in range(b * bsize, min((b + 1) * bsize, nfft)):
+            for p in range(uidx(b * bsize), uidx(min((b + 1) * bsize, nfft))):
                 if sm[p] > m:
                     m = sm[p]
             bmax[b] = m
         for b in range(nbm):
             m = -np.inf
             for q in range(b - 2, b + 2):
-                v = bmax[min(max(q, 0), nbm - 1)]
+                v = bmax[uidx(min(max(q, 0), nbm - 1))]
                 if v > m:
                     m = v
             env[b] = m

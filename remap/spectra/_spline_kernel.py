@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._util.jit import njit
+from .._util.jit import njit, uidx
 from .._util.threads import over_rows
 
 __all__ = ["spline_rows", "linear_rows"]
@@ -51,18 +51,23 @@ def _row(x, y, xq, out, slope, dx, sub, diag, sup, rhs):
     s = rhs
     s[n - 1] = rhs[n - 1] / diag[n - 1]
     for i in range(n - 2, -1, -1):
-        s[i] = (rhs[i] - sup[i] * s[i + 1]) / diag[i]
-    # evaluation of the cubic pieces at the (ascending) query points
+        u = uidx(i)
+        s[u] = (rhs[u] - sup[u] * s[u + 1]) / diag[u]
+    # the cubic pieces' coefficients (a separate loop: its divisions vectorize), then their
+    # evaluation at the (ascending) query points
+    c2 = sub
+    c3 = sup
+    for j in range(n - 1):
+        h = dx[j]
+        c2[j] = (3.0 * slope[j] - 2.0 * s[j] - s[j + 1]) / h
+        c3[j] = (s[j] + s[j + 1] - 2.0 * slope[j]) / (h * h)
     j = 0
     for q in range(xq.size):
         xv = xq[q]
         while j < n - 2 and xv > x[j + 1]:
             j += 1
-        h = dx[j]
         t = xv - x[j]
-        c2 = (3.0 * slope[j] - 2.0 * s[j] - s[j + 1]) / h
-        c3 = (s[j] + s[j + 1] - 2.0 * slope[j]) / (h * h)
-        out[q] = y[j] + t * (s[j] + t * (c2 + t * c3))
+        out[q] = y[j] + t * (s[j] + t * (c2[j] + t * c3[j]))
 
 
 @njit

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._util.jit import njit
+from .._util.jit import njit, uidx
 from .._util.threads import over_rows
 
 __all__ = ["spike_rows", "running_rank_rows"]
@@ -50,18 +50,20 @@ def _window_extreme(x, m, lo, take_max, pad, pre, suf, out):
     n = x.size
     size = n + m - 1
     for k in range(size):
-        pad[k] = x[min(max(k + lo, 0), n - 1)]
+        pad[uidx(k)] = x[uidx(min(max(k + lo, 0), n - 1))]
     for start in range(0, size, m):
         stop = min(start + m, size)
-        pre[start] = pad[start]
+        pre[uidx(start)] = pad[uidx(start)]
         for k in range(start + 1, stop):
-            pre[k] = max(pre[k - 1], pad[k]) if take_max else min(pre[k - 1], pad[k])
-        suf[stop - 1] = pad[stop - 1]
+            u = uidx(k)
+            pre[u] = max(pre[u - 1], pad[u]) if take_max else min(pre[u - 1], pad[u])
+        suf[uidx(stop - 1)] = pad[uidx(stop - 1)]
         for k in range(stop - 2, start - 1, -1):
-            suf[k] = max(suf[k + 1], pad[k]) if take_max else min(suf[k + 1], pad[k])
+            u = uidx(k)
+            suf[u] = max(suf[u + 1], pad[u]) if take_max else min(suf[u + 1], pad[u])
     for i in range(n):
         a = suf[i]
-        b = pre[i + m - 1]
+        b = pre[uidx(i + m - 1)]
         out[i] = max(a, b) if take_max else min(a, b)
 
 
@@ -180,11 +182,11 @@ def _passes(f, s, opening, i, lo, window, rank, q, t):
     count = 0
     a = i + lo
     if a >= 0 and a + window <= npix:
-        for p in range(a, a + window):
+        for p in range(uidx(a), uidx(a + window)):
             count += f[p] < xb
     else:
         for p in range(a, a + window):
-            count += f[min(max(p, 0), npix - 1)] < xb
+            count += f[uidx(min(max(p, 0), npix - 1))] < xb
     return count > rank
 
 
