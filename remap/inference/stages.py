@@ -281,10 +281,11 @@ class Validate(Stage):
                     context.note(star, self.name, code, text)
                 context.piece_resolution[star] = [(a["meta_resolution"], row)]
                 keep.append(j)
+            if len(keep) < len(taken):   # (the arrays are already copies: no other copy)
+                flux, sigma, bad = flux[keep], sigma[keep], bad[keep]
             if keep:
                 groups.setdefault(bundle.key, []).append(
-                    (np.array([taken[j][0] for j in keep], dtype=np.int64),
-                     flux[keep], sigma[keep], bad[keep]))
+                    (np.array([taken[j][0] for j in keep], dtype=np.int64), flux, sigma, bad))
             waves[bundle.key] = (a["wave"], a["medium"])
         checked = self._check(pending, context)
         batches = []
@@ -609,6 +610,8 @@ class Spikes(Stage):
                                or not np.size(known) else
                                [(rows[g], w) for g, w in _groups(batch.take(rows),
                                                                  batch.take(rows).wave)]):
+                    # every row: the arrays themselves, not copies
+                    grp = slice(None) if len(grp) == len(batch) else grp
                     spikes[grp] = find_spikes(
                         batch.flux[grp], w, stddev=batch.sigma[grp] if sel is has else None,
                         mask=batch.mask[grp], known_spikes=known)
@@ -756,6 +759,15 @@ def _snr(flux, sigma, mask):
     return out
 
 
+def _own_float64(a):
+    """``a`` itself when it is a writable, C-contiguous float64 array owning its data, else a
+    copy of it that is."""
+    if (a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable
+            and a.flags.owndata):
+        return a
+    return np.array(a, dtype=np.float64, order="C")
+
+
 def _normalize(batch, cont):
     """Divide the batch's flux and σ by ``cont`` (new arrays); return the SNR per row (`_snr`).
 
@@ -764,8 +776,9 @@ def _normalize(batch, cont):
     """
     from ._snr_kernel import normalize_rows   # numba: imported on first use
 
-    flux = np.array(batch.flux, dtype=np.float64, order="C")
-    sigma = np.array(batch.sigma, dtype=np.float64, order="C")
+    # the stages before own the batch's arrays (split and resample copy): divided in place
+    flux = _own_float64(batch.flux)
+    sigma = _own_float64(batch.sigma)
     snr = normalize_rows(flux, sigma, batch.mask, cont)
     batch.flux, batch.sigma = flux, sigma
     rest = ~np.isfinite(snr)
