@@ -104,6 +104,9 @@ def _down_time(q, log_s):
 def _first_crossing(T, count, a_k, ups, nu, downs, nd, log_s):
     """First pass > ``T`` at which ``count`` crosses ``a_k`` given up/down ratios (sorted here)."""
     floating = count <= a_k
+    # the count only rises through the ups and falls through the downs: out of reach
+    if (floating and count + nu <= a_k) or (not floating and count - nd > a_k):
+        return NEVER
     _sort_desc(ups, nu)     # largest ratio = earliest crossing
     _sort_desc(downs, nd)
     iu = 0
@@ -136,36 +139,42 @@ def _solve(k, T, ef, ed, zt, w, base, pix, npx, out_above, a_k, log_s, ups, down
     count = out_above
     nu = 0
     nd = 0
-    kmax = a_k + 1
-    ntop = 0
-    for p in range(npx):
+    for p in range(npx):   # branch-free: every pixel's ratio, kept where it is a crossing
         j = _u(pix[p])
         z = zt[j]
-        A = _dot(w, base, j, ef)
-        D = _dot(w, base, j, ed)
-        if z > A + D:
-            count += 1
-            if A < 0.0 and z - D < 0.0:
-                downs[nd] = (D - z) / -A
-                nd += 1
-        elif A > 0.0 and z - D > 0.0:
-            r = (z - D) / A
-            ups[nu] = r
-            nu += 1
-            if ntop < kmax or r > top[kmax - 1]:  # the kmax largest ratios, descending
-                q = ntop if ntop < kmax else kmax - 1
-                if ntop < kmax:
+        b = _u(base[j])
+        w0 = w[0, j]
+        w1 = w[1, j]
+        w2 = w[2, j]
+        w3 = w[3, j]
+        A = w0 * ef[b] + w1 * ef[b + 1] + w2 * ef[b + 2] + w3 * ef[b + 3]
+        D = w0 * ed[b] + w1 * ed[b + 1] + w2 * ed[b + 2] + w3 * ed[b + 3]
+        zd = z - D
+        above = z > A + D
+        r = zd / A
+        count += above
+        downs[nd] = r
+        nd += above and A < 0.0 and zd < 0.0
+        ups[nu] = r
+        nu += (not above) and A > 0.0 and zd > 0.0
+    if nd == 0:
+        if count > a_k:
+            return count, NEVER
+        need = a_k + 1 - count
+        if nu < need:
+            return count, NEVER
+        # the need-th largest ratio
+        ntop = 0
+        for p in range(nu):
+            r = ups[p]
+            if ntop < need or r > top[need - 1]:
+                q = ntop if ntop < need else need - 1
+                if ntop < need:
                     ntop += 1
                 while q > 0 and top[q - 1] < r:
                     top[q] = top[q - 1]
                     q -= 1
                 top[q] = r
-    if nd == 0:
-        if count > a_k:
-            return count, NEVER
-        need = a_k + 1 - count
-        if ntop < need:
-            return count, NEVER
         return count, T + _up_time(top[need - 1], log_s)
     return count, _first_crossing(T, count, a_k, ups, nu, downs, nd, log_s)
 
