@@ -60,7 +60,7 @@ FAST_TOLERANCE = (1e-3, 1e-2)
 _MAX_JUMP = 4096
 
 # pixels per bin the compiled kernel keeps as candidates for the next crossings
-_SHORTLIST = 128
+_SHORTLIST = 64
 
 #: Counters of the compiled ``fast`` kernel, summed over every fit of the process
 #: (diagnostics for benchmarks): events, bin pixels scanned in full passes, shortlist
