@@ -36,6 +36,7 @@ def _scan(r0, r1, flux, std, mask, given, use_mask, use_std, bad, sigma, nbad, p
                     any_finite = True
                     if s != 0.0:
                         all_zero = False
+                        break                        # (then any_finite too: decided)
         zero = with_std and all_zero and any_finite
         zero_row[i] = zero
         use = with_std and not zero

@@ -705,7 +705,10 @@ def estimate_rv_groups(sets, banks, groups, n_groups, *, rv=None, search=None):
             if not p.rows.size:
                 continue
             tb = best[inv[p.rows]]
-            lags = b._lags(af * np.conj(b.spectra_f[tb]), workers=workers)
+            # one template for every row (the first pass): broadcast it, not a copy per row
+            tf = (b.spectra_f[tb[:1]] if tb.size and np.all(tb == tb[0])
+                  else b.spectra_f[tb])
+            lags = b._lags(af * np.conj(tf), workers=workers)
             k = b.max_lag
             num[p.rows] += lags[:, k - max_lag:k + max_lag + 1]
             t2[p.rows] += csq[np.arange(p.rows.size), tb]
