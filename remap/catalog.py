@@ -664,9 +664,11 @@ def _fit_partition(items, model_path, survey, fmt, batch_size, plot_dir, medium=
     from .datasets import limit_blas_threads
 
     model = cached_model(model_path)
+    # the cluster runs a task per core already: one chunk at a time per task
+    options = {"chunks_in_flight": 1, **(fit_options or {})}
     with limit_blas_threads(1):
         return _fit_items(items, model, survey, fmt, batch_size, plot_dir, medium=medium,
-                          fit_options=fit_options)
+                          fit_options=options)
 
 
 def _make_client(client, scheduler, n_workers):

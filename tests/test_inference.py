@@ -138,17 +138,43 @@ def test_fit_iter_yields_chunks_with_the_users_indices(model, stars, reference):
 
 
 def test_fit_iter_reads_lazily(model, stars):
-    pulled = []
+    """The input is read a chunk at a time: up to ``chunks_in_flight`` chunks ahead of the
+    result being yielded (default 2), exactly the chunk being fitted with 1."""
+    for in_flight, ahead in ((1, 2), (2, 4), (None, 4)):
+        pulled = []
 
-    def source():
-        for i in range(5):
-            pulled.append(i)
-            yield stars[i % len(stars)]
+        def source():
+            for i in range(7):
+                pulled.append(i)
+                yield stars[i % len(stars)]
 
-    it = fit_iter(source(), model=model, **FIXED, batch_size=2)
-    first = next(it)
-    assert len(first) == 2 and len(pulled) == 2
-    assert sum(len(r) for r in it) == 3 and len(pulled) == 5
+        extra = {} if in_flight is None else {"chunks_in_flight": in_flight}
+        it = fit_iter(source(), model=model, **FIXED, batch_size=2, **extra)
+        first = next(it)
+        assert len(first) == 2 and len(pulled) == ahead, in_flight
+        assert sum(len(r) for r in it) == 5 and len(pulled) == 7
+
+
+def test_chunks_in_flight_give_the_same_results_in_order(model, stars):
+    """Chunks fitted in threads: results identical to one chunk after the other, in the
+    input's order, bad items flagged in place; errors='raise' names the right item; a
+    consumer that stops early leaves no chunk running."""
+    items = [stars[i % len(stars)] for i in range(7)]
+    items[4] = "not a spectrum"
+    one = remap.fit(items, model=model, **FIXED, batch_size=2, chunks_in_flight=1)
+    for in_flight in (2, 3):
+        many = remap.fit(items, model=model, **FIXED, batch_size=2, chunks_in_flight=in_flight)
+        _same(many, one)
+        assert many.index.tolist() == list(range(7)) and many.messages == one.messages
+    good = [0, 1, 2, 3, 5, 6]
+    assert one.flags[4] & Flag.BAD_INPUT and not np.any(one.flags[good] & Flag.BAD_INPUT)
+    with pytest.raises(FileNotFoundError, match=r"spectra\[4\]"):
+        remap.fit(items, model=model, **FIXED, batch_size=2, errors="raise")
+    it = fit_iter(iter(items), model=model, **FIXED, batch_size=2)
+    _same(next(it), one[:2])
+    it.close()
+    with pytest.raises(ValueError, match="chunks_in_flight"):
+        remap.fit(items, model=model, **FIXED, chunks_in_flight=0)
 
 
 def test_fit_iter_streams_a_generator_of_files(model, stars, tmp_path):

@@ -17,10 +17,16 @@ import concurrent.futures
 import os
 import threading
 
-__all__ = ["n_threads", "over_rows"]
+__all__ = ["n_threads", "over_rows", "WARNINGS_LOCK"]
 
 _POOL = None
 _POOL_LOCK = threading.Lock()
+
+#: Held around remap's ``warnings.catch_warnings`` blocks that may run while
+#: `remap.fit_iter` fits two chunks at once: the block changes the
+#: process-wide warning filters, and two interleaved blocks would leave the
+#: wrong ones behind.
+WARNINGS_LOCK = threading.RLock()
 
 
 def n_threads() -> int:

@@ -46,6 +46,8 @@ this module on the first ``fast`` fit.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .._util.jit import njit
@@ -53,6 +55,8 @@ from .._util.jit import uidx as _u
 from .._util.threads import over_rows
 
 __all__ = ["prepare_rows", "solve_stages", "combine", "NEVER", "WIDTH"]
+
+_STATS_LOCK = threading.Lock()
 
 #: Event time meaning "never" (no crossing).
 NEVER = np.iinfo(np.int64).max
@@ -365,7 +369,8 @@ def solve_stages(zt, start, a_eff, stage_v, edges, centres, w, base, seg_end, to
     over_rows(_solve_rows, n, zt, start, a_eff, stage_v, edges, centres, w, base, seg_end,
               touch_lo, touch_hi, monotone, float(step), int(max_passes), int(shortlist), out_e,
               status, status_stage, row_stats)
-    stats += row_stats.sum(axis=0)
+    with _STATS_LOCK:      # (two chunks may be fitted at once)
+        stats += row_stats.sum(axis=0)
 
 
 @njit

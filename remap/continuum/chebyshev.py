@@ -18,6 +18,7 @@ from astropy.modeling import fitting
 from astropy.modeling.polynomial import Chebyshev1D
 from astropy.utils.exceptions import AstropyUserWarning
 
+from .._util.threads import WARNINGS_LOCK
 from .._util.validators import check_choice, check_int
 from .base import ContinuumError, ContinuumFitter
 
@@ -102,7 +103,7 @@ class Chebyshev(ContinuumFitter):
             spec = Spectrum(flux=row[g] / scale * u.dimensionless_unscaled,
                             spectral_axis=x[g] * u.AA)
             model = Chebyshev1D(self.degree, domain=(x[0], x[-1]))
-            with warnings.catch_warnings(record=True) as caught:
+            with WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", AstropyUserWarning)
                 fitted = fit_generic_continuum(spec, median_window=self.median_window,
                                                model=model, fitter=_FITTERS[self.fitter]())

@@ -19,12 +19,12 @@ matrix product and solved with one batched `numpy.linalg.solve`.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 from numpy.polynomial import legendre
 from scipy.stats import norm
 
+from .._util.stats import nanmedian_rows
 from .._util.validators import check_int, check_real
 from .base import ContinuumError, ContinuumFitter
 
@@ -108,10 +108,8 @@ class Clipped(ContinuumFitter):
         start = np.zeros(z.shape, dtype=bool)
         for cols in np.array_split(np.arange(z.shape[1]), min(nchunks, z.shape[1] // 4)):
             part = np.where(good[:, cols], z[:, cols], np.nan)
-            with warnings.catch_warnings():
-                # a stretch that is masked entirely in some spectrum: no start pixels there
-                warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-                med = np.nanmedian(part, axis=1)
+            # a stretch that is masked entirely in some spectrum: no start pixels there
+            med = nanmedian_rows(part)
             with np.errstate(invalid="ignore"):
                 start[:, cols] = part >= med[:, None]
         return start

@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import warnings
 import weakref
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -44,6 +43,7 @@ import numpy as np
 from astropy.nddata import StdDevUncertainty
 from specutils import SpectrumList
 
+from .._util.stats import nanmedian_rows
 from ..continuum.base import ContinuumError
 from ..exceptions import SpectrumError
 from ..labels import conflate
@@ -742,19 +742,18 @@ def _snr(flux, sigma, mask):
     """SNR per row of normalized spectra: median 1/σ, or a robust residual estimate."""
     out = np.full(len(flux), np.nan)
     has = np.isfinite(sigma).all(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with np.errstate(divide="ignore", invalid="ignore"):
         if has.any():
             inv = np.where(mask[has] | ~(sigma[has] > 0), np.nan, 1.0 / sigma[has])
-            out[has] = np.nanmedian(inv, axis=1)
+            out[has] = nanmedian_rows(inv)
         rest = ~has | ~np.isfinite(out)
         if rest.any():
             f, m = flux[rest], mask[rest]
             resid = f[:, 1:-1] - 0.5 * (f[:, :-2] + f[:, 2:])
             bad = m[:, 1:-1] | m[:, :-2] | m[:, 2:]
-            noise = MAD_TO_SIGMA * np.nanmedian(np.where(bad, np.nan, np.abs(resid)),
-                                                axis=1) / math.sqrt(1.5)
-            level = np.nanmedian(np.where(m, np.nan, f), axis=1)
+            noise = MAD_TO_SIGMA * nanmedian_rows(np.where(bad, np.nan, np.abs(resid))) \
+                / math.sqrt(1.5)
+            level = nanmedian_rows(np.where(m, np.nan, f))
             out[rest] = level / noise
     return out
 
@@ -968,9 +967,9 @@ class Conflation(Stage):
             conf, disjoint = conflate(*per_beam, return_flags=True)
             disjoint = np.atleast_1d(disjoint)
             if disjoint.any():
-                with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    mix = np.nanmean(np.stack(per_beam), axis=0)
+                stack = np.stack(per_beam)
+                with np.errstate(invalid="ignore", divide="ignore"):  # (np.nanmean, no warning)
+                    mix = np.nansum(stack, axis=0) / np.sum(~np.isnan(stack), axis=0)
                 mix = mix / mix.sum(axis=1, keepdims=True)
                 conf[disjoint] = mix[disjoint]
             context.pmfs[h.name] = conf

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+import threading
 
 import astropy.units as u
 import numpy as np
@@ -139,6 +140,7 @@ def _fill_masked(flux, mask):
 #: wavelengths).  Most inputs of a survey share a handful of axes, and astropy's unit
 #: conversion costs more than the rest of the validation of a spectrum; a hit is checked
 #: value by value (``np.array_equal``), so equal keys never mix different axes.
+_AXES_LOCK = threading.Lock()
 _AXES: dict = {}
 _AXES_MAX = 64
 
@@ -183,9 +185,10 @@ def _wavelength(axis):
         wave = wave[::-1].copy()
     wave.flags.writeable = False
     if cacheable:
-        if len(_AXES) >= _AXES_MAX:
-            _AXES.pop(next(iter(_AXES)))
-        _AXES.setdefault(key, []).append((raw.copy(), wave, order))
+        with _AXES_LOCK:    # (two chunks may be validated at once, remap.fit_iter)
+            if len(_AXES) >= _AXES_MAX:
+                _AXES.pop(next(iter(_AXES)))
+            _AXES.setdefault(key, []).append((raw.copy(), wave, order))
         return wave, id(wave), order
     return wave, hashlib.sha1(np.ascontiguousarray(wave).view(np.uint8)).digest(), order
 

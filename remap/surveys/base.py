@@ -19,14 +19,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import numbers
-import warnings
 
 import astropy.units as u
 import numpy as np
 from scipy import ndimage
 from scipy.special import ndtri
 
-from .._util.stats import MAD_TO_SIGMA
+from .._util.stats import MAD_TO_SIGMA, nanmedian_rows
 from .._util.validators import wavelength_range
 from ..exceptions import NoOverlapError
 from ..spectra.medium import convert_medium, validate_medium
@@ -213,9 +212,7 @@ def _spike_sigma(flux, stddev, mask, window, *, reference=False):
         resid[:, 1:-1] = flux[:, 1:-1] - 0.5 * (flux[:, :-2] + flux[:, 2:])
         absr = np.where(mask, np.nan, np.abs(resid))
         absr[:, [0, -1]] = np.nan
-        with warnings.catch_warnings():  # a row with every pixel masked: no estimate
-            warnings.simplefilter("ignore", RuntimeWarning)
-            fill = np.nanmedian(absr, axis=-1, keepdims=True)
+        fill = nanmedian_rows(absr, keepdims=True)   # a row with every pixel masked: NaN
         fill = np.where(np.isfinite(fill), fill, 0.0)
         absr = np.where(np.isfinite(absr), absr, fill)
         if reference:
