@@ -14,12 +14,14 @@ threads.  This module does not import numba.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import threading
 
-__all__ = ["n_threads", "over_rows", "WARNINGS_LOCK"]
+__all__ = ["n_threads", "over_rows", "share", "WARNINGS_LOCK"]
 
 _POOL = None
+_LOCAL = threading.local()
 _POOL_LOCK = threading.Lock()
 
 #: Held around remap's ``warnings.catch_warnings`` blocks that may run while
@@ -29,14 +31,8 @@ _POOL_LOCK = threading.Lock()
 WARNINGS_LOCK = threading.RLock()
 
 
-def n_threads() -> int:
-    """Threads :func:`over_rows` uses: ``REMAP_NUM_THREADS`` if set, else the usable cores.
-
-    Raises
-    ------
-    ValueError
-        If ``REMAP_NUM_THREADS`` is not a positive integer.
-    """
+def _configured() -> int:
+    """``REMAP_NUM_THREADS`` if set, else the usable cores (the size of the pool)."""
     value = os.environ.get("REMAP_NUM_THREADS")
     if value is not None:
         try:
@@ -53,11 +49,43 @@ def n_threads() -> int:
         return os.cpu_count() or 1
 
 
+def n_threads() -> int:
+    """Threads :func:`over_rows` uses: ``REMAP_NUM_THREADS`` if set, else the usable cores,
+    at most the calling thread's share (:func:`share`).
+
+    Raises
+    ------
+    ValueError
+        If ``REMAP_NUM_THREADS`` is not a positive integer.
+    """
+    count = _configured()
+    cap = getattr(_LOCAL, "cap", None)
+    return count if cap is None else max(min(count, cap), 1)
+
+
+@contextlib.contextmanager
+def share(parts: int):
+    """Within the block, the calling thread's kernels use ``1 / parts`` of the threads.
+
+    For callers that run ``parts`` kernel-heavy jobs at once in threads of
+    their own (`remap.fit_iter`'s chunks in flight): each job's kernels then
+    split their rows between ``n_threads() // parts`` threads (at least one:
+    in the calling thread itself), instead of every job asking the pool for
+    all of them.  Thread-local; the results do not depend on it.
+    """
+    previous = getattr(_LOCAL, "cap", None)
+    _LOCAL.cap = max(_configured() // max(int(parts), 1), 1)
+    try:
+        yield
+    finally:
+        _LOCAL.cap = previous
+
+
 def _pool():
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=max(n_threads(), 1),
+            _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=max(_configured(), 1),
                                                           thread_name_prefix="remap-kernel")
         return _POOL
 

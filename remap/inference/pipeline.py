@@ -29,6 +29,7 @@ import numpy as np
 from specutils import SpectrumList
 
 from .. import __version__
+from .._util.threads import share as share_threads
 from ..catalog import read_spectrum_file
 from ..exceptions import SpectrumError
 from ..model.cache import DEFAULT_MODEL_PATH, cached_model, default_model, resolve_model
@@ -209,7 +210,9 @@ def _fit_chunks(stars, model, survey, batch_size, errors, progress, options,
     def run(chunk):
         context = Context([it.label for it in chunk], [it.index for it in chunk],
                           model.beams, model.heads, errors=mode)
-        pipe.run(chunk, context)
+        # chunks in flight share the kernel threads (on 2 cores: each its own)
+        with share_threads(in_flight):
+            pipe.run(chunk, context)
         return _result(context, model, survey, pipe, is_batch)
 
     try:
