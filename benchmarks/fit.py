@@ -14,7 +14,8 @@ shapes:
 * ``SpectrumList per star``: a list of ``SpectrumList([A, B])``;
 * ``list of 1-D spectra``: a list of 1-D spectra covering both beams.
 
-For each shape the benchmark prints the throughput end to end (stars/s), the
+For each shape the benchmark prints the throughput end to end (stars/s; the
+fastest of 3 fits, 1 with ``--quick``), the
 time of the two networks alone on the same number of rows (in the blocks the
 ``network`` stage uses), their ratio (fit / networks), the time per stage
 (`remap.FitResult.timings`) and whether the results equal those of the 2-D
@@ -132,13 +133,18 @@ def shapes(stars):
             "list of 1-D spectra": [_one_d(s) for s in stars]}
 
 
-def run(spectra, model, batch_size=256, **options):
-    """Fit once; return (wall seconds, stage timings, result)."""
+def run(spectra, model, batch_size=256, repeats=1, **options):
+    """Fit ``repeats`` times; return (wall seconds, stage timings, result) of the fastest."""
     import remap
 
-    start = time.perf_counter()
-    result = remap.fit(spectra, model=model, batch_size=batch_size, **options)
-    return time.perf_counter() - start, result.timings, result
+    best = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = remap.fit(spectra, model=model, batch_size=batch_size, **options)
+        wall = time.perf_counter() - start
+        if best is None or wall < best[0]:
+            best = (wall, result.timings, result)
+    return best
 
 
 def network_seconds(model, n, repeats=2):
@@ -221,6 +227,7 @@ def main(quick=False, stream=True):
     from remap.inference.stages import stage_options
 
     n = 200 if quick else 1000
+    repeats = 1 if quick else 3     # the fastest of 3: the machines are shared and noisy
     t0 = time.perf_counter()
     model = remap.default_model()
     t_load = time.perf_counter() - t0
@@ -245,7 +252,7 @@ def main(quick=False, stream=True):
     # one chunk after the other: the stage times without overlap, and the gain of the threads
     runs.append(("2-D, 1 chunk in flight", inputs["2-D"], {"chunks_in_flight": 1}))
     for label, spectra, options in runs:
-        wall, timings, result = run(spectra, model, **options)
+        wall, timings, result = run(spectra, model, repeats=repeats, **options)
         _print_table(label, n, wall, timings, net, stages)
         if reference is None:
             reference = result
@@ -264,7 +271,7 @@ def main(quick=False, stream=True):
         before = os.environ.get("REMAP_NUM_THREADS")
         os.environ["REMAP_NUM_THREADS"] = "1"
         try:
-            wall, timings, result = run(inputs["2-D"], model)
+            wall, timings, result = run(inputs["2-D"], model, repeats=repeats)
         finally:
             if before is None:
                 os.environ.pop("REMAP_NUM_THREADS")
