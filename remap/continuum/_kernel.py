@@ -46,6 +46,7 @@ this module on the first ``fast`` fit.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -263,7 +264,10 @@ def _build(k, e, zt, w, base, seg_end, edges, mono, a_k, log_s, gbuf, hist, idx)
         inside += zt[p] > _dot(w, base, p, e)
     if unlimited:
         return count, n, count - inside, np.int64(-1)
-    g_l = np.array([limit]).view(np.float64)[0]  # 0.0 for limit 0
+    # the float of those bits, without an array to view them through: the bucket edge is
+    # 2**(exponent - 1023) * (1 + mantissa / 4) (0.0 for limit 0)
+    key = limit >> _SHIFT
+    g_l = math.ldexp(1.0 + 0.25 * (key & 3), (key >> 2) - 1023) if limit != 0 else 0.0
     # largest t with 1 - step**t < g_l, less one pass for rounding
     horizon = np.int64(np.ceil(np.log1p(-g_l) / log_s)) - 2
     return count, n, count - inside, max(horizon, np.int64(0))
