@@ -170,9 +170,14 @@ def test_chunks_in_flight_give_the_same_results_in_order(model, stars):
     assert one.flags[4] & Flag.BAD_INPUT and not np.any(one.flags[good] & Flag.BAD_INPUT)
     with pytest.raises(FileNotFoundError, match=r"spectra\[4\]"):
         remap.fit(items, model=model, **FIXED, batch_size=2, errors="raise")
+    from threadpoolctl import threadpool_info
+
+    before = [(d["filepath"], d["num_threads"]) for d in threadpool_info()]
     it = fit_iter(iter(items), model=model, **FIXED, batch_size=2)
     _same(next(it), one[:2])
     it.close()
+    after = {d["filepath"]: d["num_threads"] for d in threadpool_info()}
+    assert all(after.get(path, n) == n for path, n in before)   # the BLAS cap was lifted
     with pytest.raises(ValueError, match="chunks_in_flight"):
         remap.fit(items, model=model, **FIXED, chunks_in_flight=0)
 
