@@ -188,3 +188,34 @@ def test_resample_rows_of_a_selection_into_given_arrays():
     assert np.isnan(out[0][[0, 4]]).all() and out[2][[0, 4]].all()     # rows left alone
     with pytest.raises(ValueError, match="out has shape"):
         resample_rows(wave, grid, flux, sigma, mask, rows=rows, out=out, offset=3)
+
+
+# --------------------------------------------------------------------------- median kernel
+
+def _median_cases():
+    rng = np.random.default_rng(7)
+    cases = []
+    for n in (1, 2, 3, 11, 12, 32, 33, 34, 64, 65, 4500, 4501):
+        x = 1 + 0.05 * rng.standard_normal(n)
+        cases += [x, np.round(x, 2), np.sort(x), np.sort(x)[::-1], np.full(n, 2.5)]
+        if n > 2:
+            y = x.copy()
+            y[0], y[-1] = 1e300, -1e300           # outliers: several bucket rounds
+            cases += [y, np.exp(rng.uniform(-300, 300, n))]   # 260 decades: the sort fallback
+            z = np.round(x, 1)
+            z[: n // 2] = 1.0                     # half the values tied at the median
+            cases.append(z)
+    return cases
+
+
+def test_median_kernel_is_numpys_median_bit_for_bit():
+    from remap._util._median_kernel import N_BUCKETS, median_inplace
+
+    counts = np.empty(N_BUCKETS, np.int64)
+    for x in _median_cases():
+        buf = np.concatenate([x, [np.nan] * 3])   # only a[:n] is read
+        got = median_inplace(buf, x.size, counts)
+        assert got == np.median(x), (x.size, got, np.median(x))
+    # a tiny bucket array works too (more rounds)
+    x = np.random.default_rng(8).standard_normal(1001)
+    assert median_inplace(x.copy(), x.size, np.empty(2, np.int64)) == np.median(x)

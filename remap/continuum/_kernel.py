@@ -51,6 +51,8 @@ import threading
 
 import numpy as np
 
+from .._util._median_kernel import N_BUCKETS as _MEDIAN_BUCKETS
+from .._util._median_kernel import median_inplace
 from .._util.jit import njit
 from .._util.jit import uidx as _u
 from .._util.threads import over_rows
@@ -596,6 +598,7 @@ def _prepare_rows(r0, r1, flux, bad, edges, stage_v, a, threshold, min_good, zt,
     npix = flux.shape[1]
     buf = np.empty(npix)
     n_good = np.zeros(npix + 1, dtype=np.int64)   # unmasked pixels before pixel p
+    counts = np.empty(_MEDIAN_BUCKETS, dtype=np.int64)
     for r in range(r0, r1):
         error[r] = 0
         ng = 0
@@ -613,7 +616,7 @@ def _prepare_rows(r0, r1, flux, bad, edges, stage_v, a, threshold, min_good, zt,
         if ng < min_good:
             error[r] = 2
             continue
-        m = np.median(buf[:ng])
+        m = median_inplace(buf, ng, counts)
         if not m > 0.0:
             error[r] = 3
             continue

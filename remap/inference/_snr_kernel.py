@@ -2,7 +2,8 @@
 
 One pass per row (rows split between threads by `remap._util.threads.over_rows`)
 instead of the NumPy chain of two full-array divisions, a masked reciprocal and
-``numpy.nanmedian`` (which sorts a copy of every row).  The SNR of a row with
+``numpy.nanmedian`` (which sorts a copy of every row); the median is
+`remap._util._median_kernel.median_inplace` (exact, bucket selection).  The SNR of a row with
 uncertainties is the median of ``1 / σ`` over its unmasked pixels with ``σ >
 0``, as ``numpy.nanmedian`` gives it (the mean of the two middle values for an
 even count); rows without usable uncertainties get NaN here and are left to
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._util._median_kernel import N_BUCKETS, median_inplace
 from .._util.jit import njit
 from .._util.threads import over_rows
 
@@ -25,6 +27,7 @@ __all__ = ["normalize_rows"]
 def _rows(r0, r1, flux, sigma, mask, cont, snr):
     npix = flux.shape[1]
     buf = np.empty(npix)
+    counts = np.empty(N_BUCKETS, dtype=np.int64)
     for r in range(r0, r1):
         k = 0
         finite = True
@@ -38,7 +41,7 @@ def _rows(r0, r1, flux, sigma, mask, cont, snr):
             elif not mask[r, p] and s > 0.0:
                 buf[k] = 1.0 / s
                 k += 1
-        snr[r] = np.median(buf[:k]) if finite and k > 0 else np.nan
+        snr[r] = median_inplace(buf, k, counts) if finite and k > 0 else np.nan
 
 
 def normalize_rows(flux, sigma, mask, cont):
