@@ -138,6 +138,24 @@ def test_compiled_preparation_equals_the_numpy_reference(bank):
     np.testing.assert_allclose(pixvar, np.median(np.diff(np.log(wave), axis=1), axis=1) ** 2)
 
 
+def test_covered_sums_equal_the_product_for_full_and_partial_rows(bank):
+    """The CCF normalization: rows covering the templates' support take their totals, the
+    others the product; both equal covered @ roll(depth_sq, k).T."""
+    from remap.spectra.velocity import _covered_sums
+
+    rng = np.random.default_rng(5)
+    covered = np.ones((6, bank.nfft), bool)
+    covered[1, bank.support[:50]] = False            # partly covered
+    covered[2] = rng.random(bank.nfft) < 0.5
+    covered[3, : bank.support[0]] = False            # outside the support only: still full
+    for k in (0, 7, -7):
+        ref = covered.astype(float) @ np.roll(bank.depth_sq, k, axis=1).T
+        got = _covered_sums(covered, bank, k)
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0)
+    assert np.array_equal(_covered_sums(covered, bank)[[0, 3]],
+                          np.stack([bank.depth_sq_total] * 2))
+
+
 def test_rv_quality_rule():
     flags, why = rv_quality(np.array([0.9, 0.1, 0.9, 0.9]), np.array([5.0, 5.0, 1.1, 5.0]),
                             np.array([False, False, False, True]), np.full(4, 3000))

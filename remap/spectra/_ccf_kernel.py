@@ -5,12 +5,13 @@ onto the bank's uniform ln λ grid, divides it by a pseudo-continuum and
 high-passes its line depth.  In NumPy that is a dozen passes over
 ``(rows, nfft)`` arrays (interpolation, a 3-point mean, block maxima, a
 running maximum, two coverage-weighted smoothings and their interpolation back
-to the pixels); this kernel does the same arithmetic row by row, in parallel
-over the rows, on data that stays in cache.  It is the same algorithm as
+to the pixels); this kernel does the same arithmetic row by row (divisions by
+constants as multiplications by their reciprocals), in parallel over the rows,
+on data that stays in cache.  It is the same algorithm as
 :func:`remap.spectra.velocity.pseudo_continuum` and
 ``remap.spectra.velocity._smooth_weighted`` (which remain the reference,
 used for the templates and tested against this kernel in
-``tests/test_velocity.py``), computed in float64.
+``tests/test_velocity.py``: equal to 1e-12), computed in float64.
 
 Imported on first use (numba's import costs about a second).
 """
@@ -59,6 +60,7 @@ def _upsample(vals, nb, size, npix, out):
         for p in range(npix):
             out[p] = vals[0]
         return
+    inv = 1.0 / size
     for b in range(nb - 1):
         # pixels whose left knot (the last centre <= p, clipped to [0, nb - 2]) is b:
         # floor((p + 0.5) / size - 0.5) == b, i.e. floor((2p + 1 - size) / (2 size)) == b
@@ -68,7 +70,7 @@ def _upsample(vals, nb, size, npix, out):
         v0 = vals[b]
         dv = vals[b + 1] - vals[b]
         for p in range(p0, p1):
-            w = (p - c0) / size
+            w = (p - c0) * inv
             w = min(max(w, 0.0), 1.0)
             out[uidx(p)] = v0 + dv * w
 
@@ -121,6 +123,7 @@ def _prepare(r0, r1, lnw, flux, bad, grid, cont_size, cont_k, cont_window, hp_si
     n, npix = flux.shape
     nfft = grid.size
     bsize = max(cont_window // 4, 1)
+    third = 1.0 / 3.0
     nbm = -(-nfft // bsize)
     nbs = -(-nfft // min(cont_size, hp_size)) + 1
     on = np.empty(nfft)
@@ -166,7 +169,7 @@ def _prepare(r0, r1, lnw, flux, bad, grid, cont_size, cont_k, cont_window, hp_si
         sm[0] = f[0]
         sm[nfft - 1] = f[nfft - 1]
         for i in range(1, nfft - 1):
-            s = (f[i - 1] + f[i] + f[i + 1]) / 3.0
+            s = (f[i - 1] + f[i] + f[i + 1]) * third
             sm[i] = s if np.isfinite(s) else f[i]
         for b in range(nbm):
             m = -np.inf
