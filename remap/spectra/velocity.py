@@ -702,8 +702,11 @@ def estimate_rv_groups(sets, banks, groups, n_groups, *, rv=None, search=None):
                 pixvar_b[first:first + k] = pv
             first += k
         if rows:
-            per_bank.append(_BankRows(np.concatenate(rows), np.concatenate(depth),
-                                      np.concatenate(cover), npix_b, pixvar_b))
+            one = len(rows) == 1    # (one set reaches the bank: its arrays, not a copy)
+            per_bank.append(_BankRows(rows[0] if one else np.concatenate(rows),
+                                      depth[0] if one else np.concatenate(depth),
+                                      cover[0] if one else np.concatenate(cover),
+                                      npix_b, pixvar_b))
         else:
             per_bank.append(_BankRows(np.zeros(0, np.int64), np.zeros((0, b.nfft)),
                                       np.zeros((0, b.nfft), bool), npix_b, pixvar_b))
