@@ -51,8 +51,7 @@ import threading
 
 import numpy as np
 
-from .._util._median_kernel import N_BUCKETS as _MEDIAN_BUCKETS
-from .._util._median_kernel import median_inplace
+from .._util._median_kernel import N_BUCKETS as _MEDIAN_BUCKETS, median_inplace
 from .._util.jit import njit
 from .._util.jit import uidx as _u
 from .._util.threads import over_rows

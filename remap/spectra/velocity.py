@@ -642,6 +642,11 @@ def _covered_sums(covered, bank, shift=0):
     return out
 
 
+def _joined(arrays):
+    """The arrays concatenated along the rows; a single one itself (no copy)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
 def _group_sum(values, inv, n_groups):
     out = np.zeros((n_groups,) + values.shape[1:], dtype=np.result_type(values, np.float64))
     np.add.at(out, inv, values)
@@ -702,11 +707,8 @@ def estimate_rv_groups(sets, banks, groups, n_groups, *, rv=None, search=None):
                 pixvar_b[first:first + k] = pv
             first += k
         if rows:
-            one = len(rows) == 1    # (one set reaches the bank: its arrays, not a copy)
-            per_bank.append(_BankRows(rows[0] if one else np.concatenate(rows),
-                                      depth[0] if one else np.concatenate(depth),
-                                      cover[0] if one else np.concatenate(cover),
-                                      npix_b, pixvar_b))
+            per_bank.append(_BankRows(_joined(rows), _joined(depth), _joined(cover), npix_b,
+                                      pixvar_b))
         else:
             per_bank.append(_BankRows(np.zeros(0, np.int64), np.zeros((0, b.nfft)),
                                       np.zeros((0, b.nfft), bool), npix_b, pixvar_b))
