@@ -381,8 +381,105 @@ def test_rows_with_their_own_grids_go_through_every_stage(model, stars, monkeypa
     assert not np.array_equal(shifted.teff.pmf[1::2], reference.teff.pmf[1::2])
 
 
+def test_batch_rows_in_their_own_frames():
+    """`Batch.frame`: the rows' wavelengths are the stored grid divided by it, computed when
+    read; taking, cutting and joining rows keep the factors; setting ``wave`` drops them."""
+    wave = np.linspace(5000.0, 5010.0, 20)
+    frame = np.array([1.0001, 0.9999, 1.00002])
+    b = Batch(flux=np.arange(60.0).reshape(3, 20), sigma=np.ones((3, 20)),
+              mask=np.zeros((3, 20), bool), wave=wave, star=np.arange(3),
+              piece=np.zeros(3, np.int64), frame=frame)
+    expected = wave / frame[:, None]
+    np.testing.assert_array_equal(b.wave, expected)
+    assert b.shared_wave is None and b.base_wave is wave
+    np.testing.assert_array_equal(b.row_wave(1), expected[1])
+    first, last = b.wave_ends()
+    np.testing.assert_array_equal(first, expected[:, 0])
+    np.testing.assert_array_equal(last, expected[:, -1])
+    t = b.take([2, 0])
+    np.testing.assert_array_equal(t.wave, expected[[2, 0]])
+    c = b.columns(slice(3, 9))
+    np.testing.assert_array_equal(c.wave, expected[:, 3:9])
+    np.testing.assert_array_equal(c.flux, b.flux[:, 3:9])
+    joined = Batch.concatenate([b.take([0]), b.take([1, 2])])
+    assert joined.frame is not None and joined.base_wave.ndim == 1
+    np.testing.assert_array_equal(joined.wave, expected)
+    plain = Batch(flux=np.ones((1, 20)), sigma=np.ones((1, 20)), mask=np.zeros((1, 20), bool),
+                  wave=wave + 1.0, star=np.array([3]), piece=np.zeros(1, np.int64))
+    mixed = Batch.concatenate([b, plain])
+    assert mixed.frame is None
+    np.testing.assert_array_equal(mixed.wave, np.vstack([expected, wave + 1.0]))
+    b.wave = expected
+    assert b.frame is None and b.wave is expected
+    with pytest.raises(ValueError, match="frame has shape"):
+        Batch(flux=np.ones((3, 20)), sigma=np.ones((3, 20)), mask=np.zeros((3, 20), bool),
+              wave=wave, star=np.arange(3), piece=np.zeros(3, np.int64), frame=frame[:2])
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_framed_search_equals_searching_the_divided_grids(shared):
+    """`_framed_search` finds exactly the pixels a search of ``base / frame`` finds, also for
+    values that are divided grid points themselves (the rounding cases)."""
+    from remap.inference.stages import _framed_search
+
+    rng = np.random.default_rng(5)
+    n, npix = 200, 300
+    base = np.sort(rng.uniform(5000.0, 5030.0, npix)) if shared else \
+        np.sort(rng.uniform(5000.0, 5030.0, (n, npix)), axis=1)
+    frame = 1.0 + rng.uniform(-1e-3, 1e-3, n)
+    divided = np.broadcast_to(base, (n, npix)) / frame[:, None]
+    values = [4990.0, 5040.0, 5012.345] + list(divided[rng.integers(n, size=10),
+                                                       rng.integers(npix, size=10)])
+    values += list(np.nextafter(values[3:], np.inf)) + list(np.nextafter(values[3:], -np.inf))
+    for value in values:
+        for side in ("left", "right"):
+            expected = [np.searchsorted(row, value, side=side) for row in divided]
+            np.testing.assert_array_equal(_framed_search(base, frame, value, side), expected)
+
+
+class _PerRowFrames(Stage):
+    """A toy stage after validate: per-row frame factors, as factors (``toy_frames``) or as
+    the rows' divided grids (``toy_divided``)."""
+
+    name = "toy_frames"
+    OPTIONS = {"toy_frame": 0.0, "toy_divided": False}
+
+    def run(self, batches, context):
+        for b in batches:
+            frame = 1.0 / (1.0 + self.options["toy_frame"] * (b.star % 3))
+            if self.options["toy_divided"]:
+                b.wave = np.broadcast_to(b.wave, b.flux.shape) / frame[:, None]
+            else:
+                b.frame = frame
+        return batches
+
+
+def test_rows_in_their_own_frames_equal_rows_on_their_own_grids(model, stars, monkeypatch):
+    """The stages cut and resample rows with per-row factors from their stored grid; the
+    results equal those of the same rows given their own divided grids (to rounding)."""
+    built_in = tuple(c for c in DEFAULT_STAGES if c.name not in ("rest_frame", "resolution"))
+    monkeypatch.setattr(stages_module, "DEFAULT_STAGES",
+                        built_in[:1] + (_PerRowFrames,) + built_in[1:])
+    framed = remap.fit(stars, model=model, toy_frame=3e-5)
+    divided = remap.fit(stars, model=model, toy_frame=3e-5, toy_divided=True)
+    assert np.all(framed.flags == divided.flags)
+    for name in ("teff", "logg", "feh"):
+        np.testing.assert_allclose(getattr(framed, name).pmf, getattr(divided, name).pmf,
+                                   rtol=0, atol=1e-5)
+    np.testing.assert_allclose(framed.teff.median.value, divided.teff.median.value, atol=0.01)
+
+
+def _scipy_resample(wave, grid, flux, sigma, mask):
+    """The reference: SciPy's not-a-knot spline, linear σ, the mask rule."""
+    from remap.spectra.resampling import apply_linear, linear_weights, spline
+
+    idx, w = linear_weights(wave, grid)
+    return (spline(wave, flux, grid), apply_linear(sigma, idx, w),
+            (mask[..., idx] & (w < 1)) | (mask[..., idx + 1] & (w > 0)))
+
+
 def test_resample_rows_equals_the_scipy_spline_row_by_row():
-    from remap.spectra.resampling import resample_arrays, resample_rows
+    from remap.spectra.resampling import resample_rows
 
     rng = np.random.default_rng(3)
     base = np.linspace(5000.0, 5050.0, 501)
@@ -394,10 +491,50 @@ def test_resample_rows_equals_the_scipy_spline_row_by_row():
     grid = np.arange(5001.0, 5049.0, 0.1)
     f, s, m = resample_rows(wave, grid, flux, sigma, mask)
     for r in range(5):
-        rf, rs, rm = resample_arrays(wave[r], grid, flux[r], sigma[r], mask[r])
+        rf, rs, rm = _scipy_resample(wave[r], grid, flux[r], sigma[r], mask[r])
         np.testing.assert_allclose(f[r], rf, rtol=0, atol=1e-12)
         np.testing.assert_array_equal(s[r], rs)
         np.testing.assert_array_equal(m[r], rm)
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_resample_arrays_shared_axis_equals_scipy_and_is_c_ordered(uniform):
+    """Rows sharing one axis (one factorization of the spline system for all of them), 1-D
+    and 2-D, equal SciPy's spline to rounding; the outputs are C-ordered for the kernels
+    after them (SciPy's batched evaluation returns them transposed)."""
+    from remap.spectra.resampling import resample_arrays, resample_rows
+
+    rng = np.random.default_rng(4)
+    wave = np.linspace(5000.0, 5050.0, 501)
+    if not uniform:
+        wave = np.sort(wave + rng.uniform(-0.02, 0.02, wave.size))
+    flux = 1 + 0.2 * rng.standard_normal((7, wave.size))
+    sigma = rng.uniform(0.01, 0.02, (7, wave.size))
+    sigma[4] = np.nan                                       # a row without uncertainties
+    mask = rng.random((7, wave.size)) < 0.05
+    grid = np.arange(5001.03, 5049.0, 0.1)
+    rf, rs, rm = _scipy_resample(wave, grid, flux, sigma, mask)
+    f, s, m = resample_arrays(wave, grid, flux, sigma, mask)
+    assert f.shape == s.shape == m.shape == (7, grid.size)
+    assert f.flags.c_contiguous and s.flags.c_contiguous and m.flags.c_contiguous
+    np.testing.assert_allclose(f, rf, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(s, rs)
+    np.testing.assert_array_equal(m, rm)
+    assert np.isnan(s[4]).all()
+    f1, s1, m1 = resample_arrays(wave, grid, flux[2], sigma[2], mask[2])
+    assert f1.shape == (grid.size,)
+    np.testing.assert_allclose(f1, rf[2], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(m1, rm[2])
+    # the shared path and the per-row path agree; so do per-row query points
+    own = resample_rows(np.broadcast_to(wave, flux.shape), grid, flux, sigma, mask)
+    np.testing.assert_allclose(own[0], f, rtol=0, atol=1e-12)
+    shifted = np.stack([grid * (1 + 1e-5 * k) for k in range(7)])
+    got = resample_rows(wave, shifted, flux)[0]
+    for r in range(7):
+        np.testing.assert_allclose(got[r], _scipy_resample(wave, shifted[r], flux[r], sigma[r],
+                                                           mask[r])[0], rtol=0, atol=1e-12)
+    sub, _, _ = resample_rows(wave, grid, flux, rows=np.array([5, 1]))
+    np.testing.assert_array_equal(sub, f[[5, 1]])
 
 
 def test_outside_domain_rule_and_flag():

@@ -17,7 +17,7 @@ import numpy as np
 from .._util.validators import per_star
 from ..spectra.medium import convert_medium
 from ..spectra.velocity import (C_KMS, DEFAULT_RV_RANGE, MIN_PEAK, MIN_PEAK_RATIO, TemplateBank,
-                                estimate_rv_groups, to_rest_frame)
+                                doppler_factor, estimate_rv_groups, to_rest_frame)
 from .flags import Flag
 from .stages import Stage
 
@@ -165,13 +165,19 @@ class RestFrame(Stage):
 
     @staticmethod
     def _shift(batch, rv_star):
-        """The batch with each row's wavelengths divided by its star's Doppler factor."""
+        """The batch with each row's wavelengths divided by its star's Doppler factor.
+
+        One velocity for a shared grid: a new shared grid.  Otherwise the factors
+        are kept per row (`Batch.frame`) on the grid as it is, so that the stages
+        after this one cut and resample the rows from one observed grid.
+        """
         rv = rv_star[batch.star]
         if np.all(rv == 0):
             return batch
-        if batch.wave.ndim == 1 and np.all(rv == rv[0]):
+        if batch.base_wave.ndim == 1 and batch.frame is None and np.all(rv == rv[0]):
             batch.wave = to_rest_frame(batch.wave, float(rv[0]))
+        elif batch.frame is None:
+            batch.frame = np.asarray(doppler_factor(rv), dtype=np.float64)
         else:
-            wave = np.broadcast_to(batch.wave, batch.flux.shape)
-            batch.wave = to_rest_frame(wave, rv)
+            batch.wave = to_rest_frame(np.broadcast_to(batch.wave, batch.flux.shape), rv)
         return batch

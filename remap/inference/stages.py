@@ -393,15 +393,18 @@ class Split(Stage):
         medium = self.survey.wavelength_medium
         parts = {b: [] for b in self.model.beams}
         for batch in batches:
-            wave = batch.wave
             original = batch.medium
-            if original is not None and original != medium:
+            convert = original is not None and original != medium
+            # rows in their own frames on one stored grid: cut from it (`_cut_rows`)
+            framed = batch.frame is not None and not convert
+            wave = None if framed else batch.wave
+            if convert:
                 wave = convert_medium(wave * u.AA, original, medium).to_value(u.AA)
             reached = np.zeros(len(batch), bool)
             skipped = {}
-            if wave.ndim == 2:
+            if framed or wave.ndim == 2:
                 self._cut_rows(batch, wave, parts, reached, skipped)
-            for rows, w in _groups(batch, wave) if wave.ndim == 1 else ():
+            for rows, w in _groups(batch, wave) if not framed and wave.ndim == 1 else ():
                 cuts, too_little = self.survey.beam_cuts(
                     w, min_coverage=self.options["min_coverage"])
                 for r in rows if too_little else ():
@@ -442,21 +445,32 @@ class Split(Stage):
     def _cut_rows(self, batch, wave, parts, reached, skipped):
         """`Survey.beam_cuts` for rows with their own grids, vectorized over the rows.
 
-        Rows whose beam range starts and ends at the same pixels go into one part
-        (each row keeps its grid).
+        ``wave``: the rows' grids (2-D), or None to cut from the batch's stored grid
+        and per-row frame (`Batch.frame`) without computing every row's grid (the
+        same pixels: `_framed_search`).  Rows whose beam range starts and ends at
+        the same pixels go into one part (each row keeps its grid, or its frame).
         """
         mc = self.options["min_coverage"]
+        framed = wave is None
         for beam in self.survey.beams.values():
             lo, hi = beam.wave_min.value, beam.wave_max.value
-            i0 = np.fromiter((np.searchsorted(w, lo, side="left") for w in wave), np.int64,
-                             len(wave))
-            i1 = np.fromiter((np.searchsorted(w, hi, side="right") for w in wave), np.int64,
-                             len(wave))
+            if framed:
+                i0 = _framed_search(batch.base_wave, batch.frame, lo, "left")
+                i1 = _framed_search(batch.base_wave, batch.frame, hi, "right")
+            else:
+                i0 = np.fromiter((np.searchsorted(w, lo, side="left") for w in wave), np.int64,
+                                 len(wave))
+                i1 = np.fromiter((np.searchsorted(w, hi, side="right") for w in wave),
+                                 np.int64, len(wave))
             rows = np.flatnonzero(i1 - i0 >= 2)
             if not rows.size:
                 continue
             count = (i1 - i0)[rows]
-            first, last = wave[rows, i0[rows]], wave[rows, i1[rows] - 1]
+            if framed:
+                first = _framed_at(batch.base_wave, batch.frame, i0, rows)
+                last = _framed_at(batch.base_wave, batch.frame, i1 - 1, rows)
+            else:
+                first, last = wave[rows, i0[rows]], wave[rows, i1[rows] - 1]
             cov = np.clip((np.minimum(last, hi) - np.maximum(first, lo)) / (hi - lo), 0.0, 1.0)
             ok = (cov >= mc) & (count >= MIN_PIXELS)
             for r, c, k in zip(rows[~ok], cov[~ok], count[~ok]):
@@ -471,11 +485,16 @@ class Split(Stage):
             inverse = np.asarray(inverse).ravel()
             for g, (a, b) in enumerate(uniq):
                 sel = rows[inverse == g]
+                if framed:
+                    base = batch.base_wave
+                    w, frame = (base[a:b] if base.ndim == 1 else base[sel, a:b]), batch.frame[sel]
+                else:
+                    w, frame = wave[sel, a:b], None
                 parts[beam.name].append(Batch(
                     flux=batch.flux[sel, a:b], sigma=batch.sigma[sel, a:b],
-                    mask=batch.mask[sel, a:b], wave=wave[sel, a:b], star=batch.star[sel],
+                    mask=batch.mask[sel, a:b], wave=w, star=batch.star[sel],
                     piece=batch.piece[sel], beam=beam.name,
-                    medium=self.survey.wavelength_medium))
+                    medium=self.survey.wavelength_medium, frame=frame))
 
     def _join_chunks(self, beam, parts, context):
         """Parts of one beam: stars reaching it through several spectra get one joined row."""
@@ -533,6 +552,46 @@ class Split(Stage):
                               piece=np.array([rows[0][4]], np.int64), beam=beam,
                               medium=self.survey.wavelength_medium))
         return kept
+
+
+def _framed_at(base, frame, idx, rows):
+    """Wavelength of pixel ``idx[r]`` of each row ``r`` of ``rows``: ``base / frame`` there."""
+    i = idx[rows]
+    return (base[i] if base.ndim == 1 else base[rows, i]) / frame[rows]
+
+
+def _framed_search(base, frame, value, side):
+    """``np.searchsorted(base[r] / frame[r], value, side)`` for each row ``r``.
+
+    ``base``: one grid (1-D) or one per row; the rows' wavelengths are
+    ``base / frame[:, None]`` (`Batch.frame`).  The search runs on ``base``
+    for ``value * frame`` and is then corrected pixel by pixel against the
+    divided values themselves, so the result is exactly that of searching the
+    divided grid (rounding moves the boundary by a pixel at most).
+    """
+    n, npix = frame.size, base.shape[-1]
+    rows = np.arange(n)
+    target = value * frame
+    if base.ndim == 1:
+        idx = np.searchsorted(base, target, side=side).astype(np.int64)
+    else:
+        idx = np.fromiter((np.searchsorted(b, t, side=side) for b, t in zip(base, target)),
+                          np.int64, n)
+
+    def past(i):
+        """Whether pixel ``i`` of each row is at or beyond the boundary (False off the end)."""
+        inside = (i >= 0) & (i < npix)
+        c = np.clip(i, 0, npix - 1)
+        w = (base[c] if base.ndim == 1 else base[rows, c]) / frame
+        return inside & ((w >= value) if side == "left" else (w > value))
+
+    for _ in range(npix + 1):
+        down = (idx > 0) & past(idx - 1)
+        up = (idx < npix) & ~past(idx)
+        if not (down.any() or up.any()):
+            return idx
+        idx += up.astype(np.int64) - down.astype(np.int64)
+    raise AssertionError("unreachable: the search moves towards the boundary")  # pragma: no cover
 
 
 def _groups(batch, wave):
@@ -663,7 +722,8 @@ class Resample(Stage):
         for batch in batches:
             grid = self.grids[batch.beam]
             step = float(np.median(np.diff(grid)))
-            if batch.wave.ndim == 2 and not (batch.wave == batch.wave[0]).all():
+            if batch.frame is not None or (batch.base_wave.ndim == 2
+                                           and not (batch.wave == batch.wave[0]).all()):
                 own.append(batch)
                 continue
             for rows, w in batch.wave_groups():
@@ -694,19 +754,26 @@ class Resample(Stage):
     def _own_grids(self, batches, by_window, context):
         """Rows with their own grids, gathered across batches into one output batch per beam
         and model-grid window: one compiled spline pass per (input batch, window), written
-        straight into the window's arrays (:func:`remap.spectra.resampling.resample_rows`)."""
+        straight into the window's arrays (:func:`remap.spectra.resampling.resample_rows`).
+
+        Rows in their own frames (`Batch.frame`: λ = stored λ / frame) are
+        interpolated on their stored grid at the model grid times their frame
+        factor: the same spline (a cubic spline does not depend on the scale of its
+        abscissae, up to rounding), and rows sharing a stored grid share one
+        factorization of the spline system.
+        """
         groups = {}     # (beam, i0, i1) -> list of (batch, rows)
         for batch in batches:
             grid = self.grids[batch.beam]
-            w = batch.wave
-            i0 = np.searchsorted(grid, w[:, 0], side="left")
-            i1 = np.searchsorted(grid, w[:, -1], side="right")
+            first, last = batch.wave_ends()
+            i0 = np.searchsorted(grid, first, side="left")
+            i1 = np.searchsorted(grid, last, side="right")
             few = i1 - i0 < MIN_PIXELS
             for r in np.flatnonzero(few):
                 star = int(batch.star[r])
                 context.note(star, self.name, "beam_not_used",
                              f"{context.labels[star]}: beam {batch.beam} not used: the "
-                             f"spectrum ({w[r, 0]:.6g}-{w[r, -1]:.6g} Å) covers only "
+                             f"spectrum ({first[r]:.6g}-{last[r]:.6g} Å) covers only "
                              f"{int(i1[r] - i0[r])} pixels of the model grid", beam=batch.beam)
             rows = np.flatnonzero(~few)
             if not rows.size:
@@ -725,8 +792,10 @@ class Resample(Stage):
             mask = np.empty((n, b - a), dtype=bool)
             offset = 0
             for batch, sel in parts:
-                resample_rows(batch.wave, grid, batch.flux, batch.sigma, batch.mask, rows=sel,
-                              out=(flux, sigma, mask), offset=offset)
+                # rows in their own frames: the model grid taken into each row's frame
+                resample_rows(batch.base_wave, grid, batch.flux, batch.sigma, batch.mask,
+                              rows=sel, out=(flux, sigma, mask), offset=offset,
+                              scale=batch.frame)
                 offset += len(sel)
             first = parts[0][0]
             by_window.setdefault((beam, (a, b)), []).append(Batch(

@@ -97,10 +97,22 @@ def _finish(x, y, xq, out, slope, dx, s, c2, c3):
 
 
 @njit
-def _rows(t0, t1, x, y, xq, out, sel, off):
+def _query(xq, r, scale, buf):
+    """Query points of row ``r``: its own or the shared ones, times ``scale[r]`` if given."""
+    q = xq[0] if xq.shape[0] == 1 else xq[r]
+    if scale.size == 0:
+        return q
+    f = scale[r]
+    for i in range(q.size):
+        buf[i] = q[i] * f
+    return buf
+
+
+@njit
+def _rows(t0, t1, x, y, xq, out, sel, off, scale):
     n = x.shape[1]
     b = np.empty((2, 6, n))    # per row of a pair: slope, dx, sub, diag, sup, rhs
-    shared = xq.shape[0] == 1 and x.shape[0] > 1
+    qbuf = np.empty(xq.shape[1])
     t = t0
     while t < t1:
         pair = t + 1 < t1
@@ -113,9 +125,105 @@ def _rows(t0, t1, x, y, xq, out, sel, off):
             _thomas(n, b[0, 2], b[0, 3], b[0, 4], b[0, 5])
         for q in range(2 if pair else 1):
             r = sel[t + q]
-            _finish(x[r], y[r], xq[0] if shared else xq[r], out[off + t + q], b[q, 0], b[q, 1],
-                    b[q, 5], b[q, 2], b[q, 4])
+            _finish(x[r], y[r], _query(xq, r, scale, qbuf), out[off + t + q], b[q, 0],
+                    b[q, 1], b[q, 5], b[q, 2], b[q, 4])
         t += 2
+
+
+@njit
+def _factor(x, dx, inv_dx, mult, inv_diag, sup):
+    """The not-a-knot system of the abscissae ``x`` factored once (`_thomas`'s elimination):
+    for rows that share ``x`` only their right-hand sides remain to be swept."""
+    n = x.size
+    for i in range(n - 1):
+        dx[i] = x[i + 1] - x[i]
+        inv_dx[i] = 1.0 / dx[i]
+    diag = np.empty(n)
+    sub = np.empty(n)
+    for i in range(1, n - 1):
+        sub[i] = dx[i]
+        diag[i] = 2.0 * (dx[i - 1] + dx[i])
+        sup[i] = dx[i - 1]
+    diag[0] = dx[1]
+    sup[0] = x[2] - x[0]
+    sub[n - 1] = x[n - 1] - x[n - 3]
+    diag[n - 1] = dx[n - 3]
+    for i in range(1, n):
+        mult[i] = sub[i] / diag[i - 1]
+        diag[i] -= mult[i] * sup[i - 1]
+    for i in range(n):
+        inv_diag[i] = 1.0 / diag[i]
+
+
+@njit
+def _rows_shared_x(t0, t1, x, y, xq, out, sel, off, scale):
+    """Rows ``sel[t0:t1]`` of `spline_rows` when every row has the abscissae ``x[0]``: the
+    system is factored once, each row only sweeps its right-hand side (no divisions)."""
+    xs = x[0]
+    n = xs.size
+    dx = np.empty(n)
+    inv_dx = np.empty(n)
+    mult = np.empty(n)
+    inv_diag = np.empty(n)
+    sup = np.empty(n)
+    _factor(xs, dx, inv_dx, mult, inv_diag, sup)
+    inv_h2 = np.empty(n)
+    for j in range(n - 1):
+        inv_h2[j] = inv_dx[j] * inv_dx[j]
+    d0 = xs[2] - xs[0]
+    d1 = xs[n - 1] - xs[n - 3]
+    shared_q = xq.shape[0] == 1 and scale.size == 0
+    m = xq.shape[1]
+    qbuf = np.empty(m)
+    # the piece and offset of each query point, when they are the same for every row
+    jq = np.empty(m, dtype=np.int64)
+    tq = np.empty(m)
+    if shared_q:
+        j = 0
+        for q in range(m):
+            xv = xq[0, q]
+            while j < n - 2 and xv > xs[j + 1]:
+                j += 1
+            jq[q] = j
+            tq[q] = xv - xs[j]
+    slope = np.empty(n)
+    s = np.empty(n)
+    c2 = np.empty(n)
+    c3 = np.empty(n)
+    for t in range(t0, t1):
+        r = sel[t]
+        yr = y[r]
+        for i in range(n - 1):
+            slope[i] = (yr[i + 1] - yr[i]) * inv_dx[i]
+        for i in range(1, n - 1):
+            s[i] = 3.0 * (dx[i] * slope[i - 1] + dx[i - 1] * slope[i])
+        s[0] = ((dx[0] + 2.0 * d0) * dx[1] * slope[0] + dx[0] * dx[0] * slope[1]) / d0
+        s[n - 1] = (dx[n - 2] * dx[n - 2] * slope[n - 3]
+                    + (2.0 * d1 + dx[n - 2]) * dx[n - 3] * slope[n - 2]) / d1
+        for i in range(1, n):
+            s[i] -= mult[i] * s[i - 1]
+        s[n - 1] = s[n - 1] * inv_diag[n - 1]
+        for i in range(n - 2, -1, -1):
+            u = uidx(i)
+            s[u] = (s[u] - sup[u] * s[u + 1]) * inv_diag[u]
+        for j in range(n - 1):
+            c2[j] = (3.0 * slope[j] - 2.0 * s[j] - s[j + 1]) * inv_dx[j]
+            c3[j] = (s[j] + s[j + 1] - 2.0 * slope[j]) * inv_h2[j]
+        o = out[off + t]
+        if shared_q:
+            for q in range(m):
+                j = jq[q]
+                tv = tq[q]
+                o[q] = yr[j] + tv * (s[j] + tv * (c2[j] + tv * c3[j]))
+        else:
+            xqr = _query(xq, r, scale, qbuf)
+            j = 0
+            for q in range(m):
+                xv = xqr[q]
+                while j < n - 2 and xv > xs[j + 1]:
+                    j += 1
+                tv = xv - xs[j]
+                o[q] = yr[j] + tv * (s[j] + tv * (c2[j] + tv * c3[j]))
 
 
 def _selection(n, rows, out, shape, dtype, offset):
@@ -130,13 +238,19 @@ def _selection(n, rows, out, shape, dtype, offset):
     return sel, out, int(offset)
 
 
-def spline_rows(x, y, xq, rows=None, out=None, offset=0):
+def _scale(scale):
+    """The per-row query factors as the kernels take them (empty: none)."""
+    return np.zeros(0) if scale is None else np.ascontiguousarray(scale, dtype=np.float64)
+
+
+def spline_rows(x, y, xq, rows=None, out=None, offset=0, scale=None):
     """Not-a-knot cubic spline of each row of ``y`` on its abscissae, evaluated at ``xq``.
 
     Parameters
     ----------
-    x : ndarray, shape (n, npix)
-        Strictly increasing abscissae per row (npix >= 4).
+    x : ndarray, shape (n, npix) or (npix,)
+        Strictly increasing abscissae per row (npix >= 4), or one set for
+        every row (then the spline system is factored once for all rows).
     y : ndarray, shape (n, npix)
     xq : ndarray, shape (n, m) or (m,)
         Ascending query points per row (or one set for every row), inside
@@ -146,46 +260,71 @@ def spline_rows(x, y, xq, rows=None, out=None, offset=0):
     out : ndarray, shape (>= offset + len(rows), m), optional
         Where to write the result (rows ``offset ...``); default a new array.
     offset : int
+    scale : ndarray, shape (n,), optional
+        Row ``r`` is evaluated at ``xq * scale[r]`` (default: at ``xq``).
 
     Returns
     -------
     values : ndarray, shape (len(rows), m), or ``out``
     """
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    y = np.ascontiguousarray(y, dtype=np.float64)
+    x = np.atleast_2d(np.ascontiguousarray(x, dtype=np.float64))
+    y = np.atleast_2d(np.ascontiguousarray(y, dtype=np.float64))
     xq = np.atleast_2d(np.ascontiguousarray(xq, dtype=np.float64))
-    sel, res, off = _selection(x.shape[0], rows, out, (xq.shape[1],), np.float64, offset)
-    over_rows(_rows, sel.size, x, y, xq, res, sel, off)
+    sel, res, off = _selection(y.shape[0], rows, out, (xq.shape[1],), np.float64, offset)
+    kernel = _rows_shared_x if x.shape[0] == 1 and y.shape[0] > 1 else _rows
+    over_rows(kernel, sel.size, x, y, xq, res, sel, off, _scale(scale))
     return res
 
 
 @njit
 def _linear_rows(t0, t1, x, xq, sigma, mask, out_sigma, out_mask, with_sigma, with_mask, sel,
-                 off):
+                 off, scale):
     """Rows ``sel[t0:t1]`` of `linear_rows`."""
     n = x.shape[1]
-    shared = xq.shape[0] == 1 and x.shape[0] > 1
+    m = xq.shape[1]
+    one_x = x.shape[0] == 1
+    one_q = xq.shape[0] == 1 and scale.size == 0
+    qbuf = np.empty(m)
+    # the knot and weight of each query point, when they are the same for every row
+    jq = np.empty(m if one_x and one_q else 0, dtype=np.int64)
+    wq = np.empty(jq.size)
+    if jq.size:
+        _linear_weights(x[0], xq[0], n, jq, wq)
+    jr = np.empty(0 if jq.size else m, dtype=np.int64)
+    wr = np.empty(jr.size)
     for t in range(t0, t1):
         r = sel[t]
         o = off + t
-        j = 0
-        xr = x[r]
-        xqr = xq[0] if shared else xq[r]
-        for q in range(xq.shape[1]):
-            xv = xqr[q]
-            # the last knot <= xv, within [0, n - 2]; weights clipped to [0, 1]
-            while j < n - 2 and xr[j + 1] <= xv:
-                j += 1
-            w = (xv - xr[j]) / (xr[j + 1] - xr[j])
-            w = min(max(w, 0.0), 1.0)
+        if jq.size:
+            jj, ww = jq, wq
+        else:
+            _linear_weights(x[0] if one_x else x[r], _query(xq, r, scale, qbuf), n, jr, wr)
+            jj, ww = jr, wr
+        for q in range(m):
+            j = jj[q]
+            w = ww[q]
             if with_sigma:
                 out_sigma[o, q] = sigma[r, j] * (1.0 - w) + sigma[r, j + 1] * w
             if with_mask:
                 out_mask[o, q] = (mask[r, j] and w < 1.0) or (mask[r, j + 1] and w > 0.0)
 
 
+@njit
+def _linear_weights(xr, xqr, n, jj, ww):
+    """Per query point: the last knot <= it (within [0, n - 2]) and its weight, clipped to
+    [0, 1]."""
+    j = 0
+    for q in range(xqr.size):
+        xv = xqr[q]
+        while j < n - 2 and xr[j + 1] <= xv:
+            j += 1
+        w = (xv - xr[j]) / (xr[j + 1] - xr[j])
+        jj[q] = j
+        ww[q] = min(max(w, 0.0), 1.0)
+
+
 def linear_rows(x, xq, sigma=None, mask=None, rows=None, out_sigma=None, out_mask=None,
-                offset=0):
+                offset=0, scale=None):
     """Linear interpolation of ``sigma`` and the mask rule of `resample_arrays`, row by row.
 
     Equal to :func:`remap.spectra.resampling.linear_weights` /
@@ -193,8 +332,8 @@ def linear_rows(x, xq, sigma=None, mask=None, rows=None, out_sigma=None, out_mas
 
     Parameters
     ----------
-    x : ndarray, shape (n, npix)
-        Strictly increasing abscissae per row.
+    x : ndarray, shape (n, npix) or (npix,)
+        Strictly increasing abscissae per row (or one set for every row).
     xq : ndarray, shape (n, m) or (m,)
         Ascending query points per row (or one set for every row).
     sigma : ndarray, shape (n, npix), optional
@@ -204,28 +343,32 @@ def linear_rows(x, xq, sigma=None, mask=None, rows=None, out_sigma=None, out_mas
     out_sigma, out_mask : ndarray, optional
         Where to write (rows ``offset ...``), as for `spline_rows`.
     offset : int
+    scale : ndarray, shape (n,), optional
+        Row ``r`` is evaluated at ``xq * scale[r]``, as for `spline_rows`.
 
     Returns
     -------
     sigma, mask : ndarray, shape (len(rows), m), or None where not given
     """
-    x = np.ascontiguousarray(x, dtype=np.float64)
+    x = np.atleast_2d(np.ascontiguousarray(x, dtype=np.float64))
     xq = np.atleast_2d(np.ascontiguousarray(xq, dtype=np.float64))
     m = xq.shape[1]
     with_sigma, with_mask = sigma is not None, mask is not None
-    sig = (np.ascontiguousarray(sigma, dtype=np.float64) if with_sigma else np.zeros((1, 1)))
-    msk = (np.ascontiguousarray(mask, dtype=np.bool_) if with_mask
+    sig = (np.atleast_2d(np.ascontiguousarray(sigma, dtype=np.float64)) if with_sigma
+           else np.zeros((1, 1)))
+    msk = (np.atleast_2d(np.ascontiguousarray(mask, dtype=np.bool_)) if with_mask
            else np.zeros((1, 1), dtype=np.bool_))
-    sel = np.arange(x.shape[0], dtype=np.int64) if rows is None else None
+    n_rows = sig.shape[0] if with_sigma else msk.shape[0] if with_mask else x.shape[0]
+    sel = np.arange(n_rows, dtype=np.int64) if rows is None else None
     off = 0
     out_s = np.zeros((1, 1))
     out_m = np.zeros((1, 1), np.bool_)
     if with_sigma:
-        sel, out_s, off = _selection(x.shape[0], rows, out_sigma, (m,), np.float64, offset)
+        sel, out_s, off = _selection(n_rows, rows, out_sigma, (m,), np.float64, offset)
     if with_mask:
-        sel, out_m, off = _selection(x.shape[0], rows, out_mask, (m,), np.bool_, offset)
+        sel, out_m, off = _selection(n_rows, rows, out_mask, (m,), np.bool_, offset)
     if sel is None:
         sel = np.ascontiguousarray(rows, np.int64)
     over_rows(_linear_rows, sel.size, x, xq, sig, msk, out_s, out_m, with_sigma, with_mask,
-              sel, off)
+              sel, off, _scale(scale))
     return (out_s if with_sigma else None), (out_m if with_mask else None)

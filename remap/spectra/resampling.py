@@ -2,15 +2,20 @@
 
 One function pair serves training and inference: the augmentation
 (:func:`remap.augment.resample`, :func:`remap.augment.augment`) and the
-``resample`` stage of :func:`remap.fit` call :func:`resample_arrays`, so a
+``resample`` stage of :func:`remap.fit` call :func:`resample_arrays` (rows
+sharing one axis) or :func:`resample_rows` (rows with their own axes), so a
 spectrum reaches a network through the same interpolation whichever way it
-came.
+came.  Both run one compiled kernel (``remap.spectra._spline_kernel``):
 
 * the flux (and any other smooth per-pixel quantity) by a not-a-knot cubic
-  spline (`scipy.interpolate.make_interp_spline`, one solve for a whole
-  batch sharing an axis);
+  spline, equal to `scipy.interpolate.make_interp_spline` (:func:`spline`,
+  the reference the tests compare with) to rounding; rows sharing an axis
+  share one factorization of the spline system;
 * the uncertainty linearly (a spline could make it negative next to a jump);
 * a new pixel is masked when either input pixel around it is masked.
+
+The outputs are C-ordered (rows contiguous), as the compiled stages after
+them read them.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ def resample_arrays(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
     Parameters
     ----------
     wave : ndarray, shape (npix,)
-        Strictly increasing wavelengths of the input pixels.
+        Strictly increasing wavelengths of the input pixels (npix >= 4).
     grid : ndarray, shape (m,)
         Target wavelengths, inside ``[wave[0], wave[-1]]`` (not checked here:
         the callers check coverage and say what is wrong).
@@ -74,33 +79,34 @@ def resample_arrays(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
     Returns
     -------
     flux, sigma, mask : ndarray
-        On ``grid``; ``sigma``/``mask`` are None when not given.
+        On ``grid``, the shape of the input's (rows, m) or (m,), C-ordered;
+        ``sigma``/``mask`` are None when not given.
     """
-    out = spline(wave, flux, grid)
-    idx = w = None
-    if sigma is not None or mask is not None:
-        idx, w = linear_weights(wave, grid)
-    out_sigma = None if sigma is None else apply_linear(np.asarray(sigma, dtype=float), idx, w)
-    out_mask = None
-    if mask is not None:
-        m = np.asarray(mask, dtype=bool)
-        out_mask = (m[..., idx] & (w < 1)) | (m[..., idx + 1] & (w > 0))
-    return out, out_sigma, out_mask
+    flux = np.asarray(flux, dtype=float)
+    one = flux.ndim == 1
+    rows = [None if a is None else np.atleast_2d(a) for a in (flux, sigma, mask)]
+    out = resample_rows(np.asarray(wave, dtype=float), grid, *rows)
+    if one:
+        out = tuple(None if a is None else a[0] for a in out)
+    return out
 
 
 def resample_rows(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
                   sigma: np.ndarray | None = None, mask: np.ndarray | None = None, *,
-                  rows: np.ndarray | None = None, out: tuple | None = None, offset: int = 0):
-    """Like :func:`resample_arrays` for rows that each have their own wavelength grid.
+                  rows: np.ndarray | None = None, out: tuple | None = None, offset: int = 0,
+                  scale: np.ndarray | None = None):
+    """Like :func:`resample_arrays`, also for rows that each have their own wavelength grid.
 
-    The same not-a-knot cubic spline (solved per row by a compiled kernel,
-    ``remap.spectra._spline_kernel``, equal to SciPy's to rounding), the
-    same linear uncertainty and mask rules.
+    The not-a-knot cubic spline (solved by a compiled kernel,
+    ``remap.spectra._spline_kernel``, equal to SciPy's to rounding: per row,
+    or factored once for rows sharing ``wave``), the linear uncertainty and
+    the mask rule.
 
     Parameters
     ----------
-    wave : ndarray, shape (n, npix)
-        Strictly increasing wavelengths of each row (npix >= 4).
+    wave : ndarray, shape (n, npix) or (npix,)
+        Strictly increasing wavelengths of each row, or one grid for every
+        row (npix >= 4).
     grid : ndarray, shape (m,)
         Target wavelengths, inside every row's range.
     flux, sigma, mask : ndarray, shape (n, npix)
@@ -113,6 +119,10 @@ def resample_rows(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
         instead of new arrays, so that rows of several inputs can be gathered
         into one batch without another copy.
     offset : int
+    scale : ndarray, shape (n,), optional
+        Per-row factors of ``grid``: row ``r`` is evaluated at ``grid *
+        scale[r]`` (its wavelengths are ``wave[r] / scale[r]`` in the frame of
+        ``grid``, e.g. Doppler factors).
 
     Returns
     -------
@@ -122,7 +132,7 @@ def resample_rows(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
 
     grid = np.asarray(grid, dtype=float)
     o_flux, o_sigma, o_mask = (None, None, None) if out is None else out
-    out = spline_rows(wave, flux, grid, rows=rows, out=o_flux, offset=offset)
+    out = spline_rows(wave, flux, grid, rows=rows, out=o_flux, offset=offset, scale=scale)
     out_sigma, out_mask = linear_rows(wave, grid, sigma, mask, rows=rows, out_sigma=o_sigma,
-                                      out_mask=o_mask, offset=offset)
+                                      out_mask=o_mask, offset=offset, scale=scale)
     return out, out_sigma, out_mask
