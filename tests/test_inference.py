@@ -535,6 +535,24 @@ def test_resample_arrays_shared_axis_equals_scipy_and_is_c_ordered(uniform):
                                                            mask[r])[0], rtol=0, atol=1e-12)
     sub, _, _ = resample_rows(wave, grid, flux, rows=np.array([5, 1]))
     np.testing.assert_array_equal(sub, f[[5, 1]])
+    # per-row factors (rows in their own frames): the one-pass kernel equals the separate
+    # spline and linear kernels, and the SciPy reference on the divided grids
+    from remap.spectra._spline_kernel import linear_rows, spline_rows
+
+    factor = 1.0 + 1e-4 * np.arange(-3, 4)
+    grid = grid[(grid * factor.min() >= wave[0]) & (grid * factor.max() <= wave[-1])]
+    got = resample_rows(wave, grid, flux, sigma, mask, scale=factor)
+    np.testing.assert_array_equal(got[0], spline_rows(wave, flux, grid, scale=factor))
+    ls, lm = linear_rows(wave, grid, sigma, mask, scale=factor)
+    np.testing.assert_array_equal(got[1], ls)
+    np.testing.assert_array_equal(got[2], lm)
+    for r in range(7):
+        # the query points times the factor round to ~5e-13 Å at 5000 Å: a flux changing
+        # by ~10 per Å moves by ~1e-11 (noise is > 1e-4 in any real spectrum)
+        ref = _scipy_resample(wave / factor[r], grid, flux[r], sigma[r], mask[r])
+        np.testing.assert_allclose(got[0][r], ref[0], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(got[1][r], ref[1], rtol=1e-10, atol=0)
+        np.testing.assert_array_equal(got[2][r], ref[2])
 
 
 def test_outside_domain_rule_and_flag():

@@ -18,7 +18,7 @@ import numpy as np
 from .._util.jit import njit, uidx
 from .._util.threads import over_rows
 
-__all__ = ["spline_rows", "linear_rows"]
+__all__ = ["spline_rows", "linear_rows", "resample_shared"]
 
 
 @njit
@@ -156,9 +156,14 @@ def _factor(x, dx, inv_dx, mult, inv_diag, sup):
 
 
 @njit
-def _rows_shared_x(t0, t1, x, y, xq, out, sel, off, scale):
+def _rows_shared_x(t0, t1, x, y, xq, out, sel, off, scale, sigma, mask, out_sigma, out_mask,
+                   with_sigma, with_mask):
     """Rows ``sel[t0:t1]`` of `spline_rows` when every row has the abscissae ``x[0]``: the
-    system is factored once, each row only sweeps its right-hand side (no divisions)."""
+    system is factored once, each row only sweeps its right-hand side (no divisions), two
+    rows at a time (each row's result is the same as alone).  With ``with_sigma`` /
+    ``with_mask`` the rows' `linear_rows` outputs are written in the same pass over the
+    query points (the same values: the piece found for the spline is the linear one's, or
+    its left neighbour with weight exactly 1 at a knot)."""
     xs = x[0]
     n = xs.size
     dx = np.empty(n)
@@ -178,6 +183,7 @@ def _rows_shared_x(t0, t1, x, y, xq, out, sel, off, scale):
     # the piece and offset of each query point, when they are the same for every row
     jq = np.empty(m, dtype=np.int64)
     tq = np.empty(m)
+    wq = np.empty(m)
     if shared_q:
         j = 0
         for q in range(m):
@@ -186,44 +192,78 @@ def _rows_shared_x(t0, t1, x, y, xq, out, sel, off, scale):
                 j += 1
             jq[q] = j
             tq[q] = xv - xs[j]
-    slope = np.empty(n)
-    s = np.empty(n)
+            wq[q] = min(max(tq[q] / dx[j], 0.0), 1.0)
+    slope = np.empty((2, n))
+    s = np.empty((2, n))
     c2 = np.empty(n)
     c3 = np.empty(n)
-    for t in range(t0, t1):
-        r = sel[t]
-        yr = y[r]
-        for i in range(n - 1):
-            slope[i] = (yr[i + 1] - yr[i]) * inv_dx[i]
-        for i in range(1, n - 1):
-            s[i] = 3.0 * (dx[i] * slope[i - 1] + dx[i - 1] * slope[i])
-        s[0] = ((dx[0] + 2.0 * d0) * dx[1] * slope[0] + dx[0] * dx[0] * slope[1]) / d0
-        s[n - 1] = (dx[n - 2] * dx[n - 2] * slope[n - 3]
-                    + (2.0 * d1 + dx[n - 2]) * dx[n - 3] * slope[n - 2]) / d1
-        for i in range(1, n):
-            s[i] -= mult[i] * s[i - 1]
-        s[n - 1] = s[n - 1] * inv_diag[n - 1]
-        for i in range(n - 2, -1, -1):
-            u = uidx(i)
-            s[u] = (s[u] - sup[u] * s[u + 1]) * inv_diag[u]
-        for j in range(n - 1):
-            c2[j] = (3.0 * slope[j] - 2.0 * s[j] - s[j + 1]) * inv_dx[j]
-            c3[j] = (s[j] + s[j + 1] - 2.0 * slope[j]) * inv_h2[j]
-        o = out[off + t]
-        if shared_q:
+    t = t0
+    while t < t1:
+        k = 2 if t + 1 < t1 else 1     # rows swept two at a time: their chains overlap
+        for p in range(k):
+            yr = y[sel[t + p]]
+            sl = slope[p]
+            sp = s[p]
+            for i in range(n - 1):
+                sl[i] = (yr[i + 1] - yr[i]) * inv_dx[i]
+            for i in range(1, n - 1):
+                sp[i] = 3.0 * (dx[i] * sl[i - 1] + dx[i - 1] * sl[i])
+            sp[0] = ((dx[0] + 2.0 * d0) * dx[1] * sl[0] + dx[0] * dx[0] * sl[1]) / d0
+            sp[n - 1] = (dx[n - 2] * dx[n - 2] * sl[n - 3]
+                         + (2.0 * d1 + dx[n - 2]) * dx[n - 3] * sl[n - 2]) / d1
+        if k == 2:
+            sa = s[0]
+            sb = s[1]
+            for i in range(1, n):
+                sa[i] -= mult[i] * sa[i - 1]
+                sb[i] -= mult[i] * sb[i - 1]
+            sa[n - 1] = sa[n - 1] * inv_diag[n - 1]
+            sb[n - 1] = sb[n - 1] * inv_diag[n - 1]
+            for i in range(n - 2, -1, -1):
+                u = uidx(i)
+                sa[u] = (sa[u] - sup[u] * sa[u + 1]) * inv_diag[u]
+                sb[u] = (sb[u] - sup[u] * sb[u + 1]) * inv_diag[u]
+        else:
+            sa = s[0]
+            for i in range(1, n):
+                sa[i] -= mult[i] * sa[i - 1]
+            sa[n - 1] = sa[n - 1] * inv_diag[n - 1]
+            for i in range(n - 2, -1, -1):
+                u = uidx(i)
+                sa[u] = (sa[u] - sup[u] * sa[u + 1]) * inv_diag[u]
+        for p in range(k):
+            r = sel[t + p]
+            yr = y[r]
+            sl = slope[p]
+            sp = s[p]
+            for j in range(n - 1):
+                c2[j] = (3.0 * sl[j] - 2.0 * sp[j] - sp[j + 1]) * inv_dx[j]
+                c3[j] = (sp[j] + sp[j + 1] - 2.0 * sl[j]) * inv_h2[j]
+            o = out[off + t + p]
+            if not shared_q:
+                xqr = _query(xq, r, scale, qbuf)
+                j = 0
+                for q in range(m):
+                    xv = xqr[q]
+                    while j < n - 2 and xv > xs[j + 1]:
+                        j += 1
+                    jq[q] = j
+                    tq[q] = xv - xs[j]
             for q in range(m):
                 j = jq[q]
                 tv = tq[q]
-                o[q] = yr[j] + tv * (s[j] + tv * (c2[j] + tv * c3[j]))
-        else:
-            xqr = _query(xq, r, scale, qbuf)
-            j = 0
-            for q in range(m):
-                xv = xqr[q]
-                while j < n - 2 and xv > xs[j + 1]:
-                    j += 1
-                tv = xv - xs[j]
-                o[q] = yr[j] + tv * (s[j] + tv * (c2[j] + tv * c3[j]))
+                o[q] = yr[j] + tv * (sp[j] + tv * (c2[j] + tv * c3[j]))
+            if with_sigma or with_mask:
+                o_row = off + t + p
+                for q in range(m):
+                    j = jq[q]
+                    w = wq[q] if shared_q else min(max(tq[q] / dx[j], 0.0), 1.0)
+                    if with_sigma:
+                        out_sigma[o_row, q] = sigma[r, j] * (1.0 - w) + sigma[r, j + 1] * w
+                    if with_mask:
+                        out_mask[o_row, q] = ((mask[r, j] and w < 1.0)
+                                              or (mask[r, j + 1] and w > 0.0))
+        t += k
 
 
 def _selection(n, rows, out, shape, dtype, offset):
@@ -271,9 +311,42 @@ def spline_rows(x, y, xq, rows=None, out=None, offset=0, scale=None):
     y = np.atleast_2d(np.ascontiguousarray(y, dtype=np.float64))
     xq = np.atleast_2d(np.ascontiguousarray(xq, dtype=np.float64))
     sel, res, off = _selection(y.shape[0], rows, out, (xq.shape[1],), np.float64, offset)
-    kernel = _rows_shared_x if x.shape[0] == 1 and y.shape[0] > 1 else _rows
-    over_rows(kernel, sel.size, x, y, xq, res, sel, off, _scale(scale))
+    if x.shape[0] == 1 and y.shape[0] > 1:
+        none_f, none_b = np.zeros((1, 1)), np.zeros((1, 1), np.bool_)
+        over_rows(_rows_shared_x, sel.size, x, y, xq, res, sel, off, _scale(scale), none_f,
+                  none_b, none_f, none_b, False, False)
+    else:
+        over_rows(_rows, sel.size, x, y, xq, res, sel, off, _scale(scale))
     return res
+
+
+def resample_shared(x, y, xq, sigma=None, mask=None, rows=None, out=None, out_sigma=None,
+                    out_mask=None, offset=0, scale=None):
+    """`spline_rows` and `linear_rows` of rows sharing the abscissae ``x`` (1-D), in one pass.
+
+    The same values as the two functions (tested); the arguments are theirs.
+
+    Returns
+    -------
+    values, sigma, mask : ndarray, or the given output arrays (None where not given)
+    """
+    x = np.atleast_2d(np.ascontiguousarray(x, dtype=np.float64))
+    y = np.atleast_2d(np.ascontiguousarray(y, dtype=np.float64))
+    xq = np.atleast_2d(np.ascontiguousarray(xq, dtype=np.float64))
+    m = xq.shape[1]
+    sel, res, off = _selection(y.shape[0], rows, out, (m,), np.float64, offset)
+    with_sigma, with_mask = sigma is not None, mask is not None
+    sig = (np.atleast_2d(np.ascontiguousarray(sigma, dtype=np.float64)) if with_sigma
+           else np.zeros((1, 1)))
+    msk = (np.atleast_2d(np.ascontiguousarray(mask, dtype=np.bool_)) if with_mask
+           else np.zeros((1, 1), dtype=np.bool_))
+    out_s = _selection(y.shape[0], rows, out_sigma, (m,), np.float64, offset)[1] \
+        if with_sigma else np.zeros((1, 1))
+    out_m = _selection(y.shape[0], rows, out_mask, (m,), np.bool_, offset)[1] \
+        if with_mask else np.zeros((1, 1), np.bool_)
+    over_rows(_rows_shared_x, sel.size, x, y, xq, res, sel, off, _scale(scale), sig, msk,
+              out_s, out_m, with_sigma, with_mask)
+    return res, (out_s if with_sigma else None), (out_m if with_mask else None)
 
 
 @njit

@@ -128,10 +128,13 @@ def resample_rows(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
     -------
     flux, sigma, mask : ndarray, shape (len(rows), m), or the arrays of ``out``
     """
-    from ._spline_kernel import linear_rows, spline_rows   # numba: imported on first use
+    from ._spline_kernel import linear_rows, resample_shared, spline_rows   # numba: on first use
 
     grid = np.asarray(grid, dtype=float)
     o_flux, o_sigma, o_mask = (None, None, None) if out is None else out
+    if np.ndim(wave) == 1 and np.ndim(flux) == 2 and np.shape(flux)[0] > 1:
+        return resample_shared(wave, flux, grid, sigma, mask, rows=rows, out=o_flux,
+                               out_sigma=o_sigma, out_mask=o_mask, offset=offset, scale=scale)
     out = spline_rows(wave, flux, grid, rows=rows, out=o_flux, offset=offset, scale=scale)
     out_sigma, out_mask = linear_rows(wave, grid, sigma, mask, rows=rows, out_sigma=o_sigma,
                                       out_mask=o_mask, offset=offset, scale=scale)
