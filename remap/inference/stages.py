@@ -312,7 +312,7 @@ class Validate(Stage):
             warn_medium_assumed(assumed, self.survey.wavelength_medium,
                                 f"the medium of survey {getattr(self.survey, 'name', '?')!r}",
                                 stacklevel=4)
-        return batches
+        return _merge_grids(batches)
 
     def _check(self, pending, context):
         """The per-row rules on the stacked pieces of each grid (one pass per grid).
@@ -363,6 +363,23 @@ class Validate(Stage):
                              medium=self.medium if self.medium is not None
                              else rows[0][3]["medium"])
         return out
+
+
+def _merge_grids(batches):
+    """Batches of one pixel count and medium joined into one whose rows keep their own grids.
+
+    Spectra that each come with their own wavelength solution (one file per star)
+    would otherwise travel as one batch per star, every stage paying its per-batch
+    cost a thousand times; the stages treat each row on its own, so the results are
+    those of the separate batches.
+    """
+    by_shape = {}
+    for b in batches:
+        by_shape.setdefault((b.npix, b.medium), []).append(b)
+    if len(by_shape) == len(batches):
+        return batches
+    return [parts[0] if len(parts) == 1 else Batch.concatenate(parts)
+            for parts in by_shape.values()]
 
 
 # ============================================================================ split

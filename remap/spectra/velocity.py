@@ -642,6 +642,19 @@ def _covered_sums(covered, bank, shift=0):
     return out
 
 
+def _roll_rows(a, shift):
+    """Each row of ``a`` rolled back by its own shift: ``out[r, i] = a[r, (i + shift[r]) % n]``
+    (``numpy.roll(a[r], -shift[r])``), the rows of one shift copied together."""
+    out = np.empty_like(a)
+    n = a.shape[1]
+    for k in np.unique(shift):
+        rows = np.flatnonzero(shift == k)
+        k = int(k) % n
+        out[rows, :n - k] = a[rows, k:]
+        out[rows, n - k:] = a[rows, :k]
+    return out
+
+
 def _joined(arrays):
     """The arrays concatenated along the rows; a single one itself (no copy)."""
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
@@ -756,13 +769,18 @@ def estimate_rv_groups(sets, banks, groups, n_groups, *, rv=None, search=None):
     score_num = np.zeros((n_rows, banks[0].n_templates))
     score_den = np.zeros((n_rows, banks[0].n_templates))
     for b, p in zip(banks, per_bank):
+        if not p.rows.size:
+            continue
         shift_b = shift[p.rows]
-        for k in np.unique(shift_b):       # rows of one lag together (often all of them)
-            # rows shifted by -k against the templates = templates shifted by +k (circular)
-            sel = np.flatnonzero(shift_b == k)
-            rows_k = slice(None) if sel.size == p.rows.size else sel
-            score_num[p.rows[rows_k]] += p.depth[rows_k] @ np.roll(b.depth, int(k), axis=1).T
-            score_den[p.rows[rows_k]] += _covered_sums(p.covered[rows_k], b, int(k))
+        if np.all(shift_b == 0):
+            depth, covered = p.depth, p.covered
+        else:
+            # each row rolled back by its lag (circular, as the FFT correlation): one product
+            # for every row whatever their velocities (rows at one lag each would need one
+            # roll of the templates and one product per distinct lag)
+            depth, covered = _roll_rows(p.depth, shift_b), _roll_rows(p.covered, shift_b)
+        score_num[p.rows] += depth @ b.depth.T
+        score_den[p.rows] += _covered_sums(covered, b)
     with np.errstate(divide="ignore", invalid="ignore"):
         score = _group_sum(score_num, inv, n_groups) / np.sqrt(
             _group_sum(score_den, inv, n_groups))
