@@ -129,6 +129,24 @@ def test_results_do_not_depend_on_the_other_stars_of_a_batch(model, stars, refer
     assert small.messages == reference.messages
 
 
+def test_stars_on_their_own_wavelength_solutions_are_fitted_together_as_alone(model, stars):
+    """One file per star, each with its own axis (and velocity): validate joins them into one
+    batch per pixel count (rows on their own grids); every star's result is its own."""
+    from remap.spectra.velocity import doppler_factor
+
+    moved = []
+    for i, star in enumerate(stars):
+        f = float(doppler_factor(40.0 * (i - 1.5)))
+        moved.append({b: Spectrum(flux=sp.flux, spectral_axis=sp.spectral_axis * f,
+                                  uncertainty=sp.uncertainty, meta=dict(sp.meta))
+                      for b, sp in star.items()})
+    together = remap.fit(moved, model=model)
+    for i in range(len(moved)):
+        _same(remap.fit(moved[i], model=model), together[i])
+    rv = together.values["rv"].to_value(u.km / u.s)
+    np.testing.assert_allclose(rv, 40.0 * (np.arange(len(moved)) - 1.5), atol=1.5)
+
+
 def test_fit_iter_yields_chunks_with_the_users_indices(model, stars, reference):
     parts = list(fit_iter(iter(stars), model=model, **FIXED, batch_size=3))
     assert [len(p) for p in parts] == [3, 1]

@@ -246,9 +246,9 @@ class Validate(Stage):
         return [(item.label, obj)]
 
     def run(self, items, context):
-        groups = {}     # grid key -> list of (stars, flux, sigma, mask): rows already checked
+        groups = {}     # grid key -> list of (stars, flux, sigma, mask): 2-D input rows, checked
         waves = {}
-        pending = {}    # grid key -> list of (star, piece, label, parts): rows to check
+        pending = {}    # (npix, medium) -> list of (star, piece, label, parts): rows to check
         bundles = {}    # id -> (bundle, [(star, row)]): rows of a 2-D input, checked below
         for star, item in enumerate(items):
             if isinstance(item.obj, _Rows):
@@ -267,8 +267,10 @@ class Validate(Stage):
             context.piece_units[star] = [a["unit"] for a in converted]
             context.piece_resolution[star] = [(a["meta_resolution"], 0) for a in converted]
             for p, ((label, _), a) in enumerate(zip(pieces, converted)):
-                pending.setdefault(a["key"], []).append((star, p, label, a))
-                waves[a["key"]] = (a["wave"], a["medium"])
+                # checked together with every piece of its pixel count and medium (rows
+                # on their own grids alike: one file per star, each its own solution)
+                pending.setdefault((a["flux"].shape[1], a["key"][1]), []).append(
+                    (star, p, label, a))
         for bundle, taken in bundles.values():
             flux, sigma, bad, notes, errors = bundle.take([r for _, r in taken])
             a = bundle.parts
@@ -294,20 +296,19 @@ class Validate(Stage):
             wave, medium = waves[key]
             if self.medium is not None:
                 medium = self.medium
-            parts = []
             for stars, flux, sigma, bad in groups.get(key, ()):
-                parts.append(Batch(flux=flux, sigma=sigma, mask=bad, wave=wave, star=stars,
-                                   piece=np.zeros(len(stars), dtype=np.int64), medium=medium))
-            if key in checked:
-                parts.append(checked[key])
-                if self.medium is None and medium is None:
-                    assumed.extend(context.labels[s] for s, p in
-                                   zip(checked[key].star, checked[key].piece) if p == 0)
+                if len(stars):
+                    batches.append(Batch(flux=flux, sigma=sigma, mask=bad, wave=wave,
+                                         star=stars, piece=np.zeros(len(stars), np.int64),
+                                         medium=medium))
             if self.medium is None and medium is None:
                 assumed.extend(context.labels[s] for g in groups.get(key, ()) for s in g[0])
-            for part in parts:
-                if len(part):
-                    batches.append(part)
+        for (_, medium), part in checked.items():
+            if len(part):
+                batches.append(part)
+            if self.medium is None and medium is None:
+                assumed.extend(context.labels[s] for s, p in zip(part.star, part.piece)
+                               if p == 0)
         if assumed:
             warn_medium_assumed(assumed, self.survey.wavelength_medium,
                                 f"the medium of survey {getattr(self.survey, 'name', '?')!r}",
@@ -315,11 +316,13 @@ class Validate(Stage):
         return _merge_grids(batches)
 
     def _check(self, pending, context):
-        """The per-row rules on the stacked pieces of each grid (one pass per grid).
+        """The per-row rules on the stacked pieces of each pixel count and medium (one pass
+        each).
 
         A star with a failing piece fails as a whole (its first failing piece
-        names the reason); its other pieces are dropped.  Returns grid key ->
-        `Batch` of the pieces that pass.
+        names the reason); its other pieces are dropped.  Returns (pixel count,
+        medium) -> `Batch` of the pieces that pass: on their shared grid, or each
+        on its own (a 2-D ``wave``) when their grids differ.
         """
         stacked = {}
         first_error = {}
@@ -355,7 +358,12 @@ class Validate(Stage):
                 continue
             if not keep.all():
                 flux, sigma, bad = flux[keep], sigma[keep], bad[keep]
-            out[key] = Batch(flux=flux, sigma=sigma, mask=bad, wave=rows[0][3]["wave"],
+            first = rows[0][3]
+            if all(a["key"] == first["key"] for *_, a in rows):
+                wave = first["wave"]
+            else:
+                wave = np.stack([a["wave"] for (*_, a), k in zip(rows, keep) if k])
+            out[key] = Batch(flux=flux, sigma=sigma, mask=bad, wave=wave,
                              star=np.array([s for (s, *_), k in zip(rows, keep) if k],
                                            dtype=np.int64),
                              piece=np.array([p for (_, p, *_), k in zip(rows, keep) if k],

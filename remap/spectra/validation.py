@@ -70,6 +70,11 @@ def wavelength_of(spectral_axis):
         raise SpectrumError("the spectral axis has no unit; expected a Quantity in a "
                             "wavelength, frequency, energy or wavenumber unit (e.g. u.AA)")
     unit = spectral_axis.unit
+    if unit is u.AA:    # the common case, without unit arithmetic (~70 us a spectrum)
+        value = np.array(spectral_axis.value, dtype=float)
+        if not np.all(np.isfinite(value)):
+            raise SpectrumError("the spectral axis contains NaN or infinite values")
+        return value * u.AA
     if unit == u.dimensionless_unscaled or unit == u.pix:
         raise SpectrumError(f"the spectral axis is in {unit.to_string() or 'dimensionless'} "
                             "units; expected a wavelength, frequency, energy or wavenumber "

@@ -606,11 +606,11 @@ def _check_banks(banks):
     return banks
 
 
-def _overlaps(bank, wave):
-    """Whether any row of ``wave`` reaches into the bank's template range."""
-    lo = np.min(wave[..., 0])
-    hi = np.max(wave[..., -1])
-    return hi > bank.wave[0] and lo < bank.wave[-1]
+def _overlaps(bank, wave, n):
+    """Whether each of the ``n`` rows of ``wave`` (1-D: one grid for all) reaches into the
+    bank's template range (bool (n,))."""
+    return np.broadcast_to((wave[..., -1] > bank.wave[0]) & (wave[..., 0] < bank.wave[-1]),
+                           (n,))
 
 
 class _BankRows(typing.NamedTuple):
@@ -711,14 +711,24 @@ def estimate_rv_groups(sets, banks, groups, n_groups, *, rv=None, search=None):
             f = np.atleast_2d(np.asarray(f, dtype=float))
             w = np.asarray(w, dtype=float)
             k = f.shape[0]
-            if _overlaps(b, w):
+            # the rows that reach the bank's templates, each on its own (whether a row is
+            # correlated with a bank must not depend on the other rows of its set)
+            sel = _overlaps(b, w, k)
+            if sel.all():
                 d, c, npx, pv = b.prepare(w, f, m)
-                rows.append(np.arange(first, first + k))
-                depth.append(d)
-                cover.append(c)
-                npix_b[first:first + k] = npx
-                pixvar_b[first:first + k] = pv
+                idx = np.arange(first, first + k)
+            elif sel.any():
+                d, c, npx, pv = b.prepare(w if w.ndim == 1 else w[sel], f[sel],
+                                          None if m is None else np.asarray(m)[sel])
+                idx = first + np.flatnonzero(sel)
             first += k
+            if not sel.any():
+                continue
+            rows.append(idx)
+            depth.append(d)
+            cover.append(c)
+            npix_b[idx] = npx
+            pixvar_b[idx] = pv
         if rows:
             per_bank.append(_BankRows(_joined(rows), _joined(depth), _joined(cover), npix_b,
                                       pixvar_b))
