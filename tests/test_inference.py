@@ -121,6 +121,17 @@ def test_input_shapes_run_as_the_same_batches_and_agree(model, stars, reference)
     assert np.all(np.isfinite(reference.teff.median.value))
 
 
+def test_input_shapes_agree_with_the_velocity_and_resolution_measured(model, stars):
+    """The same with the rest_frame and resolution stages measuring: a star as one spectrum
+    across both beams or as one spectrum per beam is correlated alike."""
+    measured = remap.fit(stars, model=model)
+    for value in ([SpectrumList([s["A"], s["B"]]) for s in stars], _two_d(stars)):
+        result = remap.fit(value, model=model)
+        _same(result, measured)
+        for name in ("rv", "rv_err", "resolution"):
+            np.testing.assert_array_equal(result.values[name], measured.values[name])
+
+
 def test_results_do_not_depend_on_the_other_stars_of_a_batch(model, stars, reference):
     alone = remap.fit(stars[2], model=model, **FIXED)
     _same(alone, reference[2])

@@ -153,12 +153,33 @@ def test_compiled_preparation_equals_the_numpy_reference(bank):
     flux[5, 1000:1300] = np.nan             # non-finite pixels count as bad
     bad |= ~np.isfinite(flux)
     depth, covered, npix, pixvar = bank.prepare(wave, flux, bad)
-    ref_depth, ref_covered = _prepare_reference(bank, wave, flux, bad)
+    # pixels outside the templates' range take no part (as masked ones)
+    inside = (wave >= bank.wave[0]) & (wave <= bank.wave[-1])
+    ref_depth, ref_covered = _prepare_reference(bank, wave, flux, bad | ~inside)
     np.testing.assert_array_equal(covered, ref_covered)
     np.testing.assert_allclose(depth, ref_depth, rtol=0, atol=1e-12)
     assert covered[1].sum() < covered[0].sum() and covered[3].sum() < covered[0].sum()
     assert npix[3] == np.count_nonzero((wave[3] <= GRID[-1]) & ~bad[3])
-    np.testing.assert_allclose(pixvar, np.median(np.diff(np.log(wave), axis=1), axis=1) ** 2)
+    dln = np.diff(np.log(wave), axis=1)
+    pairs = inside[:, 1:] & inside[:, :-1]
+    np.testing.assert_allclose(pixvar, [np.median(d[p]) ** 2 for d, p in zip(dln, pairs)])
+    assert not covered[3, bank.grid > np.log(bank.wave[-1])].any()
+
+
+def test_a_spectrum_whole_or_in_pieces_is_measured_alike(bank):
+    """A row reaching beyond the templates (e.g. both beams in one spectrum) gives the
+    same CCF as the piece of it inside their range: the same velocity, peak and width."""
+    from remap.spectra.velocity import estimate_rv_groups
+
+    wave = np.arange(4830.0, 5600.0, 0.1)
+    flux = lines(wave, 11_000, rv=23.0) + np.random.default_rng(2).normal(0, 0.01, wave.size)
+    whole = estimate_rv_groups([(wave, flux[None], None)], [bank], np.array([0]), 1)
+    cut = np.searchsorted(wave, 5330.0)
+    pieces = [(wave[:cut], flux[None, :cut], None), (wave[cut:], flux[None, cut:], None)]
+    split = estimate_rv_groups(pieces, [bank], np.array([0, 0]), 1)
+    assert abs(whole.rv[0] - 23.0) < 0.3
+    for name in ("rv", "peak", "ccf_sigma", "pixel_var", "npix"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(split, name))
 
 
 def test_covered_sums_equal_the_product_for_full_and_partial_rows(bank):

@@ -450,15 +450,27 @@ class TemplateBank:
         flux = np.atleast_2d(np.asarray(flux, dtype=float))
         n, npix = flux.shape
         wave = np.asarray(wave, dtype=float)
-        bad = ~np.isfinite(flux) if mask is None else (np.asarray(mask, bool)
-                                                       | ~np.isfinite(flux))
+        # only the pixels inside the templates' range take part (the others would be
+        # correlated with template padding): a spectrum gives the same rows whether it
+        # comes whole or cut into beams or pieces
+        in_t = (wave >= self.wave[0]) & (wave <= self.wave[-1])
+        bad = ~np.isfinite(flux) | ~in_t
+        if mask is not None:
+            bad |= np.asarray(mask, bool)
         lnw = np.log(wave)
         depth, covered = prepare_rows(lnw, flux, bad, self.grid, self.cont_window,
                                       self.highpass)
-        in_t = (wave >= self.wave[0]) & (wave <= self.wave[-1])
-        npx = np.count_nonzero(in_t & ~bad, axis=1).astype(np.int64)
+        npx = np.count_nonzero(~bad, axis=1).astype(np.int64)
+        # the median pixel size over pairs of pixels inside that range
+        pairs = in_t[..., 1:] & in_t[..., :-1]
         dln = np.diff(lnw, axis=-1)
-        step = np.median(dln, axis=-1) if dln.shape[-1] else np.zeros(lnw.shape[:-1])
+        if wave.ndim == 1:
+            step = np.median(dln[pairs]) if pairs.any() else 0.0
+        else:
+            step = np.zeros(n)
+            some = pairs.any(axis=1)        # (rows without a pair: 0)
+            if some.any():
+                step[some] = np.nanmedian(np.where(pairs[some], dln[some], np.nan), axis=-1)
         pix_var = np.broadcast_to(np.asarray(step, dtype=float) ** 2, (n,)).copy()
         return depth, covered, npx, pix_var
 
