@@ -461,16 +461,16 @@ class TemplateBank:
         depth, covered = prepare_rows(lnw, flux, bad, self.grid, self.cont_window,
                                       self.highpass)
         npx = np.count_nonzero(~bad, axis=1).astype(np.int64)
-        # the median pixel size over pairs of pixels inside that range
-        pairs = in_t[..., 1:] & in_t[..., :-1]
-        dln = np.diff(lnw, axis=-1)
-        if wave.ndim == 1:
-            step = np.median(dln[pairs]) if pairs.any() else 0.0
-        else:
-            step = np.zeros(n)
-            some = pairs.any(axis=1)        # (rows without a pair: 0)
-            if some.any():
-                step[some] = np.nanmedian(np.where(pairs[some], dln[some], np.nan), axis=-1)
+        # the median pixel size over the pairs of pixels inside that range (one run of
+        # pixels: the grids ascend)
+
+        def median_step(w, ln):
+            a = np.searchsorted(w, self.wave[0])
+            b = np.searchsorted(w, self.wave[-1], side="right")
+            return np.median(np.diff(ln[a:b])) if b - a > 1 else 0.0    # (no pair: 0)
+
+        step = (median_step(wave, lnw) if wave.ndim == 1 else
+                np.array([median_step(w, ln) for w, ln in zip(wave, lnw)]))
         pix_var = np.broadcast_to(np.asarray(step, dtype=float) ** 2, (n,)).copy()
         return depth, covered, npx, pix_var
 

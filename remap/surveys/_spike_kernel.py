@@ -37,7 +37,7 @@ import numpy as np
 from .._util.jit import njit, uidx
 from .._util.threads import over_rows
 
-__all__ = ["spike_rows", "running_rank_rows", "noise_floor_rows", "fill_rows"]
+__all__ = ["spike_rows", "running_rank_rows", "fill_rows"]
 
 
 @njit
@@ -194,39 +194,6 @@ def _passes(f, s, opening, i, lo, window, rank, q, t):
         for p in range(a, a + window):
             count += f[uidx(min(max(p, 0), npix - 1))] < xb
     return count > rank
-
-
-def noise_floor_rows(flux, sigma, out):
-    """``out = max(sigma, floor)`` per row, ``floor`` = 1e-12 times the row's largest
-    absolute flux (at least 1e-300); returns per row whether every ``sigma`` is positive
-    and finite (the rows that are not are left to the caller's repair, then floored)."""
-    ok = np.empty(flux.shape[0], dtype=np.bool_)
-    floor = np.empty(flux.shape[0])
-    over_rows(_noise_floor_rows, flux.shape[0], flux, sigma, out, ok, floor)
-    return ok, floor
-
-
-@njit
-def _noise_floor_rows(r0, r1, flux, sigma, out, ok, floor):
-    """Rows ``r0:r1`` of `noise_floor_rows`: the floor and the positive check in one pass,
-    then the floored copy (the values of NumPy's ``maximum``)."""
-    npix = flux.shape[1]
-    for r in range(r0, r1):
-        big = -np.inf
-        small = np.inf
-        good = True
-        for p in range(npix):
-            f = flux[r, p]
-            big = max(big, f)
-            small = min(small, f)
-            v = sigma[r, p]
-            good &= (v > 0.0) & (v < np.inf)
-        fl = 1e-12 * max(max(big, -small), 1e-300)
-        floor[r] = fl
-        ok[r] = good
-        for p in range(npix):
-            v = sigma[r, p]
-            out[r, p] = v if v >= fl else fl     # (a NaN row is repaired by the caller)
 
 
 def running_rank_rows(x, window, rank, out):

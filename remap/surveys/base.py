@@ -223,25 +223,15 @@ def _spike_sigma(flux, stddev, mask, window, *, reference=False):
         sigma = MAD_TO_SIGMA * med / np.sqrt(1.5)
     else:
         sigma = np.asarray(stddev, dtype=float)
-    if not reference:   # the floor and the check in one compiled pass (the same values)
-        out = np.empty(flux.shape)
-        row_ok, floor = _spike_kernel().noise_floor_rows(
-            np.ascontiguousarray(flux, dtype=float), np.ascontiguousarray(sigma), out)
-        bad_rows = np.flatnonzero(~row_ok)
-        if not bad_rows.size:
-            return out
+    # reductions without temporaries (NaN propagates through min/max: such a row fails)
+    floor = 1e-12 * np.maximum(np.maximum(flux.max(axis=1), -flux.min(axis=1)), 1e-300)
+    bad_rows = np.flatnonzero(~((sigma.min(axis=1) > 0) & (sigma.max(axis=1) < np.inf)))
+    if bad_rows.size:
         sigma = sigma.copy()
-    else:
-        floor = 1e-12 * np.maximum(np.maximum(flux.max(axis=1), -flux.min(axis=1)), 1e-300)
-        bad_rows = None
-    ok = (sigma > 0) & (sigma < np.inf)   # False at NaN too
-    if bad_rows is None:
-        bad_rows = np.flatnonzero(~ok.all(axis=1))
-        if bad_rows.size:
-            sigma = sigma.copy()
     for i in bad_rows:
-        positive = sigma[i, ok[i]]
-        sigma[i, ~ok[i]] = np.median(positive) if positive.size else floor[i]
+        ok = (sigma[i] > 0) & (sigma[i] < np.inf)   # False at NaN too
+        positive = sigma[i, ok]
+        sigma[i, ~ok] = np.median(positive) if positive.size else floor[i]
     return np.maximum(sigma, floor[:, None])
 
 
