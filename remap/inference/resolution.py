@@ -148,15 +148,18 @@ class Resolution(Stage):
         banks = list(self.banks.values())
         r_t = float(banks[0].resolution or self.model_r)
         ccf = getattr(context, "ccf", {})
-        todo = []
+        todo, known, recs = [], [], []
         for k, i in enumerate(rows):
             rec = ccf.get(int(batch.star[i]))
             if rec is None:
                 todo.append(k)
-                continue
-            c_sig, a_sig, pvar, _ = rec
+            else:
+                known.append(k)
+                recs.append(rec[:3])
+        if known:   # the rest-frame CCF widths, all rows at once (elementwise: the same values)
+            c_sig, a_sig, pvar = np.array(recs, dtype=float).T
             extra = (pvar - banks[0].template_step ** 2) / 6.0
-            out[k] = float(resolution_from_widths(c_sig, a_sig, r_t, extra_var=extra))
+            out[known] = resolution_from_widths(c_sig, a_sig, r_t, extra_var=extra)
         if todo:
             sub = batch.take(rows[todo])
             wave = sub.wave
