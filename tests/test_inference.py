@@ -564,6 +564,12 @@ def test_resample_arrays_shared_axis_equals_scipy_and_is_c_ordered(uniform):
                                                            mask[r])[0], rtol=0, atol=1e-12)
     sub, _, _ = resample_rows(wave, grid, flux, rows=np.array([5, 1]))
     np.testing.assert_array_equal(sub, f[[5, 1]])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        resample_arrays(wave[::-1], grid, flux)
+    with pytest.raises(ValueError, match="one value per pixel"):
+        resample_arrays(wave[:-1], grid, flux)
+    with pytest.raises(ValueError, match="at least 4 pixels"):
+        resample_arrays(wave[:3], grid[:2], flux[:, :3])
     # per-row factors (rows in their own frames): the one-pass kernel equals the separate
     # spline and linear kernels, and the SciPy reference on the divided grids
     from remap.spectra._spline_kernel import linear_rows, spline_rows

@@ -81,11 +81,23 @@ def resample_arrays(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
     flux, sigma, mask : ndarray
         On ``grid``, the shape of the input's (rows, m) or (m,), C-ordered;
         ``sigma``/``mask`` are None when not given.
+
+    Raises
+    ------
+    ValueError
+        ``wave`` not 1-D, of another length than the rows, not strictly
+        increasing, or shorter than 4 pixels.
     """
     flux = np.asarray(flux, dtype=float)
+    wave = np.asarray(wave, dtype=float)
+    if wave.ndim != 1 or wave.size != flux.shape[-1]:
+        raise ValueError(f"wave must be 1-D with one value per pixel ({flux.shape[-1]}); "
+                         f"received shape {wave.shape}")
+    if not np.all(np.diff(wave) > 0):
+        raise ValueError("wave must be strictly increasing")
     one = flux.ndim == 1
     rows = [None if a is None else np.atleast_2d(a) for a in (flux, sigma, mask)]
-    out = resample_rows(np.asarray(wave, dtype=float), grid, *rows)
+    out = resample_rows(wave, grid, *rows)
     if one:
         out = tuple(None if a is None else a[0] for a in out)
     return out
@@ -131,6 +143,9 @@ def resample_rows(wave: np.ndarray, grid: np.ndarray, flux: np.ndarray,
     from ._spline_kernel import linear_rows, resample_shared, spline_rows   # numba: on first use
 
     grid = np.asarray(grid, dtype=float)
+    if np.shape(wave)[-1] < 4:
+        raise ValueError(f"a not-a-knot cubic spline needs at least 4 pixels per row; received "
+                         f"{np.shape(wave)[-1]}")
     o_flux, o_sigma, o_mask = (None, None, None) if out is None else out
     if np.ndim(wave) == 1 and np.ndim(flux) == 2 and np.shape(flux)[0] > 1:
         return resample_shared(wave, flux, grid, sigma, mask, rows=rows, out=o_flux,
