@@ -155,16 +155,16 @@ def at_velocities(stars, rv_max=100.0, seed=1):
     from specutils import Spectrum
 
     from remap.spectra.resampling import resample_rows
-    from remap.spectra.velocity import C_KMS, doppler_factor
+    from remap.spectra.velocity import doppler_factor
 
-    factor = np.asarray(doppler_factor(np.random.default_rng(seed).uniform(
-        -rv_max, rv_max, len(stars))))
+    rv = np.random.default_rng(seed).uniform(-rv_max, rv_max, len(stars))
+    factor = np.asarray(doppler_factor(rv))
     two = combined_batch(stars)
     wave = two.spectral_axis.to_value(u.AA)
     flux, sigma = two.flux.value, two.uncertainty.array
     # the flux at observed λ is the rest-frame flux at λ / factor (clipped to the axis)
     inner = (wave / factor.max() >= wave[0]) & (wave / factor.min() <= wave[-1])
-    shifted = np.repeat(flux, 1, axis=0)
+    shifted = flux.copy()
     shifted[:, inner], _, _ = resample_rows(wave, wave[inner], flux, scale=1.0 / factor)
     unit = two.flux.unit
     moved = Spectrum(flux=shifted * unit, spectral_axis=two.spectral_axis,
@@ -172,7 +172,6 @@ def at_velocities(stars, rv_max=100.0, seed=1):
     own = [{b: Spectrum(flux=sp.flux, spectral_axis=sp.spectral_axis * f,
                         uncertainty=sp.uncertainty, meta=dict(sp.meta))
             for b, sp in star.items()} for star, f in zip(stars, factor)]
-    rv = C_KMS * (factor ** 2 - 1) / (factor ** 2 + 1)
     return {"2-D": moved, "list of dicts": own, "rv": rv}
 
 

@@ -184,8 +184,9 @@ def test_a_spectrum_whole_or_in_pieces_is_measured_alike(bank):
 
 def test_covered_sums_equal_the_product_for_full_and_partial_rows(bank):
     """The CCF normalization: rows covering the templates' support take their totals, the
-    others the product; both equal covered @ roll(depth_sq, k).T."""
-    from remap.spectra.velocity import _covered_sums
+    others the product; both equal covered @ roll(depth_sq, k).T (the rows rolled back by
+    k, as the template scoring does)."""
+    from remap.spectra.velocity import _covered_sums, _roll_rows
 
     rng = np.random.default_rng(5)
     covered = np.ones((6, bank.nfft), bool)
@@ -194,7 +195,7 @@ def test_covered_sums_equal_the_product_for_full_and_partial_rows(bank):
     covered[3, : bank.support[0]] = False            # outside the support only: still full
     for k in (0, 7, -7):
         ref = covered.astype(float) @ np.roll(bank.depth_sq, k, axis=1).T
-        got = _covered_sums(covered, bank, k)
+        got = _covered_sums(_roll_rows(covered, np.full(len(covered), k)), bank)
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0)
     assert np.array_equal(_covered_sums(covered, bank)[[0, 3]],
                           np.stack([bank.depth_sq_total] * 2))

@@ -427,8 +427,10 @@ class Split(Stage):
                 wave = convert_medium(wave * u.AA, original, medium).to_value(u.AA)
             reached = np.zeros(len(batch), bool)
             skipped = {}
-            if framed or wave.ndim == 2:
-                self._cut_rows(batch, wave, parts, reached, skipped)
+            if framed:
+                self._cut_rows(batch, batch.base_wave, batch.frame, parts, reached, skipped)
+            elif wave.ndim == 2:
+                self._cut_rows(batch, wave, None, parts, reached, skipped)
             for rows, w in _groups(batch, wave) if not framed and wave.ndim == 1 else ():
                 cuts, too_little = self.survey.beam_cuts(
                     w, min_coverage=self.options["min_coverage"])
@@ -467,35 +469,27 @@ class Split(Stage):
                 out.append(part)
         return out
 
-    def _cut_rows(self, batch, wave, parts, reached, skipped):
+    def _cut_rows(self, batch, base, frame, parts, reached, skipped):
         """`Survey.beam_cuts` for rows with their own grids, vectorized over the rows.
 
-        ``wave``: the rows' grids (2-D), or None to cut from the batch's stored grid
-        and per-row frame (`Batch.frame`) without computing every row's grid (the
-        same pixels: `_framed_search`).  Rows whose beam range starts and ends at
-        the same pixels go into one part (each row keeps its grid, or its frame).
+        The rows' wavelengths are ``base`` (1-D: shared, or 2-D), divided row by row
+        by ``frame`` (`Batch.frame`) when it is given: the beams are cut from the
+        stored grid without computing every row's grid (the same pixels:
+        `_framed_search`).  Rows whose beam range starts and ends at the same pixels
+        go into one part (each row keeps its grid, or its frame).
         """
         mc = self.options["min_coverage"]
-        framed = wave is None
+        factor = np.ones(len(batch)) if frame is None else frame
         for beam in self.survey.beams.values():
             lo, hi = beam.wave_min.value, beam.wave_max.value
-            if framed:
-                i0 = _framed_search(batch.base_wave, batch.frame, lo, "left")
-                i1 = _framed_search(batch.base_wave, batch.frame, hi, "right")
-            else:
-                i0 = np.fromiter((np.searchsorted(w, lo, side="left") for w in wave), np.int64,
-                                 len(wave))
-                i1 = np.fromiter((np.searchsorted(w, hi, side="right") for w in wave),
-                                 np.int64, len(wave))
+            i0 = _framed_search(base, factor, lo, "left")
+            i1 = _framed_search(base, factor, hi, "right")
             rows = np.flatnonzero(i1 - i0 >= 2)
             if not rows.size:
                 continue
             count = (i1 - i0)[rows]
-            if framed:
-                first = _framed_at(batch.base_wave, batch.frame, i0, rows)
-                last = _framed_at(batch.base_wave, batch.frame, i1 - 1, rows)
-            else:
-                first, last = wave[rows, i0[rows]], wave[rows, i1[rows] - 1]
+            first = _framed_at(base, factor, i0, rows)
+            last = _framed_at(base, factor, i1 - 1, rows)
             cov = np.clip((np.minimum(last, hi) - np.maximum(first, lo)) / (hi - lo), 0.0, 1.0)
             ok = (cov >= mc) & (count >= MIN_PIXELS)
             for r, c, k in zip(rows[~ok], cov[~ok], count[~ok]):
@@ -510,16 +504,13 @@ class Split(Stage):
             inverse = np.asarray(inverse).ravel()
             for g, (a, b) in enumerate(uniq):
                 sel = rows[inverse == g]
-                if framed:
-                    base = batch.base_wave
-                    w, frame = (base[a:b] if base.ndim == 1 else base[sel, a:b]), batch.frame[sel]
-                else:
-                    w, frame = wave[sel, a:b], None
                 parts[beam.name].append(Batch(
                     flux=batch.flux[sel, a:b], sigma=batch.sigma[sel, a:b],
-                    mask=batch.mask[sel, a:b], wave=w, star=batch.star[sel],
-                    piece=batch.piece[sel], beam=beam.name,
-                    medium=self.survey.wavelength_medium, frame=frame))
+                    mask=batch.mask[sel, a:b],
+                    wave=base[a:b] if base.ndim == 1 else base[sel, a:b],
+                    star=batch.star[sel], piece=batch.piece[sel], beam=beam.name,
+                    medium=self.survey.wavelength_medium,
+                    frame=None if frame is None else frame[sel]))
 
     def _join_chunks(self, beam, parts, context):
         """Parts of one beam: stars reaching it through several spectra get one joined row."""
@@ -589,7 +580,7 @@ def _framed_search(base, frame, value, side):
     """``np.searchsorted(base[r] / frame[r], value, side)`` for each row ``r``.
 
     ``base``: one grid (1-D) or one per row; the rows' wavelengths are
-    ``base / frame[:, None]`` (`Batch.frame`).  The search runs on ``base``
+    ``base / frame[:, None]`` (`Batch.frame`; ones: ``base`` itself).  The search runs on ``base``
     for ``value * frame`` and is then corrected pixel by pixel against the
     divided values themselves, so the result is exactly that of searching the
     divided grid (rounding moves the boundary by a pixel at most).

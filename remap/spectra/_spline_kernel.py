@@ -310,14 +310,21 @@ def spline_rows(x, y, xq, rows=None, out=None, offset=0, scale=None):
     x = np.atleast_2d(np.ascontiguousarray(x, dtype=np.float64))
     y = np.atleast_2d(np.ascontiguousarray(y, dtype=np.float64))
     xq = np.atleast_2d(np.ascontiguousarray(xq, dtype=np.float64))
-    sel, res, off = _selection(y.shape[0], rows, out, (xq.shape[1],), np.float64, offset)
     if x.shape[0] == 1 and y.shape[0] > 1:
-        none_f, none_b = np.zeros((1, 1)), np.zeros((1, 1), np.bool_)
-        over_rows(_rows_shared_x, sel.size, x, y, xq, res, sel, off, _scale(scale), none_f,
-                  none_b, none_f, none_b, False, False)
-    else:
-        over_rows(_rows, sel.size, x, y, xq, res, sel, off, _scale(scale))
+        return resample_shared(x, y, xq, rows=rows, out=out, offset=offset, scale=scale)[0]
+    sel, res, off = _selection(y.shape[0], rows, out, (xq.shape[1],), np.float64, offset)
+    over_rows(_rows, sel.size, x, y, xq, res, sel, off, _scale(scale))
     return res
+
+
+def _linear_inputs(sigma, mask):
+    """``(with_sigma, with_mask, sigma, mask)`` as the kernels take them (1 x 1 dummies)."""
+    with_sigma, with_mask = sigma is not None, mask is not None
+    sig = (np.atleast_2d(np.ascontiguousarray(sigma, dtype=np.float64)) if with_sigma
+           else np.zeros((1, 1)))
+    msk = (np.atleast_2d(np.ascontiguousarray(mask, dtype=np.bool_)) if with_mask
+           else np.zeros((1, 1), dtype=np.bool_))
+    return with_sigma, with_mask, sig, msk
 
 
 def resample_shared(x, y, xq, sigma=None, mask=None, rows=None, out=None, out_sigma=None,
@@ -335,11 +342,7 @@ def resample_shared(x, y, xq, sigma=None, mask=None, rows=None, out=None, out_si
     xq = np.atleast_2d(np.ascontiguousarray(xq, dtype=np.float64))
     m = xq.shape[1]
     sel, res, off = _selection(y.shape[0], rows, out, (m,), np.float64, offset)
-    with_sigma, with_mask = sigma is not None, mask is not None
-    sig = (np.atleast_2d(np.ascontiguousarray(sigma, dtype=np.float64)) if with_sigma
-           else np.zeros((1, 1)))
-    msk = (np.atleast_2d(np.ascontiguousarray(mask, dtype=np.bool_)) if with_mask
-           else np.zeros((1, 1), dtype=np.bool_))
+    with_sigma, with_mask, sig, msk = _linear_inputs(sigma, mask)
     out_s = _selection(y.shape[0], rows, out_sigma, (m,), np.float64, offset)[1] \
         if with_sigma else np.zeros((1, 1))
     out_m = _selection(y.shape[0], rows, out_mask, (m,), np.bool_, offset)[1] \
@@ -426,11 +429,7 @@ def linear_rows(x, xq, sigma=None, mask=None, rows=None, out_sigma=None, out_mas
     x = np.atleast_2d(np.ascontiguousarray(x, dtype=np.float64))
     xq = np.atleast_2d(np.ascontiguousarray(xq, dtype=np.float64))
     m = xq.shape[1]
-    with_sigma, with_mask = sigma is not None, mask is not None
-    sig = (np.atleast_2d(np.ascontiguousarray(sigma, dtype=np.float64)) if with_sigma
-           else np.zeros((1, 1)))
-    msk = (np.atleast_2d(np.ascontiguousarray(mask, dtype=np.bool_)) if with_mask
-           else np.zeros((1, 1), dtype=np.bool_))
+    with_sigma, with_mask, sig, msk = _linear_inputs(sigma, mask)
     n_rows = sig.shape[0] if with_sigma else msk.shape[0] if with_mask else x.shape[0]
     sel = np.arange(n_rows, dtype=np.int64) if rows is None else None
     off = 0

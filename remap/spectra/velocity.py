@@ -461,10 +461,10 @@ class TemplateBank:
         depth, covered = prepare_rows(lnw, flux, bad, self.grid, self.cont_window,
                                       self.highpass)
         npx = np.count_nonzero(~bad, axis=1).astype(np.int64)
-        # the median pixel size over the pairs of pixels inside that range (one run of
-        # pixels: the grids ascend)
 
         def median_step(w, ln):
+            """Median pixel size (ln λ) over the row's pixels inside the templates' range
+            (one run of pixels: the grids ascend)."""
             a = np.searchsorted(w, self.wave[0])
             b = np.searchsorted(w, self.wave[-1], side="right")
             return np.median(np.diff(ln[a:b])) if b - a > 1 else 0.0    # (no pair: 0)
@@ -635,22 +635,20 @@ class _BankRows(typing.NamedTuple):
     pixvar: np.ndarray     # squared median pixel size, for ALL rows (0: none)
 
 
-def _covered_sums(covered, bank, shift=0):
-    """``covered @ roll(bank.depth_sq, shift, axis=1).T``: each row's covered part of each
-    template's squared depth, the templates shifted by ``shift`` grid points (circular).
+def _covered_sums(covered, bank):
+    """``covered @ bank.depth_sq.T``: each row's covered part of each template's squared
+    depth (rows at a lag: roll them first, `_roll_rows`).
 
     Rows that cover every point where a template has depth (most rows) get the
-    templates' totals directly (a roll does not change them); only the others
-    go through the product (the same sums, up to rounding: about 1e-16).
+    templates' totals directly; only the others go through the product (the
+    same sums, up to rounding: about 1e-16).
     """
-    idx = bank.support if shift == 0 else (bank.support + shift) % bank.nfft
-    full = covered[:, idx].all(axis=1)
+    full = covered[:, bank.support].all(axis=1)
     out = np.empty((covered.shape[0], bank.n_templates))
     out[full] = bank.depth_sq_total
     part = np.flatnonzero(~full)
     if part.size:
-        t = bank.depth_sq if shift == 0 else np.roll(bank.depth_sq, shift, axis=1)
-        out[part] = covered[part].astype(np.float64) @ t.T
+        out[part] = covered[part].astype(np.float64) @ bank.depth_sq.T
     return out
 
 
@@ -726,21 +724,17 @@ def estimate_rv_groups(sets, banks, groups, n_groups, *, rv=None, search=None):
             # the rows that reach the bank's templates, each on its own (whether a row is
             # correlated with a bank must not depend on the other rows of its set)
             sel = _overlaps(b, w, k)
-            if sel.all():
-                d, c, npx, pv = b.prepare(w, f, m)
-                idx = np.arange(first, first + k)
-            elif sel.any():
-                d, c, npx, pv = b.prepare(w if w.ndim == 1 else w[sel], f[sel],
-                                          None if m is None else np.asarray(m)[sel])
+            if sel.any():
+                part = slice(None) if sel.all() else sel    # (all: views, no copies)
+                d, c, npx, pv = b.prepare(w if w.ndim == 1 else w[part], f[part],
+                                          None if m is None else np.asarray(m)[part])
                 idx = first + np.flatnonzero(sel)
+                rows.append(idx)
+                depth.append(d)
+                cover.append(c)
+                npix_b[idx] = npx
+                pixvar_b[idx] = pv
             first += k
-            if not sel.any():
-                continue
-            rows.append(idx)
-            depth.append(d)
-            cover.append(c)
-            npix_b[idx] = npx
-            pixvar_b[idx] = pv
         if rows:
             per_bank.append(_BankRows(_joined(rows), _joined(depth), _joined(cover), npix_b,
                                       pixvar_b))

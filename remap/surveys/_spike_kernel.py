@@ -41,14 +41,13 @@ __all__ = ["spike_rows", "running_rank_rows", "fill_rows"]
 
 
 @njit
-def _window_extreme(x, m, lo, take_max, pad, pre, suf, out):
+def _window_extreme(x, m, lo, take_max, pad, out):
     """``out[i]`` = min (or max) of ``x`` over ``[i + lo, i + lo + m - 1]``, indices clamped.
 
     On the edge-padded row, one elementwise pass per offset of the element
     (``m`` passes that vectorize; the spikes' elements are ~7 pixels): faster
     here than the van Herk / Gil-Werman prefix and suffix extremes, whose
-    short blocks do not.  ``pre``/``suf`` are not used (kept for the callers'
-    buffers).
+    short blocks do not.
     """
     n = x.size
     size = n + m - 1
@@ -71,10 +70,10 @@ def _window_extreme(x, m, lo, take_max, pad, pre, suf, out):
 
 
 @njit
-def _opening(f, m, ero, pad, pre, suf, out):
+def _opening(f, m, ero, pad, out):
     """Grey opening of the row ``f`` with a flat element of ``m`` pixels (SciPy's windows)."""
-    _window_extreme(f, m, -(m // 2), False, pad, pre, suf, ero)
-    _window_extreme(ero, m, -((m - 1) // 2), True, pad, pre, suf, out)
+    _window_extreme(f, m, -(m // 2), False, pad, ero)
+    _window_extreme(ero, m, -((m - 1) // 2), True, pad, out)
 
 
 @njit
@@ -135,15 +134,13 @@ def _spike_rows(r0, r1, flux, sigma, max_width, window, rank, q, nsigma, grow_ns
     ero = np.empty(npix)
     opening = np.empty(npix)
     pad = np.empty(npix + m)
-    pre = np.empty(npix + m)
-    suf = np.empty(npix + m)
     lo = -(window // 2)
     core = nsigma * (1.0 - 1e-9)
     for row in range(r0, r1):
         f = flux[row]
         s = sigma[row]
         o = out[row]
-        _opening(f, m, ero, pad, pre, suf, opening)
+        _opening(f, m, ero, pad, opening)
         for i in range(npix):
             o[i] = False
         # a spike is a run of "grow" pixels holding a "core" pixel: find the cores (a
